@@ -1,0 +1,81 @@
+"""Optimizers over lists of Tensors, updating ``.data`` in place.
+
+Adam (Kingma & Ba 2015), with t the step count:
+    m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
+    θ ← θ − lr · m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ − lr b).
+"""
+
+from __future__ import annotations
+
+
+class Optimizer:
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        if lr <= 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        self.lr = lr
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0):
+        super().__init__(params, lr)
+        self.momentum = momentum
+        self.buffers = [None] * len(self.params)
+
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad
+            if self.momentum:
+                self.buffers[i] = g if self.buffers[i] is None else self.momentum * self.buffers[i] + g
+                g = self.buffers[i]
+            p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.t = 0
+        self.m = [p.xp.zeros_like(p.data) for p in self.params]
+        self.v = [p.xp.zeros_like(p.data) for p in self.params]
+
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = self.lr / (1 - b1 ** self.t)
+        v_correction = 1 - b2 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p.data -= step_size * m / (p.xp.sqrt(v / v_correction) + self.eps)
+
+    def state_dict(self) -> dict:
+        state = {"t": self.t}
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            state[f"m{i}"], state[f"v{i}"] = m, v
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        for i, p in enumerate(self.params):
+            self.m[i][...] = p.xp.asarray(state[f"m{i}"])
+            self.v[i][...] = p.xp.asarray(state[f"v{i}"])

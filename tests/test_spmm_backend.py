@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import scipy.sparse
+
+from gnaq import backend
+from gnaq.spmm import HAVE_NUMBA, set_spmm_impl, spmm
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_spmm_equals_scipy(dtype):
+    A = scipy.sparse.random(200, 150, density=0.05, random_state=1, format="csr", dtype=dtype)
+    A.data[A.indptr[5]:A.indptr[6]] = 0  # an empty row
+    A.eliminate_zeros()
+    X = np.random.default_rng(1).standard_normal((150, 17)).astype(dtype)
+    fast, ref = spmm(A, X, impl="numba"), spmm(A, X, impl="scipy")
+    assert fast.dtype == dtype
+    np.testing.assert_allclose(fast, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    assert np.all(fast[5] == 0)
+
+
+def test_spmm_impl_selector_validates():
+    with pytest.raises(ValueError, match="unknown spmm"):
+        set_spmm_impl("magic")
+
+
+def test_cpu_device_and_unknown_device():
+    assert backend.resolve_device("cpu") == "cpu"
+    assert backend.resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        backend.resolve_device("tpu")
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="a GPU is present")
+def test_cuda_without_gpu_says_what_is_missing():
+    with pytest.raises(backend.DeviceUnavailable, match="cupy|CUDA"):
+        backend.resolve_device("cuda")
+
+
+def test_scatter_add_rows_sums_repeats():
+    out = backend.scatter_add_rows(np.array([1, 1, 0]), np.ones((3, 2)), 3)
+    np.testing.assert_array_equal(out, [[1, 1], [2, 2], [0, 0]])

@@ -1,0 +1,10 @@
+"""Datasets: loaders, the per-user split, the synthetic generator, the download registry."""
+
+from .interactions import DataError, Interactions, binary_csr
+from .readers import read_lightgcn_file, read_ratings_dat
+from .registry import DATASET_NAMES, REGISTRY, load_dataset
+from .split import split_per_user
+from .synthetic import make_synthetic
+
+__all__ = ["DataError", "Interactions", "binary_csr", "read_lightgcn_file", "read_ratings_dat",
+           "DATASET_NAMES", "REGISTRY", "load_dataset", "split_per_user", "make_synthetic"]

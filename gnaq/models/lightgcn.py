@@ -1,0 +1,89 @@
+"""LightGCN (He et al., SIGIR 2020) on gnaq's autograd, with a pluggable quantizer.
+
+    E⁽⁰⁾ ∈ ℝ^{N×d} (users then items),  E⁽ˡ⁺¹⁾ = Â E⁽ˡ⁾ (l < L),  Â: (N, N) CSR
+    z = quantizer.combine([E⁽⁰⁾ … E⁽ᴸ⁾])   full precision: z = Σₗ αₗ E⁽ˡ⁾, αₗ = 1/(L+1)
+    ŷᵤᵢ = zᵤ · zᵢ
+    loss = −mean_b log σ(ŷᵤₚ − ŷᵤₙ) + reg · ½ (‖E⁽⁰⁾ᵤ‖² + ‖E⁽⁰⁾ₚ‖² + ‖E⁽⁰⁾ₙ‖²) / B
+
+A quantizer may also replace the propagation input of the next layer (``messages`` option),
+through ``quantizer.message(layer_index, E)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import autograd as ag
+from ..backend import array_module, to_device
+
+
+class LightGCN:
+    def __init__(self, n_users: int, n_items: int, norm_adj, dim: int = 64, n_layers: int = 3,
+                 quantizer=None, seed: int = 0, init_std: float = 0.1, device: str = "cpu",
+                 dtype=np.float32):
+        from ..quant.base import FullPrecision
+        if dim <= 0 or n_layers < 0:
+            raise ValueError(f"need dim > 0 and n_layers ≥ 0, got dim={dim}, n_layers={n_layers}")
+        self.n_users, self.n_items = n_users, n_items
+        self.dim, self.n_layers, self.device = dim, n_layers, device
+        self.norm_adj = norm_adj
+        rng = np.random.default_rng(seed)
+        init = rng.normal(0.0, init_std, size=(n_users + n_items, dim)).astype(dtype)
+        self.embedding = ag.Tensor(to_device(init, device), requires_grad=True, name="embedding")
+        self.quantizer = quantizer if quantizer is not None else FullPrecision()
+        self.quantizer.setup(self)
+
+    @property
+    def xp(self):
+        return array_module(self.device)
+
+    @property
+    def layer_weights(self):
+        return [1.0 / (self.n_layers + 1)] * (self.n_layers + 1)
+
+    def parameters(self) -> list:
+        return [self.embedding] + self.quantizer.parameters()
+
+    def layers(self) -> list:
+        """[E⁽⁰⁾, …, E⁽ᴸ⁾] as Tensors."""
+        out = [self.embedding]
+        current = self.embedding
+        for layer in range(self.n_layers):
+            current = ag.spmm(self.norm_adj, self.quantizer.message(layer, current), A_T=self.norm_adj)
+            out.append(current)
+        return out
+
+    def representation(self):
+        """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set)."""
+        return self.quantizer.combine(self.layers())
+
+    def bpr_loss(self, users, pos_items, neg_items, reg: float):
+        """Returns (total, bpr, l2) Tensors for one batch of (user, positive, negative) indices."""
+        z = self.representation()
+        n_users = self.n_users
+        u = ag.gather(z, users)
+        p = ag.gather(z, pos_items + n_users)
+        n = ag.gather(z, neg_items + n_users)
+        margin = ag.sum(u * (p - n), axis=1)
+        bpr = -ag.mean(ag.log_sigmoid(margin))
+        rows = [ag.gather(self.embedding, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
+        l2 = ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users))
+        total = bpr + l2 * reg if reg else bpr
+        if self.quantizer.has_extra_loss:
+            total = total + self.quantizer.extra_loss()
+        return total, bpr, l2
+
+    def final_embeddings(self):
+        """(user_emb, item_emb) arrays of the representation, no graph recorded."""
+        with ag.no_grad():
+            z = self.representation().data
+        return z[: self.n_users], z[self.n_users:]
+
+    def state_dict(self) -> dict:
+        state = {"embedding": self.embedding.data}
+        state.update({f"quant.{k}": v for k, v in self.quantizer.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.embedding.data[...] = self.xp.asarray(state["embedding"])
+        self.quantizer.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("quant.")})

@@ -1,0 +1,143 @@
+"""``python -m gnaq.train``: train LightGCN (full precision or quantized), evaluate, export.
+
+    python -m gnaq.train --dataset ml-1m --data-dir DATA --bits 2 --quantizer gnaq --out runs/ml1m-2bit
+
+Writes DIR/config.json, DIR/metrics.jsonl (one JSON line per evaluation), DIR/best.npz and
+DIR/last.npz (atomic), DIR/result.json (test metrics of the best epoch) and, at the end, the
+packed model (DIR/model.gnaq unless --export PATH). ``--resume DIR`` continues an interrupted
+run exactly. Bad arguments or missing data: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .backend import DEVICES, DeviceUnavailable
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, exit 2, no usage dump
+        print(f"gnaq.train: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser():
+    from .data import DATASET_NAMES
+    from .quant import QUANTIZERS, SUPPORTED_BITS
+    p = _Parser(prog="python -m gnaq.train", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASET_NAMES)}, or a folder")
+    p.add_argument("--data-dir", default=None, help="folder holding DATASET/ (default: $GNAQ_DATA_DIR, cache)")
+    p.add_argument("--merge-valid", action="store_true", help="train on train ∪ valid (LightGCN's gowalla protocol)")
+    p.add_argument("--bits", type=int, default=32, choices=SUPPORTED_BITS, help="32 = full precision")
+    p.add_argument("--quantizer", default="gnaq", choices=tuple(QUANTIZERS))
+    p.add_argument("--quant-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="quantizer option, e.g. delta=0.5, refine=false (repeatable)")
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100; with --resume, extends the run)")
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--reg", type=float, default=1e-4)
+    p.add_argument("--topk", type=int, nargs="+", default=[10, 20])
+    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--patience", type=int, default=10, help="evaluations without NDCG@20 gain before stopping")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
+    p.add_argument("--export", default=None, help="packed model path (default OUT/model.gnaq)")
+    p.add_argument("--export-history", choices=("yes", "no"), default="yes",
+                   help="store users' training items in the .gnaq file to mask seen items")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_quant_options(items):
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--quant-option {item!r}: expected KEY=VALUE")
+        low = value.lower()
+        if low in ("true", "false", "yes", "no"):
+            out[key] = low in ("true", "yes")
+        else:
+            try:
+                out[key] = float(value) if any(c in value for c in ".e") else int(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def config_from_args(args):
+    from .trainer import TrainConfig
+    if args.resume:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.exists(path):
+            raise ValueError(f"--resume {args.resume}: no config.json there")
+        with open(path) as f:
+            saved = json.load(f)
+        saved["topk"] = tuple(saved["topk"])
+        saved["progress"] = not args.quiet
+        if args.epochs is not None:
+            saved["epochs"] = args.epochs
+        return TrainConfig(**saved)
+    out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-b{args.bits}-{args.quantizer}")
+    return TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
+        quantizer=args.quantizer, quant_options=parse_quant_options(args.quant_option), dim=args.dim,
+        layers=args.layers, epochs=args.epochs or 100, batch_size=args.batch_size, lr=args.lr, reg=args.reg,
+        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+        device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
+        progress=not args.quiet)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    from .data import DataError
+    from .trainer import NonFiniteLoss, Trainer
+    try:
+        config = config_from_args(args)
+        if config.device == "auto":
+            from .backend import resolve_device
+            if resolve_device("auto") == "cpu":
+                print("gnaq.train: --device auto: no usable CUDA device, training on the CPU", file=sys.stderr)
+        trainer = Trainer(config)
+    except (ValueError, DataError, DeviceUnavailable) as exc:
+        print(f"gnaq.train: error: {exc}", file=sys.stderr)
+        return 2
+    if args.resume:
+        trainer.restore(os.path.join(args.resume, "last.npz"))
+        print(f"resumed {args.resume} after epoch {trainer.epoch}", file=sys.stderr)
+    for note in trainer.data.notes:
+        print(f"data: {note}", file=sys.stderr)
+    try:
+        result = trainer.fit(on_eval=lambda r: print(json.dumps(r), flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last complete epoch ({trainer.epoch}) is in {config.out}/last.npz — "
+              f"continue with: python -m gnaq.train --resume {config.out}", file=sys.stderr)
+        return 130
+    except NonFiniteLoss as exc:
+        print(f"gnaq.train: stopped: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"result": result}))
+    if not args.no_export:
+        try:
+            from .export import export_model
+        except ImportError:
+            return 0
+        path = config.export or os.path.join(config.out, "model.gnaq")
+        info = export_model(trainer.model, trainer.data, path, history=config.export_history)
+        print(f"exported {path} ({info['file_bytes']:,} bytes)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

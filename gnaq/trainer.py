@@ -1,0 +1,230 @@
+"""The training loop behind ``python -m gnaq.train``: epochs of BPR, evaluation, early
+stopping, checkpoints and exact resume. The CLI parses arguments; this module does the work.
+
+Run folder layout:
+    config.json      the resolved configuration
+    metrics.jsonl    one JSON line per evaluation (epoch, loss, metrics, seconds)
+    last.npz         state after the last completed epoch (parameters, Adam, RNG, counters)
+    best.npz         parameters at the best validation NDCG@20
+    result.json      final test metrics of the best checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .backend import resolve_device, synchronize, to_device
+from .checkpoint import load_checkpoint, save_checkpoint
+from .graph import normalized_adjacency
+from .metrics import evaluate
+from .models import LightGCN
+from .optim import Adam
+from .sampling import sample_bpr_epoch
+
+log = logging.getLogger("gnaq.train")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    merge_valid: bool = False
+    bits: int = 32
+    quantizer: str = "gnaq"
+    quant_options: dict = field(default_factory=dict)
+    dim: int = 64
+    layers: int = 3
+    epochs: int = 100
+    batch_size: int = 2048
+    lr: float = 1e-3
+    reg: float = 1e-4
+    topk: tuple = (10, 20)
+    eval_every: int = 1
+    patience: int = 10
+    seed: int = 2020
+    device: str = "cpu"
+    out: str = "runs/latest"
+    export: str | None = None
+    export_history: bool = True
+    progress: bool = True
+
+    def validate(self) -> None:
+        from .quant import QUANTIZERS, SUPPORTED_BITS
+        checks = [
+            (self.dim > 0, f"--dim must be positive, got {self.dim}"),
+            (self.layers >= 0, f"--layers must be ≥ 0, got {self.layers}"),
+            (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
+            (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.reg >= 0, f"--reg must be ≥ 0, got {self.reg}"),
+            (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
+            (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
+            (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
+            (self.quantizer in QUANTIZERS, f"--quantizer {self.quantizer!r} unknown; choose from {tuple(QUANTIZERS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data=None):
+        from .data import load_dataset
+        from .quant import make_quantizer
+        config.validate()
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.data = data if data is not None else load_dataset(
+            config.dataset, config.data_dir, config.merge_valid, seed=config.seed, progress=config.progress)
+        d = self.data
+        self.norm_adj = normalized_adjacency(d.train, self.device)
+        quantizer = make_quantizer(config.quantizer, config.bits, **config.quant_options)
+        self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
+                              quantizer, seed=config.seed, device=self.device)
+        self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(config.seed)
+        self.epoch = 0
+        self.best = {"score": -math.inf, "epoch": 0}
+        self.bad_evals = 0
+        self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        os.makedirs(config.out, exist_ok=True)
+
+    # ---- one epoch -------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        """One pass of BPR triplets; returns the mean loss. Raises NonFiniteLoss."""
+        from tqdm.auto import tqdm
+        cfg, timings = self.config, self.timings
+        t0 = time.perf_counter()
+        users, pos, neg = sample_bpr_epoch(self.data.train, self.rng)
+        users, pos, neg = (to_device(a, self.device) for a in (users, pos, neg))  # once per epoch
+        timings["sampling"] += time.perf_counter() - t0
+        n_batches = math.ceil(len(users) / cfg.batch_size)
+        total = None
+        bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
+        for b in bar:
+            sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+            t0 = time.perf_counter()
+            loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg)
+            synchronize(self.device)
+            t1 = time.perf_counter()
+            self.optimizer.zero_grad()
+            loss.backward()
+            synchronize(self.device)
+            t2 = time.perf_counter()
+            self.optimizer.step()
+            synchronize(self.device)
+            timings["forward"] += t1 - t0
+            timings["backward"] += t2 - t1
+            timings["optimizer"] += time.perf_counter() - t2
+            total = loss.data if total is None else total + loss.data  # stays on the device
+            if b % 20 == 0 or b == n_batches - 1:
+                running = float(total) / (b + 1)
+                bar.set_postfix(loss=f"{running:.4f}")
+                if not math.isfinite(running):
+                    raise NonFiniteLoss(f"loss became {running} at epoch {self.epoch + 1}, batch {b + 1}; "
+                                        "try a smaller --lr; the last good checkpoint is kept")
+        mean_loss = float(total) / n_batches
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLoss(f"loss became {mean_loss} at epoch {self.epoch + 1}; "
+                                "the last good checkpoint is kept")
+        return mean_loss
+
+    # ---- evaluation --------------------------------------------------------------------
+    def evaluate(self, split: str = "valid") -> dict:
+        """Metrics on ``valid`` (train masked) or ``test`` (train ∪ valid masked)."""
+        d = self.data
+        target = d.valid if split == "valid" else d.test
+        mask = d.train if split == "valid" or d.valid is None else (d.train + d.valid).tocsr()
+        user_emb, item_emb = self.model.final_embeddings()
+        return evaluate(user_emb, item_emb, mask, target, ks=tuple(self.config.topk))
+
+    @property
+    def selection_split(self) -> str:
+        return "valid" if self.data.valid is not None else "test"
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _path(self, name):
+        return os.path.join(self.config.out, name)
+
+    def save(self, name: str = "last.npz") -> None:
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
+        meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
+                "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
+                "config": _jsonable(asdict(self.config))}
+        save_checkpoint(self._path(name), arrays, meta)
+
+    def restore(self, path) -> None:
+        arrays, meta = load_checkpoint(path)
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
+        optim["t"] = meta["optim_t"]
+        self.optimizer.load_state_dict(optim)
+        self.rng.bit_generator.state = meta["rng"]
+        self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
+
+    def load_weights(self, path) -> None:
+        arrays, _ = load_checkpoint(path)
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+
+    # ---- the whole run -----------------------------------------------------------------
+    def fit(self, on_eval=None) -> dict:
+        """Train until --epochs or early stopping; returns test metrics of the best checkpoint."""
+        cfg = self.config
+        with open(self._path("config.json"), "w") as f:
+            json.dump(_jsonable(asdict(cfg)), f, indent=2)
+        metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
+        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+            t0 = time.perf_counter()
+            loss = self.train_epoch()
+            train_seconds = time.perf_counter() - t0
+            self.epoch += 1
+            record = None
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                t1 = time.perf_counter()
+                metrics = self.evaluate(self.selection_split)
+                record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
+                          **{k: v for k, v in metrics.items() if k != "users"},
+                          "train_seconds": round(train_seconds, 3),
+                          "eval_seconds": round(time.perf_counter() - t1, 3)}
+                if metrics[metric] > self.best["score"]:
+                    self.best = {"score": metrics[metric], "epoch": self.epoch}
+                    self.bad_evals = 0
+                    self.save("best.npz")
+                else:
+                    self.bad_evals += 1
+            self.save("last.npz")  # before the log line, so a resumed run never repeats a line
+            if record is not None:
+                with open(self._path("metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if on_eval:
+                    on_eval(record)
+        if os.path.exists(self._path("best.npz")):
+            self.load_weights(self._path("best.npz"))
+        result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
+                  "selection_metric": f"{self.selection_split} {metric}",
+                  **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
+        with open(self._path("result.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        return result
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

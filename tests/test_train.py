@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pytest
+
+from gnaq import train as train_cli
+from gnaq.data import make_synthetic
+from gnaq.metrics import evaluate
+from gnaq.models.checks import lightgcn_loss_error
+from gnaq.sampling import sample_bpr_epoch
+from gnaq.trainer import TrainConfig, Trainer
+
+FAST = ["--dataset", "synthetic", "--dim", "16", "--layers", "2", "--batch-size", "256",
+        "--lr", "0.01", "--quiet", "--no-export"]
+
+
+def read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_lightgcn_loss_gradient_matches_finite_differences():
+    assert lightgcn_loss_error(3) < 1e-6
+
+
+def test_sampling_is_vectorised_correct_and_seeded():
+    data = make_synthetic(seed=1)
+    u, p, n = sample_bpr_epoch(data.train, np.random.default_rng(0))
+    assert len(u) == data.train.nnz
+    dense = data.train.toarray() > 0
+    assert dense[u, p].all() and not dense[u, n].any()
+    np.testing.assert_array_equal(np.sort(u * data.n_items + p), np.sort(data.train.tocoo().row * data.n_items + data.train.tocoo().col))
+    u2, _, n2 = sample_bpr_epoch(data.train, np.random.default_rng(0))
+    np.testing.assert_array_equal(n, n2)
+
+
+def test_few_epochs_learn_far_above_random(tmp_path):
+    data = make_synthetic(seed=0)
+    cfg = TrainConfig(dim=16, layers=2, epochs=8, batch_size=256, lr=0.01, progress=False, out=str(tmp_path))
+    result = Trainer(cfg, data).fit()
+    rng = np.random.default_rng(0)
+    random = evaluate(rng.standard_normal((data.n_users, 16)), rng.standard_normal((data.n_items, 16)),
+                      data.train + data.valid, data.test)
+    assert result["test_recall@20"] > 3 * random["recall@20"]
+    assert result["test_recall@20"] > 0.3
+    lines = read_lines(tmp_path / "metrics.jsonl")
+    assert [line["epoch"] for line in lines] == list(range(1, 9))
+    assert lines[-1]["loss"] < lines[0]["loss"]
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = train_cli.main(FAST + ["--epochs", "2", "--out", str(tmp_path / "a")])
+    b = train_cli.main(FAST + ["--epochs", "2", "--out", str(tmp_path / "b")])
+    assert a == b == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(read_lines(tmp_path / "a" / "metrics.jsonl")) == strip(read_lines(tmp_path / "b" / "metrics.jsonl"))
+
+
+def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    assert train_cli.main(FAST + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    assert train_cli.main(FAST + ["--epochs", "4", "--out", str(tmp_path / "cut")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(read_lines(tmp_path / "full" / "metrics.jsonl"))
+    full = json.loads((tmp_path / "full" / "result.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert full == cut
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def poisoned(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            self.model.embedding.data[:] = np.nan
+        return original(self)
+    monkeypatch.setattr(Trainer, "train_epoch", poisoned)
+    assert train_cli.main(FAST + ["--epochs", "3", "--out", str(out)]) == 1
+    assert "stopped: loss became nan" in capsys.readouterr().err
+    from gnaq.checkpoint import load_checkpoint
+    arrays, meta = load_checkpoint(out / "last.npz")
+    assert meta["epoch"] == 1 and np.isfinite(arrays["model.embedding"]).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "nope"], "invalid choice|unknown dataset"),
+    (["--dim", "0"], "--dim must be positive"),
+    (["--bits", "5"], "invalid choice"),
+    (["--epochs", "-1"], "--epochs must be positive"),
+    (["--dataset", "gowalla", "--data-dir", "/nonexistent"], "not found"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--resume", "/nonexistent"], "no config.json"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GNAQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr("gnaq.data.registry.download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(train_cli.main(argv + ["--quiet"]))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    import re
+    assert re.search(message, err)

@@ -5,8 +5,8 @@
     ŷᵤᵢ = zᵤ · zᵢ
     loss = −mean_b log σ(ŷᵤₚ − ŷᵤₙ) + reg · ½ (‖E⁽⁰⁾ᵤ‖² + ‖E⁽⁰⁾ₚ‖² + ‖E⁽⁰⁾ₙ‖²) / B
 
-A quantizer may also replace the propagation input of the next layer (``messages`` option),
-through ``quantizer.message(layer_index, E)``.
+A quantizer may run the propagation itself (GNAQ's quantized messages and refined intervals):
+the model asks ``quantizer.represent()`` for z.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ class LightGCN:
         out = [self.embedding]
         current = self.embedding
         for layer in range(self.n_layers):
-            current = ag.spmm(self.norm_adj, self.quantizer.message(layer, current), A_T=self.norm_adj)
+            current = ag.spmm(self.norm_adj, current, A_T=self.norm_adj)
             out.append(current)
         return out
 
     def representation(self):
         """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set)."""
-        return self.quantizer.combine(self.layers())
+        return self.quantizer.represent()
 
     def bpr_loss(self, users, pos_items, neg_items, reg: float):
         """Returns (total, bpr, l2) Tensors for one batch of (user, positive, negative) indices."""

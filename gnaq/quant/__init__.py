@@ -14,9 +14,19 @@ def make_quantizer(name: str, bits: int, **options) -> Quantizer:
         return FullPrecision()
     if name not in QUANTIZERS:
         raise ValueError(f"unknown quantizer {name!r}; choose from {tuple(QUANTIZERS)}")
-    return QUANTIZERS[name](bits, **options)
+    try:
+        return QUANTIZERS[name](bits, **options)
+    except TypeError as exc:  # an option the quantizer does not take
+        raise ValueError(f"quantizer {name!r}: {exc}") from None
 
 
-QUANTIZERS["gnaq"] = None  # filled in below as quantizer modules are imported
+from .bigear import BiGeaRQuantizer  # noqa: E402
+from .gnaq import GNAQQuantizer  # noqa: E402
+from .lsq import LSQQuantizer  # noqa: E402
+from .n2uq import N2UQQuantizer  # noqa: E402
+from .ste import STEQuantizer  # noqa: E402
+
+QUANTIZERS.update({"gnaq": GNAQQuantizer, "ste": STEQuantizer, "lsq": LSQQuantizer,
+                   "n2uq": N2UQQuantizer, "bigear": BiGeaRQuantizer})
 
 __all__ = ["FullPrecision", "Quantizer", "make_quantizer", "QUANTIZERS", "SUPPORTED_BITS"]

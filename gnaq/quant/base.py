@@ -3,10 +3,13 @@
 A quantizer sees the model's layer outputs and decides what the final representation z is:
 
     setup(model)               create parameters (may look at the initial embeddings)
-    message(l, E)              what layer l propagates (E itself unless messages are quantized)
-    combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   the (quantized) representation that scores are computed from
+    represent() → z            the (quantized) representation that scores are computed from;
+                               by default combine(model.layers())
+    combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   how layer outputs become z
     parameters()               learned tensors for the optimizer
-    export(z) → dict           codes (n, d) uint8 in [0, 2^b), scale (n,) [, offset], level rule
+    export() → dict            {"codes": (N, D) uint8 in [0, 2^b), "scales": (N, G)} — value of code c
+                               in group g (D/G columns each) is scales[n, g]·(c + ½ − 2^(b−1)) —
+                               or {"float": (N, D)} for full precision
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ class Quantizer:
     def setup(self, model) -> None:
         self.model = model
 
-    def message(self, layer: int, E):
-        return E
+    def represent(self):
+        return self.combine(self.model.layers())
 
     def combine(self, layers):
         raise NotImplementedError
@@ -41,8 +44,13 @@ class Quantizer:
         for p in self.parameters():
             p.data[...] = p.xp.asarray(state[p.name])
 
-    def export(self, z) -> dict:
+    def export(self) -> dict:
         raise NotImplementedError
+
+    def combination(self):
+        """Σₗ αₗ E⁽ˡ⁾ of the current parameters as an array, no graph recorded."""
+        with ag.no_grad():
+            return weighted_sum(self.model.layers(), self.model.layer_weights).data
 
 
 def weighted_sum(tensors, weights):
@@ -60,5 +68,5 @@ class FullPrecision(Quantizer):
     def combine(self, layers):
         return weighted_sum(layers, self.model.layer_weights)
 
-    def export(self, z) -> dict:
-        return {"float": z}
+    def export(self) -> dict:
+        return {"float": self.combination()}

@@ -1,0 +1,170 @@
+"""Gradient checks of the quantizers' hand-written estimators (float64), two ways:
+
+1. closed form: each backward equals its formula written out again here, element by element
+   in plain Python (independent of the vectorised implementation);
+2. relaxation: where the estimator is the exact gradient of a smooth (piecewise-smooth)
+   relaxation — N2UQ's ramp sum, BiGeaR's Fourier series — central finite differences of
+   that relaxation, at points away from its kinks.
+
+Each check yields (name, max relative error). Used by tests and bench/gradcheck.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import autograd as ag
+from ..graph import normalized_adjacency
+from ..data import binary_csr
+from .bigear import binarize, fourier_sign
+from .gnaq import graph_quantize
+from .n2uq import N2UQQuantizer, ramp_widths, relaxation, threshold_levels
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(np.abs(a).max(initial=0), np.abs(b).max(initial=0), 1e-12)
+    return float(np.abs(a - b).max(initial=0) / scale)
+
+
+def _tiny_graph(n_users=5, n_items=4, seed=0):
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.5)
+    return normalized_adjacency(binary_csr(users, items, n_users, n_items), dtype=np.float64)
+
+
+def uniform_closed_form(bits, delta, seed=0):
+    """graph_quantize backward vs the formula, loop by loop (per-node scales, Â r dense)."""
+    rng = np.random.default_rng(seed)
+    adj = _tiny_graph(seed=seed)
+    n, d = adj.shape[0], 3
+    x = rng.standard_normal((n, d))
+    s = rng.random((n, 1)) * 0.8 + 0.3
+    g = rng.standard_normal((n, d))
+    gscale = 1 / math.sqrt(d * 2 ** (bits - 1))
+    xt, st = ag.Tensor(x, requires_grad=True), ag.Tensor(s, requires_grad=True)
+    graph_quantize(xt, st, bits, gscale, adj, delta).backward(g)
+
+    half = 2 ** (bits - 1)
+    xhat = np.empty_like(x)
+    q = np.empty_like(x)
+    for i in range(n):
+        for k in range(d):
+            q[i, k] = min(max(math.floor(x[i, k] / s[i, 0]), -half), half - 1)
+            xhat[i, k] = s[i, 0] * (q[i, k] + 0.5)
+    r_bar = adj.toarray() @ (x - xhat)
+    gx, gs = np.zeros_like(x), np.zeros_like(s)
+    for i in range(n):
+        for k in range(d):
+            inside = -half <= x[i, k] / s[i, 0] < half
+            gx[i, k] = g[i, k] * inside * (1 + delta * math.tanh(r_bar[i, k] / s[i, 0]))
+            gs[i, 0] += g[i, k] * ((q[i, k] + 0.5) - inside * x[i, k] / s[i, 0]) * gscale
+    return max(_rel(xt.grad, gx), _rel(st.grad, gs), _rel(xt.data * 0 + xhat, graph_quantize(x, s, bits, 1).data))
+
+
+def n2uq_checks(bits, seed=0):
+    """N2UQ: closed form of all three gradients, and finite differences of the relaxation."""
+    rng = np.random.default_rng(seed)
+    q = N2UQQuantizer(bits)
+    n = q.n
+    T = np.sort(rng.standard_normal(n)) * 0.5 + np.arange(n) * 0.3
+    s = 0.4
+    widths = ramp_widths(T, s)
+    x = rng.standard_normal((6, 4)) * (n * 0.3 + 0.5)
+    # keep x away from ramp edges, where the relaxation has kinks
+    for k in range(n):
+        near = np.abs(np.abs(x - T[k]) - 0.5 * widths[k]) < 1e-3
+        x[near] += 3e-3
+    g = rng.standard_normal(x.shape)
+    xt = ag.Tensor(x, requires_grad=True)
+    Tt = ag.Tensor(T, requires_grad=True)
+    log_s = ag.Tensor(np.array([math.log(s)]), requires_grad=True)
+    out = q.quantize(xt, Tt, log_s)
+    out.backward(g)
+    levels = threshold_levels(x, T)
+    grad_scale = 1 / math.sqrt(x.size * 2 ** (bits - 1))
+    # closed form, element by element
+    gx, gT, gs = np.zeros_like(x), np.zeros_like(T), 0.0
+    for idx in np.ndindex(x.shape):
+        gs += g[idx] * (levels[idx] - n / 2)
+        for k in range(n):
+            if abs(x[idx] - T[k]) < widths[k] / 2:
+                gx[idx] += g[idx] * s / widths[k]
+                gT[k] -= g[idx] * s / widths[k]
+    closed = max(_rel(xt.grad, gx), _rel(Tt.grad, gT * grad_scale), _rel(log_s.grad, gs * grad_scale * s))
+    # relaxation: F(x, T) = Σ g ⊙ s·(relax(x; T, w) − n/2), w fixed
+    F = lambda xx, TT: float((g * s * (relaxation(xx, TT, widths) - n / 2)).sum())  # noqa: E731
+    eps = 1e-6
+    fd_x = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd_x[idx] = (F(up, T) - F(down, T)) / (2 * eps)
+    fd_T = np.zeros_like(T)
+    for k in range(n):
+        up, down = T.copy(), T.copy()
+        up[k] += eps
+        down[k] -= eps
+        fd_T[k] = (F(x, up) - F(x, down)) / (2 * eps)
+    relaxed = max(_rel(xt.grad, fd_x), _rel(Tt.grad, fd_T * grad_scale))
+    return closed, relaxed
+
+
+def bigear_relaxation(seed=0):
+    """BiGeaR: backward = ∂/∂x of α ⊙ FourierSign(x) with α constant (finite differences)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((5, 4))
+    g = rng.standard_normal(x.shape)
+    xt = ag.Tensor(x, requires_grad=True)
+    binarize(xt).backward(g)
+    alpha = np.abs(x).mean(axis=1, keepdims=True)
+    H = 3.0 * math.sqrt((x * x).mean()) + 1e-12
+    F = lambda xx: float((g * alpha * fourier_sign(xx, H)).sum())  # noqa: E731
+    fd = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        fd[idx] = (F(up) - F(down)) / 2e-6
+    return _rel(xt.grad, fd)
+
+
+def refinement_against_dense(seed=0):
+    """GNAQ's refined scales s⁽ˡ⁺¹⁾ = λ Â s⁽ˡ⁾ + (1 − λ) Δ σ(E⁽ˡ⁺¹⁾) vs a dense recomputation."""
+    from ..models import LightGCN
+    from .gnaq import GNAQQuantizer
+    from .uniform import optimal_step
+    adj = _tiny_graph(seed=seed)
+    n_users, n_items = 5, 4
+    quantizer = GNAQQuantizer(2)
+    model = LightGCN(n_users, n_items, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)
+    quantizer.theta.data[:] = np.array([0.3, -0.7]).reshape(2, 1, 1)
+    _, z_scale = quantizer.forward()
+    A = adj.toarray()
+    E = model.embedding.data
+    s = np.exp(quantizer.log_s0.data)
+    scales = [s]
+    for theta in (0.3, -0.7):
+        E = A @ E
+        lam = 1 / (1 + math.exp(-theta))
+        rms = np.maximum(np.sqrt((E * E).mean(axis=1, keepdims=True)), 1e-8)  # isolated nodes: floor
+        s = lam * (A @ s) + (1 - lam) * optimal_step(2) * rms
+        scales.append(s)
+    expected = math.exp(float(quantizer.log_kappa.data.ravel()[0])) * sum(scales) / 3
+    return _rel(z_scale.data, expected)
+
+
+def quantizer_checks():
+    for bits in (1, 2, 4):
+        yield f"uniform/gnaq estimator closed form (b={bits}, δ=0, STE+LSQ)", uniform_closed_form(bits, 0.0, bits)
+        yield f"uniform/gnaq estimator closed form (b={bits}, δ=0.5, graph term)", uniform_closed_form(bits, 0.5, bits)
+    for bits in (1, 2, 3):
+        closed, relaxed = n2uq_checks(bits, seed=bits)
+        yield f"n2uq estimator closed form (b={bits})", closed
+        yield f"n2uq estimator vs finite differences of its relaxation (b={bits})", relaxed
+    yield "bigear Fourier-sign estimator vs finite differences of its series", bigear_relaxation()
+    yield "gnaq refined intervals vs dense reference (L=2)", refinement_against_dense()
+

@@ -1,0 +1,124 @@
+"""GNAQ: node-aware, message-passing-refined quantization with a graph-relational gradient.
+
+The paper (Li et al., CIKM 2025, arXiv 2508.16516) published no code and its formulas were not
+reachable offline; this is the reading of shared/GNAQ-METHOD.md. N nodes, d dims, b bits,
+Δ_b the Gaussian MSE-optimal step (uniform.optimal_step), σ(·) a row's RMS.
+
+1. Node-aware initial intervals (learned, stored as log s):
+       s⁽⁰⁾ₙ = Δ_b · σ(E⁽⁰⁾ₙ)                     (``node_aware=False``: Δ_b · σ(E⁽⁰⁾) for all n)
+2. Refinement through message passing, λₗ = sigmoid(θₗ) learned (init θ = 0):
+       s⁽ˡ⁺¹⁾ = λₗ · Â s⁽ˡ⁾ + (1 − λₗ) · Δ_b · σ(E⁽ˡ⁺¹⁾)     (no gradient through σ)
+   (``refine=False``: s⁽ˡ⁾ = Δ_b · σ(E⁽ˡ⁾) for l ≥ 1)
+3. Every layer is quantized with its own intervals, Ê⁽ˡ⁾ = Q(E⁽ˡ⁾; s⁽ˡ⁾), and the deployed
+   representation is one b-bit row and one scale per node:
+       z = Q(Σₗ αₗ Ê⁽ˡ⁾; κ · Σₗ αₗ s⁽ˡ⁾),   κ = exp(log κ) learned, init so the mean scale is
+       Δ_b · σ of the initial combination. (``per_layer=False``: z = Q(Σₗ αₗ E⁽ˡ⁾; …))
+   ``messages=True`` propagates quantized messages, E⁽ˡ⁺¹⁾ = Â Ê⁽ˡ⁾.
+4. Graph-relation-aware gradient (uniform.quantize_vjp), r = x − x̂:
+       ∂L/∂x = ∂L/∂x̂ · 1[in range] · (1 + δ · tanh((Â r) / s));   δ = 0 is STE
+       ∂L/∂s = LSQ's step gradient scaled by 1/√(d · 2^(b−1)) (d values share a node's s)
+   Â r is computed in the backward pass only (one extra spmm per quantizer, skipped at δ = 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import autograd as ag
+from ..spmm import spmm
+from .base import Quantizer, weighted_sum
+from .uniform import codes_of, levels, optimal_step, quantize_vjp, row_rms
+
+
+def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
+    """Fake-quantize x (N, d) with per-node scales s (N, 1); backward as in the docstring."""
+    x, s = ag.as_tensor(x), ag.as_tensor(s)
+    q = levels(x.data, s.data, bits)
+    out = s.data * (q + 0.5)
+
+    def vjp(g):
+        r_bar = spmm(norm_adj, x.data - out) if (delta and norm_adj is not None) else None
+        return quantize_vjp(g, x.data, s.data, q, bits, grad_scale, r_bar, delta)
+    return ag.custom_op([x, s], out, vjp)
+
+
+class GNAQQuantizer(Quantizer):
+    name = "gnaq"
+
+    def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = True,
+                 per_layer: bool = True, messages: bool = False):
+        if not 0 <= delta < 1:
+            raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
+        self.bits, self.delta = bits, float(delta)
+        self.node_aware, self.refine = bool(node_aware), bool(refine)
+        self.per_layer, self.messages = bool(per_layer), bool(messages)
+        self.step = optimal_step(bits)
+
+    # ---- parameters ------------------------------------------------------------------
+    def setup(self, model) -> None:
+        super().setup(model)
+        xp = model.xp
+        e0 = model.embedding.data
+        if self.node_aware:
+            s0 = self.step * row_rms(e0)
+        else:
+            s0 = xp.full((len(e0), 1), self.step * float(xp.sqrt((e0 * e0).mean())), dtype=e0.dtype)
+        self.log_s0 = ag.Tensor(xp.log(s0), requires_grad=True, name="log_s0")
+        self.theta = ag.Tensor(xp.zeros((max(model.n_layers, 1), 1, 1), dtype=e0.dtype), requires_grad=True,
+                               name="theta")
+        self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
+        with ag.no_grad():  # κ₀: mean output scale = Δ_b · σ(initial full-precision combination)
+            self.log_kappa.data[...] = 0.0
+            _, z_scale = self.forward(messages=False)
+            target = self.step * row_rms(weighted_sum(model.layers(), model.layer_weights).data)
+        self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
+
+    def parameters(self) -> list:
+        return [self.log_s0, self.theta, self.log_kappa]
+
+    # ---- forward ---------------------------------------------------------------------
+    def _lambda(self, layer):
+        return ag.sigmoid(ag.reshape(ag.gather(self.theta, np.array([layer - 1])), (1, 1)))
+
+    def _quantize(self, x, s):
+        grad_scale = 1.0 / math.sqrt(x.shape[1] * 2 ** (self.bits - 1))
+        return graph_quantize(x, s, self.bits, grad_scale, self.model.norm_adj, self.delta)
+
+    def forward(self, messages=None):
+        """Propagate, refine intervals and quantize; returns (z_pre, z_scale) Tensors."""
+        model, adj = self.model, self.model.norm_adj
+        messages = self.messages if messages is None else messages
+        E, s = model.embedding, ag.exp(self.log_s0)
+        layers, scales, quantized = [], [], []
+        for layer in range(model.n_layers + 1):
+            if layer > 0:
+                E = ag.spmm(adj, quantized[-1] if messages else E, A_T=adj)
+                own = ag.Tensor(self.step * row_rms(E.data))
+                if self.refine:
+                    lam = self._lambda(layer)
+                    s = lam * ag.spmm(adj, s, A_T=adj) + (1.0 - lam) * own
+                else:
+                    s = own
+            layers.append(E)
+            scales.append(s)
+            if self.per_layer or messages:
+                quantized.append(self._quantize(E, s))
+        weights = model.layer_weights
+        z_pre = weighted_sum(quantized if self.per_layer else layers, weights)
+        return z_pre, ag.exp(self.log_kappa) * weighted_sum(scales, weights)
+
+    def represent(self):
+        z_pre, z_scale = self.forward()
+        return self._quantize(z_pre, z_scale)
+
+    def combine(self, layers):  # GNAQ propagates itself (represent); kept for the interface
+        raise NotImplementedError("GNAQQuantizer computes z in represent()")
+
+    # ---- export ----------------------------------------------------------------------
+    def export(self) -> dict:
+        with ag.no_grad():
+            z_pre, z_scale = self.forward()
+        return {"codes": codes_of(levels(z_pre.data, z_scale.data, self.bits), self.bits),
+                "scales": z_scale.data}

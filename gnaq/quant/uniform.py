@@ -1,0 +1,98 @@
+"""The mid-rise symmetric uniform quantizer every method shares, and its estimators.
+
+For b bits and a scale s (broadcast per row or per tensor):
+
+    q    = clip(⌊x / s⌋, −2^(b−1), 2^(b−1) − 1)     integer level
+    x̂    = s · (q + ½)                               dequantized value (b = 1: ±s/2 = (s/2)·sign x)
+    code = q + 2^(b−1) ∈ [0, 2^b)                    what is stored
+
+Backward of :func:`fake_quantize` (``in`` = 1[−2^(b−1) ≤ x/s < 2^(b−1)], all elementwise):
+
+    ∂L/∂x = ∂L/∂x̂ · in · (1 + δ · tanh(r̄ / s))        r̄ = Â (x − x̂) given, else δ-term absent
+    ∂L/∂s = g_s · Σ_over_broadcast ∂L/∂x̂ · ((q + ½) − in · x / s)      (LSQ, Esser et al. 2020)
+
+δ = 0 is the straight-through estimator. g_s is LSQ's gradient scale 1/√(n_shared · 2^(b−1)).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .. import autograd as ag
+from ..autograd.ops import unbroadcast
+from ..backend import get_array_module
+
+# Max (1960): MSE-optimal uniform step for a unit Gaussian, b = 1..4 (mid-rise levels)
+MAX_GAUSSIAN_STEP = {1: 1.596, 2: 0.996, 3: 0.586, 4: 0.335}
+
+
+@functools.lru_cache(maxsize=None)
+def optimal_step(bits: int) -> float:
+    """Step Δ_b minimising E[(x − x̂)²] for x ~ N(0, 1) under the mid-rise b-bit quantizer.
+
+    Found numerically once (quadrature on a fine grid + bounded scalar minimisation); for
+    b ≤ 4 it reproduces Max's table to 3 decimals.
+    """
+    from scipy.optimize import minimize_scalar
+    x = np.linspace(-9, 9, 400_001)
+    density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    dx = x[1] - x[0]
+    half = 2 ** (bits - 1)
+
+    def mse(step):
+        q = np.clip(np.floor(x / step), -half, half - 1)
+        return float(((x - step * (q + 0.5)) ** 2 * density).sum() * dx)
+    upper = 4.0 / half
+    return float(minimize_scalar(mse, bounds=(1e-4, upper), method="bounded",
+                                 options={"xatol": 1e-7}).x)
+
+
+def levels(x, s, bits: int):
+    """Integer levels q = clip(⌊x/s⌋, −2^(b−1), 2^(b−1) − 1) (as x's float dtype)."""
+    xp = get_array_module(x)
+    half = 2 ** (bits - 1)
+    return xp.clip(xp.floor(x / s), -half, half - 1)
+
+
+def codes_of(q, bits: int):
+    """Stored codes q + 2^(b−1) as uint8."""
+    return (q + 2 ** (bits - 1)).astype(np.uint8)
+
+
+def row_rms(x):
+    """σₙ = sqrt(mean_k xₙₖ²) per row, (N, 1), floored away from 0."""
+    xp = get_array_module(x)
+    return xp.maximum(xp.sqrt((x * x).mean(axis=1, keepdims=True)), 1e-8)
+
+
+def quantize_vjp(g, x, s, q, bits, grad_scale, r_bar=None, delta=0.0):
+    """Closed-form (∂L/∂x, ∂L/∂s) of the module docstring; s has x's shape or broadcasts to it."""
+    xp = get_array_module(x)
+    half = 2 ** (bits - 1)
+    ratio = x / s
+    inside = (ratio >= -half) & (ratio < half)
+    gx = g * inside
+    if r_bar is not None and delta:
+        gx = gx * (1 + delta * xp.tanh(r_bar / s))
+    gs = g * ((q + 0.5) - inside * ratio)
+    return gx, unbroadcast(gs, np.shape(s)) * grad_scale
+
+
+def fake_quantize(x, s, bits: int, grad_scale: float = 1.0, r_bar=None, delta: float = 0.0,
+                  learn_scale: bool = True):
+    """x̂ = s·(q + ½) as an autograd op with the hand-written backward above.
+
+    x: Tensor (N, d); s: Tensor broadcastable to x ((N, 1) per node or (1, 1) per tensor).
+    ``r_bar`` (array like x) enables the graph-relational term with weight ``delta``.
+    """
+    x, s = ag.as_tensor(x), ag.as_tensor(s)
+    q = levels(x.data, s.data, bits)
+    out = s.data * (q + 0.5)
+
+    def vjp(g):
+        gx, gs = quantize_vjp(g, x.data, s.data, q, bits, grad_scale, r_bar, delta)
+        return gx, (gs if learn_scale else None)
+    return ag.custom_op([x, s], out, vjp)

@@ -114,15 +114,16 @@ def n2uq_checks(bits, seed=0):
 
 
 def bigear_relaxation(seed=0):
-    """BiGeaR: backward = ∂/∂x of α ⊙ FourierSign(x) with α constant (finite differences)."""
+    """BiGeaR: backward = ∂/∂x at x₀ of α(x)·sign(x) + α(x₀)·FourierSign(x), α = mean|x| per row."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((5, 4))
     g = rng.standard_normal(x.shape)
     xt = ag.Tensor(x, requires_grad=True)
     binarize(xt).backward(g)
-    alpha = np.abs(x).mean(axis=1, keepdims=True)
-    H = 3.0 * math.sqrt((x * x).mean()) + 1e-12
-    F = lambda xx: float((g * alpha * fourier_sign(xx, H)).sum())  # noqa: E731
+    H = 3.0 * math.sqrt((x * x).mean()) + 1e-12  # a constant of the estimator
+    alpha0 = np.abs(x).mean(axis=1, keepdims=True)
+    F = lambda xx: float((g * (np.abs(xx).mean(axis=1, keepdims=True) * np.sign(xx)  # noqa: E731
+                               + alpha0 * fourier_sign(xx, H))).sum())
     fd = np.zeros_like(x)
     for idx in np.ndindex(x.shape):
         up, down = x.copy(), x.copy()

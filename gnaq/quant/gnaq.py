@@ -29,14 +29,13 @@ import numpy as np
 from .. import autograd as ag
 from ..spmm import spmm
 from .base import Quantizer, weighted_sum
-from .uniform import codes_of, levels, optimal_step, quantize_vjp, row_rms
+from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
     """Fake-quantize x (N, d) with per-node scales s (N, 1); backward as in the docstring."""
     x, s = ag.as_tensor(x), ag.as_tensor(s)
-    q = levels(x.data, s.data, bits)
-    out = s.data * (q + 0.5)
+    q, out = quantize_forward(x.data, s.data, bits)
 
     def vjp(g):
         r_bar = spmm(norm_adj, x.data - out) if (delta and norm_adj is not None) else None

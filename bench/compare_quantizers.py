@@ -1,0 +1,142 @@
+"""Full precision vs every quantizer, same engine, data, hyper-parameters and epoch budget.
+
+Each run trains LightGCN with one quantizer, selects the epoch by validation NDCG@20 and
+reports test Recall/NDCG@10/20, the stored model size (codes + scales, what `.gnaq` holds for
+the embeddings) and its compression vs float32, seconds per training epoch and epochs to best.
+Each run's record goes to bench/results/compare/DATASET/RUN.json as it finishes, so runs can
+be split over processes; ``--table`` merges them into bench/results/compare-DATASET.{md,json}.
+
+    python bench/compare_quantizers.py --dataset ml-1m --epochs 40 [--runs fp32 gnaq-b2 ...]
+    python bench/compare_quantizers.py --dataset ml-1m --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import data_dir, markdown_table  # noqa: E402
+
+# name -> (quantizer, bits, options)
+RUNS = {
+    "fp32": ("gnaq", 32, {}),
+    "gnaq-b2": ("gnaq", 2, {}),
+    "ste-b2": ("ste", 2, {}),
+    "lsq-b2": ("lsq", 2, {}),
+    "n2uq-b2": ("n2uq", 2, {}),
+    "bigear-b2": ("bigear", 2, {}),
+    "bigear-b1": ("bigear", 1, {}),
+    "gnaq-b1": ("gnaq", 1, {}),
+    "gnaq-b3": ("gnaq", 3, {}),
+    "gnaq-b4": ("gnaq", 4, {}),
+    "gnaq-b8": ("gnaq", 8, {}),
+    # ablations at 2 bits: one idea switched off (or on) at a time
+    "gnaq-b2-global-init": ("gnaq", 2, {"node_aware": False}),
+    "gnaq-b2-no-refine": ("gnaq", 2, {"refine": False}),
+    "gnaq-b2-graph-grad": ("gnaq", 2, {"delta": 0.5}),
+    "gnaq-b2-only-z": ("gnaq", 2, {"per_layer": False}),
+    "gnaq-b2-messages": ("gnaq", 2, {"messages": True}),
+}
+
+
+def model_bytes(model) -> tuple:
+    """(stored bytes of the embedding sections, float32 bytes) for the model's representation."""
+    exported = model.quantizer.export()
+    n = model.n_users + model.n_items
+    float_bytes = n * model.dim * 4
+    if "float" in exported:
+        return float_bytes, float_bytes
+    codes, scales = exported["codes"], exported["scales"]
+    bits = model.quantizer.bits
+    row_bytes = -(-codes.shape[1] * bits // 8)
+    return n * row_bytes + scales.size * 4, float_bytes
+
+
+def run_one(name, args, data):
+    from gnaq.trainer import TrainConfig, Trainer
+    quantizer, bits, options = RUNS[name]
+    out = ROOT / "runs" / "compare" / args.dataset / name
+    if out.exists():  # a fresh run each time: this script measures, it does not resume
+        import shutil
+        shutil.rmtree(out)
+    cfg = TrainConfig(dataset=args.dataset, bits=bits, quantizer=quantizer, quant_options=options,
+                      dim=args.dim, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, reg=args.reg, eval_every=args.eval_every, patience=10**6,
+                      seed=args.seed, device=args.device, out=str(out), progress=False)
+    trainer = Trainer(cfg, data)
+    curve = []
+    result = trainer.fit(on_eval=lambda r: (curve.append(r), print(name, json.dumps(
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)))
+    stored, float_bytes = model_bytes(trainer.model)
+    return {
+        "run": name, "quantizer": quantizer if bits != 32 else "fp32", "bits": bits, "options": options,
+        **{k: result[f"test_{k}"] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+        "model_bytes": int(stored), "compression": float_bytes / stored,
+        "seconds_per_epoch": float(np.mean([r["train_seconds"] for r in curve])),
+        "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
+        "valid_curve": [(r["epoch"], round(r["ndcg@20"], 5)) for r in curve],
+        "config": {k: getattr(cfg, k) for k in ("dim", "layers", "epochs", "batch_size", "lr", "reg", "seed")},
+    }
+
+
+def write_table(dataset) -> str:
+    folder = ROOT / "bench" / "results" / "compare" / dataset
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    order = {name: i for i, name in enumerate(RUNS)}
+    records.sort(key=lambda r: order.get(r["run"], 99))
+    fp = next((r for r in records if r["run"] == "fp32"), None)
+    rows = []
+    for r in records:
+        rel = (f"{r['recall@10'] / fp['recall@10']:.1%} / {r['ndcg@10'] / fp['ndcg@10']:.1%}" if fp else "-")
+        rows.append([r["run"], r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
+                     f"{r['ndcg@20']:.4f}", rel, f"{r['model_bytes']:,}", f"{r['compression']:.1f}x",
+                     f"{r['seconds_per_epoch']:.1f}", f"{r['best_epoch']}/{r['epochs']}"])
+    table = markdown_table(["run", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "R@10 / N@10 vs fp32",
+                            "model bytes", "vs float32", "s/epoch", "best epoch"], rows)
+    if records:
+        c = records[0]["config"]
+        table = (f"{dataset}: d={c['dim']}, L={c['layers']}, batch {c['batch_size']}, lr {c['lr']}, reg {c['reg']}, "
+                 f"{c['epochs']} epochs, seed {c['seed']}; test metrics at the best validation NDCG@20\n\n" + table)
+    (ROOT / "bench" / "results" / f"compare-{dataset}.md").write_text(table + "\n")
+    (ROOT / "bench" / "results" / f"compare-{dataset}.json").write_text(json.dumps(records, indent=1))
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--reg", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--table", action="store_true", help="only merge finished runs into the table")
+    args = parser.parse_args()
+    if not args.table:
+        from gnaq.data import load_dataset
+        data = load_dataset(args.dataset, data_dir(), download_missing=False)
+        folder = ROOT / "bench" / "results" / "compare" / args.dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in args.runs:
+            t0 = time.perf_counter()
+            record = run_one(name, args, data)
+            record["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            (folder / f"{name}.json").write_text(json.dumps(record, indent=1))
+    print(write_table(args.dataset))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Write a trained model to the packed ``.gnaq`` file that gnaq.edge reads (format: see
+gnaq/edge.py's docstring). Quantized models store b-bit codes (gnaq.pack) and float32 scales
+per node; full-precision models store float32 rows. The write is atomic (temp + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+
+from .backend import to_numpy
+from .checkpoint import atomic_write_bytes
+from .edge import FORMAT_VERSION, MAGIC
+from .pack import SUPPORTED_PACK_BITS, pack
+
+
+def build_sections(model, data, history: bool = True) -> tuple:
+    """(header fields, {section name: bytes}) for a model and its Interactions."""
+    exported = {k: to_numpy(v) for k, v in model.quantizer.export().items()}
+    n_users = model.n_users
+    header = {"n_users": n_users, "n_items": model.n_items, "layers": model.n_layers,
+              "layer_weights": model.layer_weights, "quantizer": model.quantizer.name,
+              "embedding_dim": model.dim}
+    sections = {}
+    if "float" in exported:
+        z = exported["float"].astype("<f4")
+        header.update(kind="float", dim=z.shape[1], bits=32, groups=1)
+        sections["user_float"], sections["item_float"] = z[:n_users].tobytes(), z[n_users:].tobytes()
+    else:
+        bits = model.quantizer.bits
+        if bits not in SUPPORTED_PACK_BITS:
+            raise ValueError(f"cannot pack {bits}-bit codes; supported: {SUPPORTED_PACK_BITS}")
+        codes, scales = exported["codes"], exported["scales"].astype("<f4")
+        groups = scales.shape[1]
+        if groups > 1 and (codes.shape[1] // groups) * bits % 8:
+            raise ValueError("each scale group must fill whole bytes (D/G·b divisible by 8)")
+        packed = pack(codes, bits)
+        header.update(kind="quantized", dim=codes.shape[1], bits=bits, groups=groups,
+                      level_offset=0.5 - 2 ** (bits - 1))
+        sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
+        sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
+    sections["user_ids"] = np.asarray(data.user_ids, dtype="<i8").tobytes()
+    sections["item_ids"] = np.asarray(data.item_ids, dtype="<i8").tobytes()
+    if history:
+        seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
+        seen.sort_indices()
+        sections["history_indptr"] = seen.indptr.astype("<u8").tobytes()
+        sections["history_indices"] = seen.indices.astype("<u4").tobytes()
+    return header, sections
+
+
+def encode(header: dict, sections: dict) -> bytes:
+    """MAGIC | u16 version | u32 header length | header JSON | sections | u32 CRC32."""
+    layout, offset = {}, 0
+    for name, blob in sections.items():
+        layout[name] = [offset, len(blob)]
+        offset += len(blob)
+    header = dict(header, format=FORMAT_VERSION, sections=layout)
+    header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
+    body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(header_bytes)) + header_bytes + b"".join(sections.values())
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def export_model(model, data, path, history: bool = True) -> dict:
+    """Write the .gnaq file; returns sizes: file bytes and bytes per section."""
+    header, sections = build_sections(model, data, history)
+    blob = encode(header, sections)
+    atomic_write_bytes(str(path), lambda f: f.write(blob))
+    return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
+            "embedding_bytes": sum(len(v) for k, v in sections.items()
+                                   if k.split("_", 1)[1] in ("codes", "scales", "float"))}

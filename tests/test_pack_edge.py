@@ -1,0 +1,189 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnaq import edge
+from gnaq.data import make_synthetic
+from gnaq.export import export_model
+from gnaq.graph import normalized_adjacency
+from gnaq.models import LightGCN
+from gnaq.pack import pack, pack_numpy, row_bytes, unpack
+from gnaq.quant import make_quantizer
+from gnaq.recommend import main as recommend_main
+from gnaq.spmm import HAVE_NUMBA
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPLS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("dim", [1, 3, 5, 13, 64])
+def test_pack_round_trip_and_identical_bytes(bits, dim):
+    rng = np.random.default_rng(bits * 100 + dim)
+    cases = [rng.integers(0, 2 ** bits, size=(9, dim)), np.zeros((2, dim)), np.full((2, dim), 2 ** bits - 1)]
+    for codes in cases:
+        codes = codes.astype(np.uint8)
+        packed = {impl: pack(codes, bits, impl) for impl in IMPLS}
+        for impl, p in packed.items():
+            assert p.shape == (len(codes), row_bytes(dim, bits)) and p.dtype == np.uint8
+            assert p.tobytes() == packed["numpy"].tobytes(), impl
+            for unpack_impl in IMPLS:
+                np.testing.assert_array_equal(unpack(p, bits, dim, unpack_impl), codes)
+
+
+def test_bit_order_is_lsb_first():
+    # codes 1, 2, 3, 0 at 2 bits -> byte 0b00_11_10_01
+    assert pack_numpy(np.array([[1, 2, 3, 0]], dtype=np.uint8), 2).tolist() == [[0b00111001]]
+    # 3 bits straddle: codes 7, 0, 5 -> bits 111 000 101 -> byte0 = 0b01_000_111, byte1 = 0b1
+    assert pack(np.array([[7, 0, 5]]), 3, "numpy").tolist() == [[0b01000111, 0b1]]
+
+
+def test_pack_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 4\)"):
+        pack(np.array([[4]]), 2)
+    with pytest.raises(ValueError, match="bits must be one of"):
+        pack(np.array([[1]]), 5)
+    with pytest.raises(ValueError, match="packed rows must have"):
+        unpack(np.zeros((2, 3), dtype=np.uint8), 2, 64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(n_users=60, n_items=90, seed=4)
+
+
+def make_model(data, quantizer="gnaq", bits=2, dim=16, seed=0):
+    adj = normalized_adjacency(data.train)
+    model = LightGCN(data.n_users, data.n_items, adj, dim=dim, n_layers=2,
+                     quantizer=make_quantizer(quantizer, bits), seed=seed, init_std=0.3)
+    return model
+
+
+def reference_scores(model, data):
+    from gnaq import autograd as ag
+    with ag.no_grad():
+        z = model.representation().data.astype(np.float64)
+    return z[: data.n_users] @ z[data.n_users:].T
+
+
+@pytest.mark.parametrize("quantizer, bits", [("gnaq", 1), ("gnaq", 2), ("gnaq", 3), ("gnaq", 4), ("gnaq", 8),
+                                              ("bigear", 1), ("bigear", 2), ("n2uq", 2), ("gnaq", 32)])
+def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits):
+    model = make_model(data, quantizer, bits)
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    reference = reference_scores(model, data)
+    backends = ["python", "numpy"] + (["numba"] if HAVE_NUMBA else [])
+    models = {b: edge.load(path, backend=b) for b in backends}
+    for user in (0, 7, 59):
+        raw = int(data.user_ids[user])
+        scores = {b: np.array(m.score(raw, list(data.item_ids))) for b, m in models.items()}
+        for b in backends:
+            np.testing.assert_allclose(scores[b], reference[user], rtol=2e-5, atol=1e-6)
+            if bits != 32:  # packed scoring is bit-identical across backends
+                assert scores[b].tobytes() == scores["python"].tobytes(), b
+        tops = {b: m.recommend(raw, k=10) for b, m in models.items()}
+        assert all([i for i, _ in tops[b]] == [i for i, _ in tops["python"]] for b in backends)
+        seen = set(data.train[user].indices) | set(data.valid[user].indices)
+        assert not seen & {int(i) for i, _ in tops["python"]}
+        unseen = np.array([i for i in range(data.n_items) if i not in seen])
+        expected = unseen[np.argsort(-reference[user][unseen], kind="stable")[:10]]
+        np.testing.assert_allclose([s for _, s in tops["python"]], reference[user][expected], rtol=2e-5, atol=1e-6)
+
+
+def test_ties_break_by_smaller_item_index(data, tmp_path):
+    model = make_model(data, "gnaq", 1, dim=8)  # 1 bit, d = 8: many exactly tied scores
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    for backend in ["python", "numpy"] + (["numba"] if HAVE_NUMBA else []):
+        m = edge.load(path, backend=backend)
+        top = m.recommend(int(data.user_ids[0]), k=40, exclude_seen=False)
+        keys = [(-s, int(np.flatnonzero(data.item_ids == i)[0])) for i, s in top]
+        assert keys == sorted(keys), backend
+
+
+def test_history_is_optional_and_smaller(data, tmp_path):
+    model = make_model(data)
+    with_history = export_model(model, data, tmp_path / "a.gnaq", history=True)
+    without = export_model(model, data, tmp_path / "b.gnaq", history=False)
+    assert without["file_bytes"] < with_history["file_bytes"]
+    m = edge.load(tmp_path / "b.gnaq")
+    with pytest.raises(ValueError, match="without training history"):
+        m.recommend(int(data.user_ids[0]))
+    assert len(m.recommend(int(data.user_ids[0]), exclude_seen=False)) == 10
+
+
+def test_errors_are_specific(data, tmp_path):
+    model = make_model(data)
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    blob = path.read_bytes()
+    m = edge.load(path)
+    with pytest.raises(edge.UnknownUserError, match="user 123456 is not in"):
+        m.recommend(123456)
+    for k in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            m.recommend(int(data.user_ids[0]), k=k)
+    cases = {
+        "flipped": blob[:100] + bytes([blob[100] ^ 0x40]) + blob[101:],
+        "truncated": blob[: len(blob) // 2],
+        "magic": b"GNAX" + blob[4:],
+        "newer": blob[:4] + (99).to_bytes(2, "little") + blob[6:],
+        "tiny": blob[:6],
+    }
+    messages = {"flipped": "CRC32 mismatch", "truncated": "CRC32 mismatch|truncated", "magic": "bad magic",
+                "newer": "version 99 is newer", "tiny": "bad magic"}
+    for name, corrupted in cases.items():
+        bad = tmp_path / f"{name}.gnaq"
+        bad.write_bytes(corrupted)
+        with pytest.raises(edge.EdgeFormatError, match=messages[name]):
+            edge.load(bad)
+
+
+def test_export_is_atomic_and_keeps_the_old_file_on_failure(data, tmp_path, monkeypatch):
+    model = make_model(data)
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    before = path.read_bytes()
+    import gnaq.export as export_module
+    monkeypatch.setattr(export_module, "encode", lambda h, s: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError):
+        export_model(model, data, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.gnaq"]
+
+
+def test_edge_runs_with_numpy_unimportable(data, tmp_path):
+    model = make_model(data)
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    user = int(data.user_ids[5])
+    expected = edge.load(path, backend="python").recommend(user, k=5)
+    script = (
+        "import sys; sys.modules['numpy'] = None; sys.modules['numba'] = None\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import gnaq.edge as edge\n"
+        f"m = edge.load({str(path)!r})\n"
+        "assert m.backend == 'python', m.backend\n"
+        f"print(repr(m.recommend({user}, k=5)))\n"
+        "assert 'numpy' not in [k for k, v in sys.modules.items() if v is not None]\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == repr(expected)
+
+
+def test_recommend_cli(data, tmp_path, capsys):
+    model = make_model(data)
+    path = tmp_path / "m.gnaq"
+    export_model(model, data, path)
+    user = int(data.user_ids[2])
+    assert recommend_main([str(path), "--user", str(user), "-k", "3", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["items"]) == 3
+    assert recommend_main([str(path), "--user", "999999"]) == 2
+    assert "is not in" in capsys.readouterr().err
+    assert recommend_main([str(tmp_path / "missing.gnaq"), "--user", "1"]) == 2

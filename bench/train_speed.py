@@ -1,0 +1,93 @@
+"""One LightGCN training epoch on MovieLens-1M: gnaq vs the PyTorch reference, same CPU, same
+process, same triplets and hyper-parameters (d = 64, L = 3, batch 2048), and where gnaq's
+epoch time goes. Also GNAQ 2-bit vs full precision (the quantizer's overhead).
+
+    python bench/train_speed.py [--batch-size 2048] [--quantizers gnaq ste lsq n2uq bigear]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import best_time, data_dir, markdown_table  # noqa: E402
+
+
+def main():
+    from gnaq.data import load_dataset
+    from gnaq.sampling import sample_bpr_epoch
+    from gnaq.spmm import spmm
+    from gnaq.trainer import TrainConfig, Trainer
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--quantizers", nargs="*", default=["gnaq"])
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    data = load_dataset(args.dataset, data_dir(), download_missing=False)
+    rows, epoch_times = [], {}
+
+    def gnaq_epoch(bits, quantizer="gnaq"):
+        trainer = Trainer(TrainConfig(bits=bits, quantizer=quantizer, batch_size=args.batch_size,
+                                      progress=False, out="/tmp/gnaq-train-speed"), data)
+        trainer.train_epoch()  # warm-up: numba compilation, caches
+        for key in trainer.timings:
+            trainer.timings[key] = 0.0
+        t0 = time.perf_counter()
+        trainer.train_epoch()
+        return time.perf_counter() - t0, dict(trainer.timings), trainer
+
+    seconds, timings, trainer = gnaq_epoch(32)
+    epoch_times["gnaq fp32"] = seconds
+    n_batches = -(-data.train.nnz // args.batch_size)
+    adj, x = trainer.norm_adj, trainer.model.embedding.data
+    propagation = 2 * trainer.config.layers * n_batches * best_time(lambda: spmm(adj, x), 5)
+    breakdown = [["sampling", timings["sampling"]], ["forward (incl. 3 spmm/batch)", timings["forward"]],
+                 ["backward (incl. 3 spmm/batch)", timings["backward"]], ["optimizer (Adam)", timings["optimizer"]],
+                 ["  of which propagation Â·X (6 spmm/batch, timed alone)", propagation]]
+    for quantizer in args.quantizers:
+        seconds, _, _ = gnaq_epoch(2, quantizer)
+        epoch_times[f"{quantizer} 2-bit"] = seconds
+
+    if not args.no_torch:
+        try:
+            import torch
+            from reference_torch import TorchLightGCN, train_epoch
+        except ImportError:
+            print("torch not installed: reference skipped (pip install torch)")
+        else:
+            model = TorchLightGCN(data.n_users, data.n_items, adj, init=trainer.model.embedding.data.copy())
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            rng = np.random.default_rng(0)
+            train_epoch(model, optimizer, sample_bpr_epoch(data.train, rng), args.batch_size, 1e-4)
+            triplets = sample_bpr_epoch(data.train, rng)
+            t0 = time.perf_counter()
+            train_epoch(model, optimizer, triplets, args.batch_size, 1e-4)
+            epoch_times[f"torch reference ({torch.get_num_threads()} threads)"] = time.perf_counter() - t0
+            coo = adj.tocoo()
+            g = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape).coalesce()
+            tx = torch.from_numpy(x)
+            t_torch = best_time(lambda: torch.sparse.mm(g, tx), 5)
+            t_gnaq = best_time(lambda: spmm(adj, x), 5)
+            print(f"spmm Â·X (d=64): gnaq {t_gnaq * 1e3:.2f} ms, torch.sparse.mm {t_torch * 1e3:.2f} ms, "
+                  f"gnaq {t_torch / t_gnaq:.1f}x faster")
+
+    fp = epoch_times["gnaq fp32"]
+    ref = next((v for k, v in epoch_times.items() if k.startswith("torch")), None)
+    for name, seconds in epoch_times.items():
+        rows.append([name, f"{seconds:.2f}", f"{seconds / fp:.2f}", f"{seconds / ref:.2f}" if ref else "-"])
+    print(f"{args.dataset}: {data.train.nnz:,} triplets/epoch, batch {args.batch_size}, {n_batches} batches")
+    print(markdown_table(["epoch", "seconds", "vs gnaq fp32", "vs torch reference"], rows))
+    print()
+    print(markdown_table(["gnaq fp32 epoch breakdown", "seconds"], [[k, f"{v:.2f}"] for k, v in breakdown]))
+
+
+if __name__ == "__main__":
+    main()

@@ -73,6 +73,8 @@ class TrainConfig:
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
             (self.quantizer in QUANTIZERS, f"--quantizer {self.quantizer!r} unknown; choose from {tuple(QUANTIZERS)}"),
         ]
+        warmup = int(self.quant_options.get("warmup", 0)) if self.bits != 32 else 0
+        checks.append((warmup < self.epochs, f"--epochs ({self.epochs}) must exceed the quantizer's warm-up ({warmup})"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -173,6 +175,7 @@ class Trainer:
         self.optimizer.load_state_dict(optim)
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
+        self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
 
     def load_weights(self, path) -> None:
         arrays, _ = load_checkpoint(path)
@@ -185,7 +188,9 @@ class Trainer:
         with open(self._path("config.json"), "w") as f:
             json.dump(_jsonable(asdict(cfg)), f, indent=2)
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
+        quantizer = self.model.quantizer
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+            quantizer.on_epoch_start(self.epoch)
             t0 = time.perf_counter()
             loss = self.train_epoch()
             train_seconds = time.perf_counter() - t0
@@ -195,10 +200,13 @@ class Trainer:
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
+                          "quantized": bool(quantizer.active),
                           **{k: v for k, v in metrics.items() if k != "users"},
                           "train_seconds": round(train_seconds, 3),
                           "eval_seconds": round(time.perf_counter() - t1, 3)}
-                if metrics[metric] > self.best["score"]:
+                if not quantizer.active:  # warm-up epochs are full precision: never selected
+                    pass
+                elif metrics[metric] > self.best["score"]:
                     self.best = {"score": metrics[metric], "epoch": self.epoch}
                     self.bad_evals = 0
                     self.save("best.npz")

@@ -115,3 +115,30 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, monkeypatch, 
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     import re
     assert re.search(message, err)
+
+
+def test_warmup_schedule_resumes_exactly_and_selects_only_quantized_epochs(tmp_path, monkeypatch):
+    args = FAST + ["--bits", "2", "--quant-option", "warmup=2", "--quant-option", "per_layer=false"]
+    assert train_cli.main(args + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
+    lines = read_lines(tmp_path / "full" / "metrics.jsonl")
+    assert [line["quantized"] for line in lines] == [False, False, True, True]
+    assert json.loads((tmp_path / "full" / "result.json").read_text())["best_epoch"] in (3, 4)
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # right after the warm-up: the intervals are re-initialised on resume
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    assert train_cli.main(args + ["--epochs", "4", "--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(lines)
+
+
+def test_warmup_must_be_shorter_than_training(capsys):
+    assert train_cli.main(FAST + ["--bits", "2", "--quant-option", "warmup=5", "--epochs", "5"]) == 2
+    assert "must exceed the quantizer's warm-up" in capsys.readouterr().err

@@ -5,6 +5,8 @@ A quantizer sees the model's layer outputs and decides what the final representa
     setup(model)               create parameters (may look at the initial embeddings)
     represent() → z            the (quantized) representation that scores are computed from;
                                by default combine(model.layers())
+    on_epoch_start(epoch)      hook for schedules (GNAQ's full-precision warm-up); ``active``
+                               is False while the representation is not yet quantized
     combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   how layer outputs become z
     parameters()               learned tensors for the optimizer
     export() → dict            {"codes": (N, D) uint8 in [0, 2^b), "scales": (N, G)} — value of code c
@@ -21,6 +23,10 @@ class Quantizer:
     name = "base"
     bits = 32
     has_extra_loss = False
+    active = True        # False while a quantizer trains in full precision (warm-up)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (epoch = number of completed epochs)."""
 
     def setup(self, model) -> None:
         self.model = model

@@ -121,9 +121,7 @@ def to_numpy(x):
     """A host copy of x: numpy array or scipy CSR (x itself when already on the host)."""
     if not is_cupy_array(x):
         return x
-    if hasattr(x, "get") and hasattr(x, "tocsr") and not hasattr(x, "__array_interface__"):
-        return x.get()  # cupyx sparse -> scipy sparse
-    return x.get()
+    return x.get()  # cupy ndarray -> numpy, cupyx sparse -> scipy sparse
 
 
 def scatter_add_rows(index, values, n_rows: int):

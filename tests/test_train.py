@@ -142,3 +142,15 @@ def test_warmup_schedule_resumes_exactly_and_selects_only_quantized_epochs(tmp_p
 def test_warmup_must_be_shorter_than_training(capsys):
     assert train_cli.main(FAST + ["--bits", "2", "--quant-option", "warmup=5", "--epochs", "5"]) == 2
     assert "must exceed the quantizer's warm-up" in capsys.readouterr().err
+
+
+def test_cli_exports_a_loadable_packed_model(tmp_path, capsys):
+    from gnaq import edge
+    path = tmp_path / "m.gnaq"
+    argv = [a for a in FAST if a != "--no-export"]
+    assert train_cli.main(argv + ["--epochs", "1", "--bits", "2", "--out", str(tmp_path / "run"),
+                                  "--export", str(path), "--export-history", "no"]) == 0
+    assert "exported" in capsys.readouterr().err
+    model = edge.load(path)
+    assert model.bits == 2 and not model.has_history
+    assert len(model.recommend(0, k=3, exclude_seen=False)) == 3

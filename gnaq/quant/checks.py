@@ -142,7 +142,8 @@ def refinement_against_dense(seed=0):
     n_users, n_items = 5, 4
     quantizer = GNAQQuantizer(2)
     model = LightGCN(n_users, n_items, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)
-    quantizer.theta.data[:] = np.array([0.3, -0.7]).reshape(2, 1, 1)
+    quantizer.theta[0].data[:] = 0.3
+    quantizer.theta[1].data[:] = -0.7
     _, z_scale = quantizer.forward()
     A = adj.toarray()
     E = model.embedding.data

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from .. import autograd as ag
 from ..spmm import spmm
@@ -71,8 +70,8 @@ class GNAQQuantizer(Quantizer):
         xp = model.xp
         e0 = model.embedding.data
         self.log_s0 = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_s0")
-        self.theta = ag.Tensor(xp.zeros((max(model.n_layers, 1), 1, 1), dtype=e0.dtype), requires_grad=True,
-                               name="theta")
+        self.theta = [ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name=f"theta{layer}")
+                      for layer in range(model.n_layers)]  # λₗ = sigmoid(θₗ), one per propagation step
         self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
         self.initialise_intervals()
 
@@ -99,12 +98,9 @@ class GNAQQuantizer(Quantizer):
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
 
     def parameters(self) -> list:
-        return [self.log_s0, self.theta, self.log_kappa]
+        return [self.log_s0, *self.theta, self.log_kappa]
 
     # ---- forward ---------------------------------------------------------------------
-    def _lambda(self, layer):
-        return ag.sigmoid(ag.reshape(ag.gather(self.theta, np.array([layer - 1])), (1, 1)))
-
     def _quantize(self, x, s):
         grad_scale = 1.0 / math.sqrt(x.shape[1] * 2 ** (self.bits - 1))
         return graph_quantize(x, s, self.bits, grad_scale, self.model.norm_adj, self.delta)
@@ -120,7 +116,7 @@ class GNAQQuantizer(Quantizer):
                 E = ag.spmm(adj, quantized[-1] if messages else E, A_T=adj)
                 own = ag.Tensor(self.step * row_rms(E.data))
                 if self.refine:
-                    lam = self._lambda(layer)
+                    lam = ag.sigmoid(self.theta[layer - 1])
                     s = lam * ag.spmm(adj, s, A_T=adj) + (1.0 - lam) * own
                 else:
                     s = own

@@ -71,7 +71,7 @@ def run_one(name, args, data):
     quantizer, bits, options = RUNS[name]
     if options.get("warmup") == "third":
         options = {**options, "warmup": args.epochs // 3}
-    out = ROOT / "runs" / "compare" / args.dataset / name
+    out = ROOT / "runs" / "compare" / args.dataset / (name + args.suffix)
     if out.exists():  # a fresh run each time: this script measures, it does not resume
         import shutil
         shutil.rmtree(out)
@@ -110,7 +110,7 @@ def write_table(dataset) -> str:
             r["model_bytes"] = n_nodes * (-(-r["config"]["dim"] * r["bits"] // 8)) + 4
             r["compression"] = fp_bytes / r["model_bytes"]
     order = {name: i for i, name in enumerate(RUNS)}
-    records.sort(key=lambda r: order.get(r["run"], 99))
+    records.sort(key=lambda r: (order.get(r["run"].split("-seed")[0], 99), r["run"]))
     fp = next((r for r in records if r["run"] == "fp32"), None)
     rows = []
     for r in records:
@@ -145,6 +145,7 @@ def main():
     parser.add_argument("--reg", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--suffix", default="", help="appended to run names (e.g. -seed2021 for a repeat)")
     parser.add_argument("--table", action="store_true", help="only merge finished runs into the table")
     args = parser.parse_args()
     if not args.table:
@@ -155,8 +156,9 @@ def main():
         for name in args.runs:
             t0 = time.perf_counter()
             record = run_one(name, args, data)
+            record["run"] = name + args.suffix
             record["wall_seconds"] = round(time.perf_counter() - t0, 1)
-            (folder / f"{name}.json").write_text(json.dumps(record, indent=1))
+            (folder / f"{name}{args.suffix}.json").write_text(json.dumps(record, indent=1))
     print(write_table(args.dataset))
 
 

@@ -38,6 +38,7 @@ def main():
     def gnaq_epoch(bits, quantizer="gnaq"):
         trainer = Trainer(TrainConfig(bits=bits, quantizer=quantizer, batch_size=args.batch_size,
                                       progress=False, out="/tmp/gnaq-train-speed"), data)
+        trainer.profile = True
         trainer.train_epoch()  # warm-up: numba compilation, caches
         best, best_timings = float("inf"), None
         for _ in range(args.repeat):  # the fastest of `repeat` epochs: least disturbed by the OS

@@ -100,6 +100,7 @@ class Trainer:
         self.best = {"score": -math.inf, "epoch": 0}
         self.bad_evals = 0
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
 
     # ---- one epoch -------------------------------------------------------------------
@@ -107,6 +108,7 @@ class Trainer:
         """One pass of BPR triplets; returns the mean loss. Raises NonFiniteLoss."""
         from tqdm.auto import tqdm
         cfg, timings = self.config, self.timings
+        sync = (lambda device: synchronize(device)) if self.profile else (lambda device: None)
         t0 = time.perf_counter()
         users, pos, neg = sample_bpr_epoch(self.data.train, self.rng)
         users, pos, neg = (to_device(a, self.device) for a in (users, pos, neg))  # once per epoch
@@ -118,14 +120,14 @@ class Trainer:
             sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
             t0 = time.perf_counter()
             loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg)
-            synchronize(self.device)
+            sync(self.device)
             t1 = time.perf_counter()
             self.optimizer.zero_grad()
             loss.backward()
-            synchronize(self.device)
+            sync(self.device)
             t2 = time.perf_counter()
             self.optimizer.step()
-            synchronize(self.device)
+            sync(self.device)
             timings["forward"] += t1 - t0
             timings["backward"] += t2 - t1
             timings["optimizer"] += time.perf_counter() - t2

@@ -108,7 +108,7 @@ class Trainer:
         """One pass of BPR triplets; returns the mean loss. Raises NonFiniteLoss."""
         from tqdm.auto import tqdm
         cfg, timings = self.config, self.timings
-        sync = (lambda device: synchronize(device)) if self.profile else (lambda device: None)
+        sync = synchronize if self.profile else (lambda device: None)
         t0 = time.perf_counter()
         users, pos, neg = sample_bpr_epoch(self.data.train, self.rng)
         users, pos, neg = (to_device(a, self.device) for a in (users, pos, neg))  # once per epoch

@@ -8,14 +8,25 @@ from gnaq.data import (DataError, load_dataset, make_synthetic, read_lightgcn_fi
                        read_ratings_dat, split_per_user)
 from gnaq.data.__main__ import main as data_main
 
-DATA = Path(__file__).parent / "data"
+FIXTURES = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "lightgcnpp"
 
 
-def test_ratings_dat_parsing_and_id_maps():
-    users, items = read_ratings_dat(DATA / "ml-1m" / "ratings.dat")
+@pytest.fixture
+def fixtures(tmp_path):
+    """tests/data/**/NAME.fixture copied to tmp/**/NAME (the names the loaders expect)."""
+    import shutil
+    for src in FIXTURES.rglob("*.fixture"):
+        dst = tmp_path / "data" / src.relative_to(FIXTURES).with_suffix("")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    return tmp_path / "data"
+
+
+def test_ratings_dat_parsing_and_id_maps(fixtures):
+    users, items = read_ratings_dat(fixtures / "ml-1m" / "ratings.dat")
     assert len(users) == 17 and users[0] == 10 and items[-1] == 110
-    data = load_dataset("ml-1m", data_dir=DATA, download_missing=False, valid_ratio=0.0)
+    data = load_dataset("ml-1m", data_dir=fixtures, download_missing=False, valid_ratio=0.0)
     assert data.n_users == 4 and data.n_items == 11
     assert data.notes[0].startswith("found ratings layout")
     assert list(data.user_ids) == [10, 20, 30, 40]
@@ -26,8 +37,8 @@ def test_ratings_dat_parsing_and_id_maps():
     assert np.all(np.diff(data.train.indptr) >= 1)
 
 
-def test_ratings_threshold():
-    users, _ = read_ratings_dat(DATA / "ml-1m" / "ratings.dat", min_rating=4)
+def test_ratings_threshold(fixtures):
+    users, _ = read_ratings_dat(fixtures / "ml-1m" / "ratings.dat", min_rating=4)
     assert len(users) == 11
 
 
@@ -52,8 +63,8 @@ def test_split_keeps_one_train_item_per_user():
     assert np.all(np.bincount(users[train], minlength=3) >= 1)
 
 
-def test_lightgcn_format_and_merge_valid():
-    data = load_dataset(str(DATA / "lgcn_small"), download_missing=False)
+def test_lightgcn_format_and_merge_valid(fixtures):
+    data = load_dataset(str(fixtures / "lgcn_small"), download_missing=False)
     assert (data.n_users, data.n_items) == (4, 6)           # ids up to 5 appear only in test
     assert data.train.nnz == 8                                # "3 1 1 0": duplicate merged
     assert data.valid.nnz == 2 and data.test.nnz == 4        # user 3 has an empty test line
@@ -119,9 +130,9 @@ def test_download_verifies_checksum_and_leaves_nothing_on_mismatch(tmp_path, mon
     assert (folder / "train.txt").read_text() == "0 1 2\n"
 
 
-def test_data_dir_env_var(monkeypatch, tmp_path):
+def test_data_dir_env_var(fixtures, monkeypatch, tmp_path):
     monkeypatch.setenv("GNAQ_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("GNAQ_DATA_DIR", str(DATA))
+    monkeypatch.setenv("GNAQ_DATA_DIR", str(fixtures))
     assert load_dataset("ml-1m-raw", download_missing=False).n_users == 4
 
 
@@ -132,8 +143,8 @@ def test_synthetic_is_seeded_and_power_law():
     assert deg.max() > 4 * np.median(deg)
 
 
-def test_info_cli(capsys):
-    assert data_main(["info", str(DATA / "lgcn_small"), "--no-download"]) == 0
+def test_info_cli(fixtures, capsys):
+    assert data_main(["info", str(fixtures / "lgcn_small"), "--no-download"]) == 0
     assert "users    4" in capsys.readouterr().out
     assert data_main(["info", "nope"]) == 2
     assert "unknown dataset" in capsys.readouterr().err

@@ -174,7 +174,10 @@ def sum(a, axis=None, keepdims: bool = False):  # noqa: A001 - mirrors numpy's n
 def mean(a, axis=None, keepdims: bool = False):
     """Mean over axis; ∂a = g / count broadcast back."""
     a = as_tensor(a)
-    count = a.data.size if axis is None else a.data.size // a.data.sum(axis=axis, keepdims=keepdims).size
+    axes = range(a.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
+    count = 1
+    for ax in axes:
+        count *= a.shape[ax]
     return mul(sum(a, axis=axis, keepdims=keepdims), 1.0 / count)
 
 

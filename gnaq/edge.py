@@ -124,23 +124,20 @@ class EdgeModel:
     # ---- backend selection -----------------------------------------------------------
     @staticmethod
     def _choose_backend(name):
+        """The first of numba, numpy (or just the one named) whose modules import; else python."""
         if name not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-        if name in ("auto", "numba"):
+        import importlib
+        needs = {"numba": ("numpy", "numba"), "numpy": ("numpy",)}
+        for candidate in (("numba", "numpy") if name == "auto" else needs.keys() & {name}):
             try:
-                import numba  # noqa: F401
-                import numpy  # noqa: F401
-                return "numba"
+                for module in needs[candidate]:
+                    importlib.import_module(module)
+                return candidate
             except ImportError:
-                if name == "numba":
-                    raise RuntimeError("backend 'numba' asked for, but numba/numpy cannot be imported") from None
-        if name in ("auto", "numpy"):
-            try:
-                import numpy  # noqa: F401
-                return "numpy"
-            except ImportError:
-                if name == "numpy":
-                    raise RuntimeError("backend 'numpy' asked for, but numpy cannot be imported") from None
+                if name == candidate:
+                    raise RuntimeError(f"backend {name!r} asked for, but {'/'.join(needs[name])} "
+                                       "cannot be imported") from None
         return "python"
 
     # ---- per-user tables ---------------------------------------------------------------

@@ -103,12 +103,6 @@ def write_table(dataset) -> str:
         if log.exists():
             lines = log.read_text().splitlines()
             r["seconds_per_epoch"] = float(np.median([json.loads(line)["train_seconds"] for line in lines]))
-    fp_bytes = next((r["model_bytes"] for r in records if r["run"] == "fp32"), None)
-    for r in records:  # ste/lsq/n2uq have one global scale: 4 bytes, not one float per node
-        if r["quantizer"] in ("ste", "lsq", "n2uq") and fp_bytes:
-            n_nodes = fp_bytes // (r["config"]["dim"] * 4)
-            r["model_bytes"] = n_nodes * (-(-r["config"]["dim"] * r["bits"] // 8)) + 4
-            r["compression"] = fp_bytes / r["model_bytes"]
     order = {name: i for i, name in enumerate(RUNS)}
     records.sort(key=lambda r: (order.get(r["run"].split("-seed")[0], 99), r["run"]))
     fp = next((r for r in records if r["run"] == "fp32"), None)

@@ -37,6 +37,8 @@ RUNS = {
     "n2uq-b2": ("n2uq", 2, {}),
     "bigear-b2": ("bigear", 2, {}),
     "bigear-b1": ("bigear", 1, {}),
+    "gnaq-official-b2": ("gnaq-official", 2, GNAQ),  # the authors' released code's scheme
+    "gnaq-official-b1": ("gnaq-official", 1, GNAQ),
     "gnaq-b1": ("gnaq", 1, GNAQ),
     "gnaq-b3": ("gnaq", 3, GNAQ),
     "gnaq-b4": ("gnaq", 4, GNAQ),
@@ -59,9 +61,11 @@ def model_bytes(model) -> tuple:
     float_bytes = n * model.dim * 4
     if "float" in exported:
         return float_bytes, float_bytes
-    codes, scales = exported["codes"], exported["scales"]
-    bits = model.quantizer.bits
+    codes, bits = exported["codes"], model.quantizer.bits
     row_bytes = -(-codes.shape[1] * bits // 8)
+    if "levels" in exported:  # gnaq-official: layer-0 codes and 2^b float levels per node
+        return n * row_bytes + exported["levels"].size * 4, float_bytes
+    scales = exported["scales"]
     n_scales = 1 if bool((scales == scales.ravel()[0]).all()) else scales.size  # one global scale
     return n * row_bytes + n_scales * 4, float_bytes
 

@@ -133,7 +133,10 @@ def main(argv=None) -> int:
         print(f"gnaq.train: stopped: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"result": result}))
-    if not args.no_export:
+    if not trainer.model.quantizer.exportable:
+        print(f"not exported: --quantizer {config.quantizer} needs full-precision propagation at "
+              "inference, which the .gnaq edge format does not hold", file=sys.stderr)
+    elif not args.no_export:
         try:
             from .export import export_model
         except ImportError:

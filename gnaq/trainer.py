@@ -127,6 +127,7 @@ class Trainer:
             sync(self.device)
             t2 = time.perf_counter()
             self.optimizer.step()
+            self.model.quantizer.after_step()
             sync(self.device)
             timings["forward"] += t1 - t0
             timings["backward"] += t2 - t1

@@ -70,7 +70,10 @@ def data():
     return make_synthetic(seed=0)
 
 
-@pytest.mark.parametrize("name", sorted(QUANTIZERS))
+EXPORTABLE = sorted(name for name, cls in QUANTIZERS.items() if cls.exportable)
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
 @pytest.mark.parametrize("bits", [1, 2])
 def test_export_dequantizes_to_the_trained_representation(data, name, bits):
     adj = normalized_adjacency(data.train)
@@ -96,6 +99,35 @@ def test_gnaq_scales_are_per_node_and_refined(data):
         make_quantizer("gnaq", 2, delta=1.5)
     with pytest.raises(ValueError, match="unexpected keyword"):
         make_quantizer("ste", 2, delta=0.5)
+
+
+def test_official_gnaq_levels_codes_and_reassignment_by_hand(data, tmp_path):
+    from gnaq.quant.gnaq_official import assign_codes, initial_levels
+    row = np.array([[-1.0, -0.2, 0.1, 0.5, 1.0]])          # range [-1, 1], 4 bins of width 0.5
+    np.testing.assert_array_equal(assign_codes(row, 4), [[0, 1, 2, 2, 3]])  # bins (lo, hi]: 0.5 → (0, 0.5]
+    np.testing.assert_array_equal(assign_codes(np.zeros((1, 3)), 4), [[0, 0, 0]])  # constant row
+    np.testing.assert_allclose(initial_levels(row, 4), [[-0.6, -0.2, 0.2, 0.6]])  # interior points
+    np.testing.assert_allclose(initial_levels(row, 2), [[-1 / 3, 1 / 3]])
+    cfg = TrainConfig(bits=2, quantizer="gnaq-official", dim=8, layers=2, epochs=1, batch_size=4096, lr=0.01,
+                      progress=False, out=str(tmp_path))
+    trainer = Trainer(cfg, data)
+    q = trainer.model.quantizer
+    e0 = trainer.model.embedding.data
+    np.testing.assert_array_equal(q.codes, assign_codes(e0, 4))  # rule 1 on the initial embeddings
+    with ag.no_grad():
+        z_before = q.represent().data
+    users, pos, neg = (np.arange(6), np.arange(6), np.arange(6, 12))
+    loss, _, _ = trainer.model.bpr_loss(users, pos, neg, reg=1e-4)
+    trainer.optimizer.zero_grad()
+    loss.backward()
+    assert trainer.model.embedding.grad is None and np.abs(q.levels.grad).sum() > 0  # only levels learn
+    trainer.optimizer.step()
+    q.after_step()                                   # rule 2: codes re-binned from that step's z
+    np.testing.assert_array_equal(q.codes, assign_codes(z_before, 4))
+    assert not np.array_equal(q.codes, assign_codes(e0, 4))
+    with pytest.raises(ValueError, match="cannot be written as .gnaq"):
+        from gnaq.export import build_sections
+        build_sections(trainer.model, data)
 
 
 def test_seeded_quantized_training_is_deterministic(data, tmp_path):

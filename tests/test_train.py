@@ -117,8 +117,9 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, monkeypatch, 
     assert re.search(message, err)
 
 
-def test_warmup_schedule_resumes_exactly_and_selects_only_quantized_epochs(tmp_path, monkeypatch):
-    args = FAST + ["--bits", "2", "--quant-option", "warmup=2", "--quant-option", "per_layer=false"]
+@pytest.mark.parametrize("quantizer, option", [("gnaq", "per_layer=false"), ("gnaq-official", "tanh=true")])
+def test_warmup_schedule_resumes_exactly_and_selects_only_quantized_epochs(tmp_path, monkeypatch, quantizer, option):
+    args = FAST + ["--bits", "2", "--quantizer", quantizer, "--quant-option", "warmup=2", "--quant-option", option]
     assert train_cli.main(args + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
     lines = read_lines(tmp_path / "full" / "metrics.jsonl")
     assert [line["quantized"] for line in lines] == [False, False, True, True]
@@ -154,3 +155,7 @@ def test_cli_exports_a_loadable_packed_model(tmp_path, capsys):
     model = edge.load(path)
     assert model.bits == 2 and not model.has_history
     assert len(model.recommend(0, k=3, exclude_seen=False)) == 3
+    path.unlink()
+    assert train_cli.main(argv + ["--epochs", "1", "--bits", "2", "--quantizer", "gnaq-official",
+                                  "--out", str(tmp_path / "official"), "--export", str(path)]) == 0
+    assert "not exported" in capsys.readouterr().err and not path.exists()

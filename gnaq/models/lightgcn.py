@@ -66,7 +66,8 @@ class LightGCN:
         n = ag.gather(z, neg_items + n_users)
         margin = ag.sum(u * (p - n), axis=1)
         bpr = -ag.mean(ag.log_sigmoid(margin))
-        rows = [ag.gather(self.embedding, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
+        ego = self.quantizer.ego()
+        rows = [ag.gather(ego, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
         l2 = ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users))
         total = bpr + l2 * reg if reg else bpr
         if self.quantizer.has_extra_loss:

@@ -22,11 +22,12 @@ def make_quantizer(name: str, bits: int, **options) -> Quantizer:
 
 from .bigear import BiGeaRQuantizer  # noqa: E402
 from .gnaq import GNAQQuantizer  # noqa: E402
+from .gnaq_official import OfficialGNAQQuantizer  # noqa: E402
 from .lsq import LSQQuantizer  # noqa: E402
 from .n2uq import N2UQQuantizer  # noqa: E402
 from .ste import STEQuantizer  # noqa: E402
 
-QUANTIZERS.update({"gnaq": GNAQQuantizer, "ste": STEQuantizer, "lsq": LSQQuantizer,
+QUANTIZERS.update({"gnaq": GNAQQuantizer, "gnaq-official": OfficialGNAQQuantizer, "ste": STEQuantizer, "lsq": LSQQuantizer,
                    "n2uq": N2UQQuantizer, "bigear": BiGeaRQuantizer})
 
 __all__ = ["FullPrecision", "Quantizer", "make_quantizer", "QUANTIZERS", "SUPPORTED_BITS"]

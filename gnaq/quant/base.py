@@ -5,10 +5,13 @@ A quantizer sees the model's layer outputs and decides what the final representa
     setup(model)               create parameters (may look at the initial embeddings)
     represent() → z            the (quantized) representation that scores are computed from;
                                by default combine(model.layers())
+    ego() → E⁽⁰⁾               the layer-0 rows the L2 penalty acts on (default: the embedding)
+    after_step()               called after each optimizer step (the official GNAQ re-assigns codes)
     on_epoch_start(epoch)      hook for schedules (GNAQ's full-precision warm-up); ``active``
                                is False while the representation is not yet quantized
     combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   how layer outputs become z
     parameters()               learned tensors for the optimizer
+    exportable                 False where the .gnaq format cannot hold the representation
     export() → dict            {"codes": (N, D) uint8 in [0, 2^b), "scales": (N, G)} — value of code c
                                in group g (D/G columns each) is scales[n, g]·(c + ½ − 2^(b−1)) —
                                or {"float": (N, D)} for full precision
@@ -24,6 +27,7 @@ class Quantizer:
     bits = 32
     has_extra_loss = False
     active = True        # False while a quantizer trains in full precision (warm-up)
+    exportable = True    # whether gnaq.export can write it as a .gnaq file
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (epoch = number of completed epochs)."""
@@ -33,6 +37,12 @@ class Quantizer:
 
     def represent(self):
         return self.combine(self.model.layers())
+
+    def ego(self):
+        return self.model.embedding
+
+    def after_step(self) -> None:
+        """Called by the trainer after each optimizer step."""
 
     def combine(self, layers):
         raise NotImplementedError

@@ -159,6 +159,43 @@ def refinement_against_dense(seed=0):
     return _rel(z_scale.data, expected)
 
 
+def official_gnaq_checks(bits=2, seed=0):
+    """gnaq-official: z = Σₗ αₗ Âˡ tanh(C[K]) vs a dense loop, and ∂(Σ g ⊙ z)/∂C vs its closed form
+    Σ_{k: Kₙₖ = j} (1 − tanh²)·(Σₗ αₗ (Âᵀ)ˡ g)ₙₖ and vs central finite differences (codes fixed)."""
+    from ..models import LightGCN
+    from .gnaq_official import OfficialGNAQQuantizer
+    rng = np.random.default_rng(seed)
+    adj = _tiny_graph(seed=seed)
+    quantizer = OfficialGNAQQuantizer(bits)
+    model = LightGCN(5, 4, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)
+    n, v = quantizer.levels.shape
+    quantizer.codes[...] = rng.integers(0, v, size=quantizer.codes.shape)
+    K = quantizer.codes.astype(int)
+    g = rng.standard_normal((n, 3))
+    z = quantizer.represent()
+    z.backward(g)
+    A = adj.toarray()
+
+    def dense_z(C):
+        e0 = np.array([[math.tanh(C[i, K[i, k]]) for k in range(3)] for i in range(n)])
+        return (e0 + A @ e0 + A @ A @ e0) / 3
+
+    C = quantizer.levels.data.copy()
+    forward = _rel(z.data, dense_z(C))
+    back = (g + A.T @ g + A.T @ A.T @ g) / 3
+    closed = np.zeros_like(C)
+    for i in range(n):
+        for k in range(3):
+            closed[i, K[i, k]] += (1 - math.tanh(C[i, K[i, k]]) ** 2) * back[i, k]
+    fd = np.zeros_like(C)
+    for idx in np.ndindex(C.shape):
+        up, down = C.copy(), C.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        fd[idx] = (float((g * dense_z(up)).sum()) - float((g * dense_z(down)).sum())) / 2e-6
+    return forward, _rel(quantizer.levels.grad, closed), _rel(quantizer.levels.grad, fd)
+
+
 def quantizer_checks():
     for bits in (1, 2, 4):
         yield f"uniform/gnaq estimator closed form (b={bits}, δ=0, STE+LSQ)", uniform_closed_form(bits, 0.0, bits)
@@ -169,4 +206,9 @@ def quantizer_checks():
         yield f"n2uq estimator vs finite differences of its relaxation (b={bits})", relaxed
     yield "bigear Fourier-sign estimator vs finite differences of its series", bigear_relaxation()
     yield "gnaq refined intervals vs dense reference (L=2)", refinement_against_dense()
+    for bits in (1, 2):
+        forward, closed, fd = official_gnaq_checks(bits, seed=bits)
+        yield f"gnaq-official z = Σ αₗ Âˡ tanh(C[K]) vs dense loop (b={bits})", forward
+        yield f"gnaq-official level gradient closed form (b={bits})", closed
+        yield f"gnaq-official level gradient vs finite differences (b={bits})", fd
 

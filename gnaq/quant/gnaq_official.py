@@ -1,0 +1,143 @@
+"""GNAQ as the authors' released code computes it (github.com/WUT-IDEA/GNAQ-Graph-Node-Aware-
+Dynamic-Quantization-for-Collaborative-Filtering, models/binary_quantization.py, funcs.py;
+read for its formulas, none of its code is used). N nodes, d dims, b bits, V = 2^b levels.
+
+What is learned and stored is the layer-0 table, per node one b-bit code per dimension and V
+float levels of its own (a per-node, non-uniform codebook):
+
+    Ê⁽⁰⁾ₙₖ = tanh(Cₙ,Kₙₖ)          C ∈ ℝ^{N×V} learned,  K ∈ {0…V−1}^{N×d} codes (no gradient)
+    z = Σₗ αₗ Âˡ Ê⁽⁰⁾             full-precision LightGCN propagation, scores ŷᵤᵢ = zᵤ · zᵢ
+
+1. Node-aware initialisation, from the node's own range [mₙ, Mₙ] of the (warmed-up) E⁽⁰⁾:
+       Cₙⱼ = mₙ + (j + 1)(Mₙ − mₙ)/(V + 1)         j = 0…V−1 (V interior points)
+       Kₙₖ = bin(eₙₖ; mₙ, Mₙ)                      bin(x; m, M) = clip(⌈(x − m)/w⌉ − 1, 0, V−1),
+                                                   w = (M − m)/V: V equal bins of the node's range
+2. Dynamic refinement through message passing: after every optimizer step the codes are
+   re-assigned from the *propagated* representation of that step, Kₙₖ = bin(zₙₖ; min zₙ, max zₙ),
+   so a node's codes follow what its neighbourhood made of it.
+3. Gradient: only the levels learn, ∂L/∂Cₙⱼ = Σ_{k: Kₙₖ = j} (1 − Ê⁽⁰⁾ₙₖ²) · ∂L/∂Ê⁽⁰⁾ₙₖ, and
+   ∂L/∂Ê⁽⁰⁾ = Σₗ αₗ (Âᵀ)ˡ ∂L/∂z arrives through the graph (there is no rounding to estimate
+   through: the codes are assigned, not differentiated).
+
+Differences from the released code, kept out on purpose: it adds a per-id bias to the score
+(torchfm's FeaturesLinear) and clips gradients at ±3; gnaq keeps LightGCN's score and trainer
+identical for every method. Its full-precision start is a separately trained checkpoint; here
+it is ``warmup`` full-precision epochs of the same run, as for ``gnaq``.
+
+Deployment differs from every other quantizer here: inference needs z, i.e. the propagation of
+the stored table through the graph in full precision. The stored size is d·b/8 + 4V bytes per
+node (at d = 64, b = 2: 16 + 16 = 32 B, 8x smaller than float32 — the paper's "8 to 12x"); the
+``.gnaq`` edge format stores a quantized z and cannot hold this model (``exportable = False``).
+"""
+
+from __future__ import annotations
+
+from .. import autograd as ag
+from ..backend import get_array_module
+from .base import Quantizer, weighted_sum
+
+
+def assign_codes(x, n_levels: int):
+    """K = bin(x; rowmin, rowmax): (N, d) → (N, d) uint8 codes in [0, n_levels)."""
+    xp = get_array_module(x)
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    width = (hi - lo) / n_levels
+    width = xp.where(width > 0, width, 1)  # a constant row: every code 0
+    return xp.clip(xp.ceil((x - lo) / width) - 1, 0, n_levels - 1).astype(xp.uint8)
+
+
+def initial_levels(x, n_levels: int):
+    """C: the n_levels interior points of each row's range, (N, d) → (N, n_levels)."""
+    xp = get_array_module(x)
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    j = xp.arange(1, n_levels + 1, dtype=x.dtype)[None, :]
+    return lo + j * (hi - lo) / (n_levels + 1)
+
+
+def lookup_levels(table, codes):
+    """Ê = table[n, codes[n, k]]: table (N, V) Tensor, codes (N, d) → (N, d) Tensor.
+
+    Backward: ∂L/∂tableₙⱼ = Σ_{k: codesₙₖ = j} ∂L/∂Êₙₖ (one bincount)."""
+    table = ag.as_tensor(table)
+    xp = table.xp
+    n, v = table.shape
+    flat = (xp.arange(n, dtype=xp.int64)[:, None] * v + codes).ravel()
+    out = table.data.ravel()[flat].reshape(codes.shape)
+
+    def vjp(g):
+        return [xp.bincount(flat, weights=g.ravel(), minlength=n * v).reshape(n, v).astype(g.dtype)]
+    return ag.custom_op([table], out, vjp)
+
+
+class OfficialGNAQQuantizer(Quantizer):
+    name = "gnaq-official"
+    exportable = False
+
+    def __init__(self, bits: int, warmup: int = 0, tanh: bool = True):
+        if warmup < 0:
+            raise ValueError(f"gnaq-official: warmup must be ≥ 0 epochs, got {warmup}")
+        self.bits, self.n_levels = bits, 2 ** bits
+        self.warmup, self.tanh = int(warmup), bool(tanh)
+        self.active = self.warmup == 0
+        self._ego = None
+        self._last_z = None
+
+    def setup(self, model) -> None:
+        super().setup(model)
+        xp, e0 = model.xp, model.embedding.data
+        self.levels = ag.Tensor(xp.zeros((len(e0), self.n_levels), dtype=e0.dtype), requires_grad=True,
+                                name="levels")
+        self.codes = xp.zeros(e0.shape, dtype=xp.uint8)
+        self.initialise()
+
+    def initialise(self) -> None:
+        """Rule 1 from the current embeddings (at setup, and again when the warm-up ends)."""
+        e0 = self.model.embedding.data
+        self.levels.data[...] = initial_levels(e0, self.n_levels)
+        self.codes[...] = assign_codes(e0, self.n_levels)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.active or epoch < self.warmup:
+            return
+        if epoch == self.warmup:  # (a resumed run past the warm-up keeps its levels and codes)
+            self.initialise()
+        self.active = True
+
+    def parameters(self) -> list:
+        return [self.levels]
+
+    def ego(self):
+        return self._ego if self.active else self.model.embedding
+
+    def represent(self):
+        model = self.model
+        if not self.active:
+            return weighted_sum(model.layers(), model.layer_weights)
+        e0 = lookup_levels(self.levels, self.codes)
+        if self.tanh:
+            e0 = ag.tanh(e0)
+        layers = [e0]
+        for _ in range(model.n_layers):
+            layers.append(ag.spmm(model.norm_adj, layers[-1], A_T=model.norm_adj))
+        z = weighted_sum(layers, model.layer_weights)
+        self._ego = e0
+        if ag.is_grad_enabled():
+            self._last_z = z.data  # rule 2 re-assigns from this once the step is taken
+        return z
+
+    def after_step(self) -> None:
+        if self.active and self._last_z is not None:
+            self.codes[...] = assign_codes(self._last_z, self.n_levels)
+        self._last_z = self._ego = None
+
+    def state_dict(self) -> dict:
+        return {"levels": self.levels.data, "codes": self.codes}
+
+    def load_state_dict(self, state: dict) -> None:
+        xp = self.model.xp
+        self.levels.data[...] = xp.asarray(state["levels"])
+        self.codes[...] = xp.asarray(state["codes"])
+
+    def export(self) -> dict:
+        """{"codes": (N, d) layer-0 codes, "levels": (N, V)}: what this scheme stores."""
+        return {"codes": self.codes.copy(), "levels": self.levels.data.copy()}

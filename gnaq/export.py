@@ -20,8 +20,8 @@ from .pack import SUPPORTED_PACK_BITS, pack
 def build_sections(model, data, history: bool = True) -> tuple:
     """(header fields, {section name: bytes}) for a model and its Interactions."""
     if not model.quantizer.exportable:
-        raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: its scores need "
-                         "full-precision propagation through the graph, and .gnaq stores a quantized z")
+        raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: the format stores "
+                         "a quantized z (codes and per-node scales) and this model's scores need more")
     exported = {k: to_numpy(v) for k, v in model.quantizer.export().items()}
     n_users = model.n_users
     header = {"n_users": n_users, "n_items": model.n_items, "layers": model.n_layers,

@@ -43,6 +43,8 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100; with --resume, extends the run)")
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--quant-lr", type=float, default=None,
+                   help="learning rate once quantization is active, i.e. after a warm-up (default: --lr)")
     p.add_argument("--reg", type=float, default=1e-4)
     p.add_argument("--topk", type=int, nargs="+", default=[10, 20])
     p.add_argument("--eval-every", type=int, default=1)
@@ -92,12 +94,13 @@ def config_from_args(args):
     out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-b{args.bits}-{args.quantizer}")
     epochs = args.epochs or 100
     options = parse_quant_options(args.quant_option)
-    if args.quantizer == "gnaq" and args.bits != 32:  # measured best: a third of the run in full precision
+    if args.quantizer in ("gnaq", "gnaq-official") and args.bits != 32:  # a third of the run in full precision
         options.setdefault("warmup", epochs // 3)
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
-        layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr, reg=args.reg,
+        layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+        quant_lr=args.quant_lr, reg=args.reg,
         topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)
@@ -134,8 +137,8 @@ def main(argv=None) -> int:
         return 1
     print(json.dumps({"result": result}))
     if not trainer.model.quantizer.exportable:
-        print(f"not exported: --quantizer {config.quantizer} needs full-precision propagation at "
-              "inference, which the .gnaq edge format does not hold", file=sys.stderr)
+        print(f"not exported: the .gnaq edge format cannot hold --quantizer {config.quantizer} with "
+              f"options {config.quant_options}", file=sys.stderr)
     elif not args.no_export:
         try:
             from .export import export_model

@@ -48,6 +48,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 2048
     lr: float = 1e-3
+    quant_lr: float | None = None  # learning rate once the quantizer is active (None: lr)
     reg: float = 1e-4
     topk: tuple = (10, 20)
     eval_every: int = 1
@@ -67,6 +68,7 @@ class TrainConfig:
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.quant_lr is None or self.quant_lr > 0, f"--quant-lr must be positive, got {self.quant_lr}"),
             (self.reg >= 0, f"--reg must be ≥ 0, got {self.reg}"),
             (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
@@ -194,6 +196,8 @@ class Trainer:
         quantizer = self.model.quantizer
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
             quantizer.on_epoch_start(self.epoch)
+            # a function of the schedule's state only, so a resumed run gets the same rate
+            self.optimizer.lr = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
             t0 = time.perf_counter()
             loss = self.train_epoch()
             train_seconds = time.perf_counter() - t0

@@ -89,7 +89,7 @@ def test_export_dequantizes_to_the_trained_representation(data, name, bits):
     np.testing.assert_allclose(dequantized, z, rtol=1e-5, atol=1e-7)
 
 
-def test_gnaq_scales_are_per_node_and_refined(data):
+def test_gnaq_scales_are_per_node(data):
     adj = normalized_adjacency(data.train)
     q = make_quantizer("gnaq", 2)
     LightGCN(data.n_users, data.n_items, adj, dim=8, n_layers=2, quantizer=q, seed=1)

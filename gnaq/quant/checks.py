@@ -140,7 +140,7 @@ def refinement_against_dense(seed=0):
     from .uniform import optimal_step
     adj = _tiny_graph(seed=seed)
     n_users, n_items = 5, 4
-    quantizer = GNAQQuantizer(2)
+    quantizer = GNAQQuantizer(2, refine=True)
     model = LightGCN(n_users, n_items, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)
     quantizer.theta[0].data[:] = 0.3
     quantizer.theta[1].data[:] = -0.7

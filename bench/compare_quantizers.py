@@ -40,6 +40,12 @@ RUNS = {
     "gnaq-official-b2": ("gnaq-official", 2, GNAQ),  # the authors' released code's scheme
     "gnaq-official-b1": ("gnaq-official", 1, GNAQ),
     "gnaq-official-b2-quant-lr": ("gnaq-official", 2, {**GNAQ, "quant_lr": 1e-3}),
+    "gnaq-official-b2-no-tanh": ("gnaq-official", 2, {**GNAQ, "tanh": False}),
+    "gnaq-l0-b2": ("gnaq", 2, {**GNAQ, "quantize": "layer0"}),  # store Ê⁽⁰⁾, propagate at inference
+    "gnaq-l0-b1": ("gnaq", 1, {**GNAQ, "quantize": "layer0"}),
+    "ste-l0-b2": ("ste", 2, {"quantize": "layer0"}),  # the baselines in the same deployment
+    "lsq-l0-b2": ("lsq", 2, {"quantize": "layer0"}),
+    "gnaq-l0-b2-global-init": ("gnaq", 2, {**GNAQ, "quantize": "layer0", "node_aware": False}),
     "gnaq-b1": ("gnaq", 1, GNAQ),
     "gnaq-b3": ("gnaq", 3, GNAQ),
     "gnaq-b4": ("gnaq", 4, GNAQ),
@@ -47,11 +53,11 @@ RUNS = {
     # ablations at 2 bits: one idea switched off (or on) at a time
     "gnaq-b2-global-init": ("gnaq", 2, {**GNAQ, "node_aware": False}),
     "gnaq-b2-refine": ("gnaq", 2, {**GNAQ, "refine": True}),  # learned refinement through Â on
-    "gnaq-b2-center": ("gnaq", 2, {**GNAQ, "center": True}),  # quantize z − (user or item mean)
     "gnaq-b2-quant-lr": ("gnaq", 2, {**GNAQ, "quant_lr": 1e-3}),  # 10x lower rate after the warm-up
     "gnaq-b2-graph-grad": ("gnaq", 2, {**GNAQ, "delta": 0.5}),
     "gnaq-b2-per-layer": ("gnaq", 2, {**GNAQ, "per_layer": True}),
     "gnaq-b2-messages": ("gnaq", 2, {**GNAQ, "messages": True}),
+    "gnaq-b2-warmup-half": ("gnaq", 2, {**GNAQ, "warmup": "half"}),
     "gnaq-b2-no-warmup": ("gnaq", 2, {"warmup": 0}),
     "gnaq-b2-per-layer-no-warmup": ("gnaq", 2, {"warmup": 0, "per_layer": True}),
 }
@@ -76,8 +82,9 @@ def model_bytes(model) -> tuple:
 def run_one(name, args, data):
     from gnaq.trainer import TrainConfig, Trainer
     quantizer, bits, options = RUNS[name]
-    if options.get("warmup") == "third":
-        options = {**options, "warmup": args.epochs // 3}
+    fractions = {"third": 3, "half": 2}
+    if options.get("warmup") in fractions:
+        options = {**options, "warmup": args.epochs // fractions[options["warmup"]]}
     options = dict(options)
     quant_lr = options.pop("quant_lr", None)  # a trainer setting, not the quantizer's
     out = ROOT / "runs" / "compare" / args.dataset / (name + args.suffix)

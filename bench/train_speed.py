@@ -3,6 +3,7 @@ process, same triplets and hyper-parameters (d = 64, L = 3, batch 2048), and whe
 epoch time goes. Also GNAQ 2-bit vs full precision (the quantizer's overhead).
 
     python bench/train_speed.py [--batch-size 2048] [--quantizers gnaq ste lsq n2uq bigear]
+    (a quantizer may carry options: gnaq:quantize=layer0,refine=true)
 """
 
 from __future__ import annotations
@@ -31,12 +32,19 @@ def main():
     parser.add_argument("--quantizers", nargs="*", default=["gnaq"])
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="timed epochs per model (the fastest counts)")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="instead of whole epochs: ROUNDS rounds that time --steps training steps of every "
+                             "model in turn; the fastest round counts (robust to a disturbed machine)")
+    parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     data = load_dataset(args.dataset, data_dir(), download_missing=False)
     rows, epoch_times = [], {}
 
     def gnaq_epoch(bits, quantizer="gnaq"):
-        trainer = Trainer(TrainConfig(bits=bits, quantizer=quantizer, batch_size=args.batch_size,
+        from gnaq.train import parse_quant_options
+        quantizer, _, spec = quantizer.partition(":")  # e.g. gnaq:quantize=layer0,delta=0.5
+        options = parse_quant_options(spec.split(",")) if spec else {}
+        trainer = Trainer(TrainConfig(bits=bits, quantizer=quantizer, quant_options=options, batch_size=args.batch_size,
                                       progress=False, out="/tmp/gnaq-train-speed"), data)
         trainer.profile = True
         trainer.train_epoch()  # warm-up: numba compilation, caches
@@ -51,6 +59,8 @@ def main():
                 best, best_timings = seconds, dict(trainer.timings)
         return best, best_timings, trainer
 
+    if args.interleave:
+        return interleaved(args, data)
     seconds, timings, trainer = gnaq_epoch(32)
     epoch_times["gnaq fp32"] = seconds
     n_batches = -(-data.train.nnz // args.batch_size)
@@ -94,6 +104,49 @@ def main():
     print(markdown_table(["epoch", "seconds", "vs gnaq fp32", "vs torch reference"], rows))
     print()
     print(markdown_table(["gnaq fp32 epoch breakdown", "seconds"], [[k, f"{v:.2f}"] for k, v in breakdown]))
+
+
+def interleaved(args, data):
+    """Per-step time of every model, measured round-robin so that a slow spell of the machine
+    hits all of them; epoch estimate = fastest round's seconds/step × batches per epoch."""
+    from gnaq.sampling import sample_bpr_epoch
+    from gnaq.train import parse_quant_options
+    from gnaq.trainer import TrainConfig, Trainer
+    trainers = {}
+    for spec in ["fp32"] + args.quantizers:
+        name, _, options = spec.partition(":")
+        bits = 32 if name == "fp32" else 2
+        cfg = TrainConfig(bits=bits, quantizer="gnaq" if name == "fp32" else name, batch_size=args.batch_size,
+                          quant_options=parse_quant_options(options.split(",")) if options else {},
+                          progress=False, out="/tmp/gnaq-train-speed")
+        trainers[spec if bits == 32 else f"{spec} 2-bit"] = Trainer(cfg, data)
+    triplets = sample_bpr_epoch(data.train, np.random.default_rng(0))
+    b = args.batch_size
+
+    def steps(trainer, n):
+        model, optimizer = trainer.model, trainer.optimizer
+        t0 = time.perf_counter()
+        for i in range(n):
+            sl = slice((i * b) % (len(triplets[0]) - b), (i * b) % (len(triplets[0]) - b) + b)
+            loss, _, _ = model.bpr_loss(*(t[sl] for t in triplets), 1e-4)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            model.quantizer.after_step()
+        return (time.perf_counter() - t0) / n
+
+    for trainer in trainers.values():
+        steps(trainer, 3)  # compile, warm caches
+    best = {name: float("inf") for name in trainers}
+    for _ in range(args.interleave):
+        for name, trainer in trainers.items():
+            best[name] = min(best[name], steps(trainer, args.steps))
+    n_batches = -(-data.train.nnz // b)
+    fp = best["fp32"]
+    rows = [[name, f"{t * 1e3:.1f}", f"{t * n_batches:.2f}", f"{t / fp:.2f}"] for name, t in best.items()]
+    print(f"{args.dataset}: batch {b}, {n_batches} batches/epoch; fastest of {args.interleave} interleaved rounds "
+          f"of {args.steps} steps")
+    print(markdown_table(["model", "ms/step", "epoch estimate (s)", "vs fp32"], rows))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ item_codes (rows of ⌈D·b/8⌉ bytes, gnaq.pack's LSB-first bitstream) or user
 (float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64),
 and optionally history_indptr (uint64) + history_indices (uint32): each user's training items.
 
+Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
+layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices
+(uint32) hold the training interactions. At load the reader runs LightGCN's propagation once,
+    E⁽ˡ⁺¹⁾ = Â E⁽ˡ⁾,  Âᵤᵢ = 1/√(dᵤ dᵢ),  z = Σₗ αₗ E⁽ˡ⁾   (header "layer_weights"),
+in float64 (numpy: one bincount per column and layer; pure Python: loops, O(L·nnz·D) — minutes
+for a MovieLens-1M-sized graph), and then scores like a float model, ŷᵤᵢ = zᵤ·zᵢ.
+
 Score of a quantized model, groups g of D/G columns, with the odd integers
 aₖ = 2cₖ + 1 − 2^b = 2(cₖ + ½ − 2^(b−1)) (so a dequantized value is s·aₖ/2):
     ŷᵤᵢ = Σ_g (¼ sᵤ_g) sᵢ_g · Σ_{k∈g} aᵤₖ aᵢₖ
@@ -36,7 +43,7 @@ import sys
 import zlib
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added kind "propagate"; files of the other kinds are still written as 1
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 
@@ -100,6 +107,7 @@ class EdgeModel:
         self.n_users, self.n_items = h["n_users"], h["n_items"]
         self.kind, self.dim = h["kind"], h["dim"]
         self.bits, self.groups = h.get("bits", 32), h.get("groups", 1)
+        self.backend = self._choose_backend(backend)
         self.user_ids = list(_typed(sections["user_ids"], "q"))
         self.item_ids = list(_typed(sections["item_ids"], "q"))
         self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
@@ -111,6 +119,8 @@ class EdgeModel:
             self.user_scales = list(_typed(sections["user_scales"], "f"))
             self.item_scales = list(_typed(sections["item_scales"], "f"))
             self.offset = 0.5 - 2 ** (self.bits - 1)
+        elif self.kind == "propagate":
+            self.user_float, self.item_float = self._propagate(sections)
         else:
             self.user_float = _typed(sections["user_float"], "f")
             self.item_float = _typed(sections["item_float"], "f")
@@ -118,8 +128,29 @@ class EdgeModel:
         if self.has_history:
             self.history_indptr = _typed(sections["history_indptr"], "Q")
             self.history_indices = _typed(sections["history_indices"], "I")
-        self.backend = self._choose_backend(backend)
         self._np_cache = None
+
+    # ---- kind "propagate": z from the layer-0 table and the training graph, once --------
+    def _propagate(self, sections):
+        h, d, b = self.header, self.dim, self.bits
+        rb, offset = -(-d * b // 8), 0.5 - 2 ** (b - 1)
+        indptr = _typed(sections["graph_indptr"], "Q")
+        indices = _typed(sections["graph_indices"], "I")
+        if len(indptr) != self.n_users + 1 or indptr[-1] != len(indices):
+            raise EdgeFormatError(f"{self.path}: graph sections do not match {self.n_users} users")
+        tables = []
+        for side, n in (("user", self.n_users), ("item", self.n_items)):
+            codes, scales = bytes(sections[f"{side}_codes"]), _typed(sections[f"{side}_scales"], "f")
+            mask, table = (1 << b) - 1, array.array("d", bytes(8 * n * d))
+            for r in range(n):
+                stream, s = int.from_bytes(codes[r * rb:(r + 1) * rb], "little"), scales[r]
+                for k in range(d):
+                    table[r * d + k] = s * (((stream >> (k * b)) & mask) + offset)
+            tables.append(table)
+        if self.backend == "python":
+            return _propagate_python(tables, indptr, indices, d, h["layer_weights"])
+        import numpy as np
+        return _propagate_numpy(np, tables, indptr, indices, d, h["layer_weights"])
 
     # ---- backend selection -----------------------------------------------------------
     @staticmethod
@@ -185,7 +216,7 @@ class EdgeModel:
     # ---- scoring -----------------------------------------------------------------------
     def _scores_all(self, u):
         """Scores of user row u against every item, as a list (python) or numpy array."""
-        if self.kind == "float":
+        if self.kind in ("float", "propagate"):
             return self._float_scores(u)
         a_user, user_quarter = self._user_terms(u)
         if self.backend == "numba":
@@ -214,10 +245,10 @@ class EdgeModel:
     def _arrays(self):
         if self._np_cache is None:
             import numpy as np
-            if self.kind == "float":
-                self._np_cache = {
-                    "items": np.frombuffer(self.item_float, dtype="<f4").reshape(self.n_items, self.dim),
-                    "users": np.frombuffer(self.user_float, dtype="<f4").reshape(self.n_users, self.dim)}
+            if self.kind in ("float", "propagate"):
+                self._np_cache = {  # (array.array 'f' or 'd', native byte order)
+                    "items": np.asarray(self.item_float).reshape(self.n_items, self.dim),
+                    "users": np.asarray(self.user_float).reshape(self.n_users, self.dim)}
             else:
                 codes = np.frombuffer(self.item_codes, dtype=np.uint8).reshape(self.n_items, self.row_bytes)
                 self._np_cache = {
@@ -322,6 +353,56 @@ class EdgeModel:
         if "history" not in self._arrays():
             self._np_cache["history"] = np.frombuffer(self.history_indices, dtype=np.uint32)
         return self._np_cache["history"][self.history_indptr[u]:self.history_indptr[u + 1]]
+
+
+def _propagate_python(tables, indptr, indices, d, weights):
+    """z = Σₗ αₗ Âˡ E⁽⁰⁾ on flat row-major float lists (users, items)."""
+    users, items = tables
+    n_users, n_items = len(users) // d, len(items) // d
+    deg_item = [0] * n_items
+    for i in indices:
+        deg_item[i] += 1
+    z = [array.array("d", (weights[0] * v for v in t)) for t in (users, items)]
+    for alpha in weights[1:]:
+        new_u, new_i = array.array("d", bytes(8 * n_users * d)), array.array("d", bytes(8 * n_items * d))
+        for u in range(n_users):
+            start, stop = indptr[u], indptr[u + 1]
+            if start == stop:
+                continue
+            du = stop - start
+            for e in range(start, stop):
+                i = indices[e]
+                w = 1.0 / (du * deg_item[i]) ** 0.5
+                ub, ib = u * d, i * d
+                for k in range(d):
+                    new_u[ub + k] += w * items[ib + k]
+                    new_i[ib + k] += w * users[ub + k]
+        users, items = new_u, new_i
+        for out, layer in zip(z, (users, items)):
+            for j in range(len(out)):
+                out[j] += alpha * layer[j]
+    return z
+
+
+def _propagate_numpy(np, tables, indptr, indices, d, weights):
+    """As _propagate_python; Â·X one column at a time with bincount (no N×nnz temporaries)."""
+    users = np.asarray(tables[0]).reshape(-1, d)
+    items = np.asarray(tables[1]).reshape(-1, d)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    cols = np.asarray(indices, dtype=np.int64)
+    rows = np.repeat(np.arange(len(users)), np.diff(indptr))
+    deg_u, deg_i = np.diff(indptr), np.bincount(cols, minlength=len(items))
+    w = 1.0 / np.sqrt(deg_u[rows] * deg_i[cols]) if len(cols) else np.zeros(0)
+    z_u, z_i = weights[0] * users, weights[0] * items
+    for alpha in weights[1:]:
+        new_u, new_i = np.empty_like(users), np.empty_like(items)
+        for k in range(d):
+            new_u[:, k] = np.bincount(rows, weights=w * items[cols, k], minlength=len(users))
+            new_i[:, k] = np.bincount(cols, weights=w * users[rows, k], minlength=len(items))
+        users, items = new_u, new_i
+        z_u += alpha * users
+        z_i += alpha * items
+    return z_u.ravel(), z_i.ravel()
 
 
 def _top_k_numpy(scores, k, seen):

@@ -28,6 +28,7 @@ def build_sections(model, data, history: bool = True) -> tuple:
               "layer_weights": model.layer_weights, "quantizer": model.quantizer.name,
               "embedding_dim": model.dim}
     sections = {}
+    deploys = getattr(model.quantizer, "deploys", "z")
     if "float" in exported:
         z = exported["float"].astype("<f4")
         header.update(kind="float", dim=z.shape[1], bits=32, groups=1)
@@ -41,10 +42,15 @@ def build_sections(model, data, history: bool = True) -> tuple:
         if groups > 1 and (codes.shape[1] // groups) * bits % 8:
             raise ValueError("each scale group must fill whole bytes (D/G·b divisible by 8)")
         packed = pack(codes, bits)
-        header.update(kind="quantized", dim=codes.shape[1], bits=bits, groups=groups,
-                      level_offset=0.5 - 2 ** (bits - 1))
+        header.update(kind="quantized" if deploys == "z" else "propagate", dim=codes.shape[1], bits=bits,
+                      groups=groups, level_offset=0.5 - 2 ** (bits - 1))
         sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
         sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
+    if deploys == "layer0":  # the device propagates the stored Ê⁽⁰⁾ over the training graph
+        graph = data.train.tocsr()
+        graph.sort_indices()
+        sections["graph_indptr"] = graph.indptr.astype("<u8").tobytes()
+        sections["graph_indices"] = graph.indices.astype("<u4").tobytes()
     sections["user_ids"] = np.asarray(data.user_ids, dtype="<i8").tobytes()
     sections["item_ids"] = np.asarray(data.item_ids, dtype="<i8").tobytes()
     if history:
@@ -56,14 +62,17 @@ def build_sections(model, data, history: bool = True) -> tuple:
 
 
 def encode(header: dict, sections: dict) -> bytes:
-    """MAGIC | u16 version | u32 header length | header JSON | sections | u32 CRC32."""
+    """MAGIC | u16 version | u32 header length | header JSON | sections | u32 CRC32. The version
+    is the oldest that can read the kind, so version-1 readers still open the other kinds."""
     layout, offset = {}, 0
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    header = dict(header, format=FORMAT_VERSION, sections=layout)
+    version = 2 if header.get("kind") == "propagate" else 1
+    assert version <= FORMAT_VERSION
+    header = dict(header, format=version, sections=layout)
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
-    body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(header_bytes)) + header_bytes + b"".join(sections.values())
+    body = MAGIC + struct.pack("<HI", version, len(header_bytes)) + header_bytes + b"".join(sections.values())
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
@@ -74,4 +83,5 @@ def export_model(model, data, path, history: bool = True) -> dict:
     atomic_write_bytes(str(path), lambda f: f.write(blob))
     return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
             "embedding_bytes": sum(len(v) for k, v in sections.items()
-                                   if k.split("_", 1)[1] in ("codes", "scales", "float"))}
+                                   if k.split("_", 1)[1] in ("codes", "scales", "float")),
+            "graph_bytes": sum(len(v) for k, v in sections.items() if k.startswith("graph_"))}

@@ -56,10 +56,10 @@ def data():
     return make_synthetic(n_users=60, n_items=90, seed=4)
 
 
-def make_model(data, quantizer="gnaq", bits=2, dim=16, seed=0):
+def make_model(data, quantizer="gnaq", bits=2, dim=16, seed=0, **options):
     adj = normalized_adjacency(data.train)
     model = LightGCN(data.n_users, data.n_items, adj, dim=dim, n_layers=2,
-                     quantizer=make_quantizer(quantizer, bits), seed=seed, init_std=0.3)
+                     quantizer=make_quantizer(quantizer, bits, **options), seed=seed, init_std=0.3)
     return model
 
 
@@ -70,12 +70,17 @@ def reference_scores(model, data):
     return z[: data.n_users] @ z[data.n_users:].T
 
 
-@pytest.mark.parametrize("quantizer, bits", [("gnaq", 1), ("gnaq", 2), ("gnaq", 3), ("gnaq", 4), ("gnaq", 8),
-                                              ("bigear", 1), ("bigear", 2), ("n2uq", 2), ("gnaq", 32)])
-def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits):
-    model = make_model(data, quantizer, bits)
+LAYER0 = {"quantize": "layer0"}
+
+
+@pytest.mark.parametrize("quantizer, bits, options", [
+    ("gnaq", 1, {}), ("gnaq", 2, {}), ("gnaq", 3, {}), ("gnaq", 4, {}), ("gnaq", 8, {}), ("bigear", 1, {}),
+    ("bigear", 2, {}), ("n2uq", 2, {}), ("gnaq", 32, {}), ("gnaq", 2, LAYER0), ("gnaq", 1, LAYER0)])
+def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
+    model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
-    export_model(model, data, path)
+    info = export_model(model, data, path)
+    assert (info["graph_bytes"] > 0) == bool(options)  # a layer-0 table travels with its graph
     reference = reference_scores(model, data)
     backends = ["python", "numpy"] + (["numba"] if HAVE_NUMBA else [])
     models = {b: edge.load(path, backend=b) for b in backends}
@@ -84,7 +89,7 @@ def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, 
         scores = {b: np.array(m.score(raw, list(data.item_ids))) for b, m in models.items()}
         for b in backends:
             np.testing.assert_allclose(scores[b], reference[user], rtol=2e-5, atol=1e-6)
-            if bits != 32:  # packed scoring is bit-identical across backends
+            if bits != 32 and not options:  # packed scoring is bit-identical across backends
                 assert scores[b].tobytes() == scores["python"].tobytes(), b
         tops = {b: m.recommend(raw, k=10) for b, m in models.items()}
         assert all([i for i, _ in tops[b]] == [i for i, _ in tops["python"]] for b in backends)
@@ -144,6 +149,17 @@ def test_errors_are_specific(data, tmp_path):
             edge.load(bad)
 
 
+def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkeypatch):
+    for options, version in (({}, 1), (LAYER0, 2)):
+        path = tmp_path / f"v{version}.gnaq"
+        export_model(make_model(data, **options), data, path)
+        assert int.from_bytes(path.read_bytes()[4:6], "little") == version
+    monkeypatch.setattr(edge, "FORMAT_VERSION", 1)  # a reader from before kind "propagate"
+    edge.load(tmp_path / "v1.gnaq")
+    with pytest.raises(edge.EdgeFormatError, match="version 2 is newer"):
+        edge.load(tmp_path / "v2.gnaq")
+
+
 def test_export_is_atomic_and_keeps_the_old_file_on_failure(data, tmp_path, monkeypatch):
     model = make_model(data)
     path = tmp_path / "m.gnaq"
@@ -157,8 +173,9 @@ def test_export_is_atomic_and_keeps_the_old_file_on_failure(data, tmp_path, monk
     assert os.listdir(tmp_path) == ["m.gnaq"]
 
 
-def test_edge_runs_with_numpy_unimportable(data, tmp_path):
-    model = make_model(data)
+@pytest.mark.parametrize("options", [{}, LAYER0], ids=["z", "layer0"])
+def test_edge_runs_with_numpy_unimportable(data, tmp_path, options):
+    model = make_model(data, **options)
     path = tmp_path / "m.gnaq"
     export_model(model, data, path)
     user = int(data.user_ids[5])

@@ -89,6 +89,22 @@ def test_export_dequantizes_to_the_trained_representation(data, name, bits):
     np.testing.assert_allclose(dequantized, z, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["gnaq", "ste", "lsq"])
+def test_layer0_deployment_stores_the_table_and_propagates_it(data, name):
+    adj = normalized_adjacency(data.train)
+    q = make_quantizer(name, 2, quantize="layer0")
+    model = LightGCN(data.n_users, data.n_items, adj, dim=8, n_layers=2, quantizer=q, seed=1)
+    exported = q.export()
+    table = (exported["codes"].astype(np.float64) - 1.5) * exported["scales"]
+    with ag.no_grad():
+        z = model.representation().data
+    A = adj.toarray()
+    np.testing.assert_allclose(z, (table + A @ table + A @ A @ table) / 3, rtol=1e-5, atol=1e-6)
+    assert np.unique(exported["codes"]).size == 4 and q.deploys == "layer0"
+    with pytest.raises(ValueError, match="quantize must be"):
+        make_quantizer(name, 2, quantize="layer1")
+
+
 def test_gnaq_scales_are_per_node(data):
     adj = normalized_adjacency(data.train)
     q = make_quantizer("gnaq", 2)

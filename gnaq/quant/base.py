@@ -28,6 +28,7 @@ class Quantizer:
     has_extra_loss = False
     active = True        # False while a quantizer trains in full precision (warm-up)
     exportable = True    # whether gnaq.export can write it as a .gnaq file
+    deploys = "z"        # "z": the representation is quantized; "layer0": E⁽⁰⁾ is, z = Σ αₗ Âˡ Ê⁽⁰⁾
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (epoch = number of completed epochs)."""
@@ -36,7 +37,13 @@ class Quantizer:
         self.model = model
 
     def represent(self):
+        if self.deploys == "layer0":
+            return propagate_table(self.model, self.quantize_tensor(self.model.embedding))
         return self.combine(self.model.layers())
+
+    def quantize_tensor(self, x):
+        """Fake-quantize a Tensor (used by ``deploys == "layer0"``)."""
+        raise NotImplementedError(f"{self.name} quantizes z only")
 
     def ego(self):
         return self.model.embedding
@@ -67,6 +74,25 @@ class Quantizer:
         """Σₗ αₗ E⁽ˡ⁾ of the current parameters as an array, no graph recorded."""
         with ag.no_grad():
             return weighted_sum(self.model.layers(), self.model.layer_weights).data
+
+    def target(self):
+        """The array that is quantized and stored: z, or E⁽⁰⁾ when ``deploys == "layer0"``."""
+        return self.model.embedding.data if self.deploys == "layer0" else self.combination()
+
+
+def set_deploys(quantizer, quantize: str) -> None:
+    """The ``quantize`` option of the uniform quantizers: "z" (default) or "layer0"."""
+    if quantize not in ("z", "layer0"):
+        raise ValueError(f"{quantizer.name}: quantize must be 'z' or 'layer0', got {quantize!r}")
+    quantizer.deploys = quantize
+
+
+def propagate_table(model, table):
+    """z = Σₗ αₗ Âˡ T in full precision, for a (quantized) layer-0 table T."""
+    layers = [table]
+    for _ in range(model.n_layers):
+        layers.append(ag.spmm(model.norm_adj, layers[-1], A_T=model.norm_adj))
+    return weighted_sum(layers, model.layer_weights)
 
 
 def weighted_sum(tensors, weights):

@@ -18,6 +18,10 @@ reachable offline; this is the reading of shared/GNAQ-METHOD.md. N nodes, d dims
        MovieLens-1M in bench/compare_quantizers.py, so the refined per-layer intervals define
        z's interval but the layers themselves stay in full precision.
    ``messages=True`` propagates quantized messages, E⁽ˡ⁺¹⁾ = Â Ê⁽ˡ⁾.
+   ``quantize="layer0"`` stores the layer-0 table instead, as the authors' released code does
+   (gnaq_official.py): Ê⁽⁰⁾ = Q(E⁽⁰⁾; s⁽⁰⁾) with the node-aware s⁽⁰⁾ of rule 1, and
+       z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision — at inference too: the .gnaq file then carries the
+       training graph and gnaq.edge propagates once at load (kind "propagate").
 4. Graph-relation-aware gradient (uniform.quantize_vjp), r = x − x̂:
        ∂L/∂x = ∂L/∂x̂ · 1[in range] · (1 + δ · tanh((Â r) / s));   δ = 0 is STE
        ∂L/∂s = LSQ's step gradient scaled by 1/√(d · 2^(b−1)) (d values share a node's s)
@@ -34,7 +38,7 @@ import math
 
 from .. import autograd as ag
 from ..spmm import spmm
-from .base import Quantizer, weighted_sum
+from .base import Quantizer, propagate_table, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 
 
@@ -53,7 +57,7 @@ class GNAQQuantizer(Quantizer):
     name = "gnaq"
 
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
-                 per_layer: bool = False, messages: bool = False, warmup: int = 0, center: bool = False):
+                 per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "z"):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         if warmup < 0:
@@ -63,8 +67,7 @@ class GNAQQuantizer(Quantizer):
         self.bits, self.delta = bits, float(delta)
         self.node_aware, self.refine = bool(node_aware), bool(refine)
         self.per_layer, self.messages = bool(per_layer), bool(messages)
-        self.center = bool(center)
-        self.exportable = not self.center  # .gnaq has no section for the side means (yet)
+        set_deploys(self, quantize)  # what .gnaq stores: z, or Ê⁽⁰⁾ to propagate
         self.step = optimal_step(bits)
 
     # ---- parameters ------------------------------------------------------------------
@@ -97,8 +100,7 @@ class GNAQQuantizer(Quantizer):
         with ag.no_grad():  # κ₀: mean output scale = Δ_b · σ(initial full-precision combination)
             self.log_kappa.data[...] = 0.0
             _, z_scale = self.forward(messages=False)
-            combination = weighted_sum(model.layers(), model.layer_weights).data
-            target = self.step * row_rms(combination - self.side_means(combination))
+            target = self.step * row_rms(weighted_sum(model.layers(), model.layer_weights).data)
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
 
     def parameters(self) -> list:
@@ -132,29 +134,27 @@ class GNAQQuantizer(Quantizer):
         z_pre = weighted_sum(quantized if self.per_layer else layers, weights)
         return z_pre, ag.exp(self.log_kappa) * weighted_sum(scales, weights)
 
-    def side_means(self, z):
-        """(N, d): each row's side mean, μ_U for users and μ_I for items (zeros unless ``center``)."""
-        xp, n_users = self.model.xp, self.model.n_users
-        if not self.center:
-            return xp.zeros_like(z)
-        users, items = z[:n_users].mean(axis=0), z[n_users:].mean(axis=0)
-        return xp.concatenate([xp.broadcast_to(users, (n_users, z.shape[1])),
-                               xp.broadcast_to(items, (len(z) - n_users, z.shape[1]))])
+    def quantized_table(self):
+        """``quantize='layer0'``: Ê⁽⁰⁾ = Q(E⁽⁰⁾; s⁽⁰⁾), the table that is stored."""
+        return self._quantize(self.model.embedding, ag.exp(self.log_s0))
 
     def represent(self):
+        model = self.model
         if not self.active:
-            return weighted_sum(self.model.layers(), self.model.layer_weights)
+            return weighted_sum(model.layers(), model.layer_weights)
+        if self.deploys == "layer0":  # z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision
+            return propagate_table(model, self.quantized_table())
         z_pre, z_scale = self.forward()
-        if not self.center:
-            return self._quantize(z_pre, z_scale)
-        mu = ag.Tensor(self.side_means(z_pre.data))  # no gradient through the means
-        return self._quantize(z_pre - mu, z_scale) + mu
+        return self._quantize(z_pre, z_scale)
 
     def combine(self, layers):  # GNAQ propagates itself (represent); kept for the interface
         raise NotImplementedError("GNAQQuantizer computes z in represent()")
 
     # ---- export ----------------------------------------------------------------------
     def export(self) -> dict:
+        if self.deploys == "layer0":
+            e0, s0 = self.model.embedding.data, self.model.xp.exp(self.log_s0.data)
+            return {"codes": codes_of(levels(e0, s0, self.bits), self.bits), "scales": s0}
         with ag.no_grad():
             z_pre, z_scale = self.forward()
         return {"codes": codes_of(levels(z_pre.data, z_scale.data, self.bits), self.bits),

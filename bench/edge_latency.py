@@ -7,7 +7,10 @@ full-precision embeddings as the reference.
 Latency does not depend on how well the model is trained, so the models are LightGCN on the
 real ml-1m graph at initialisation (GNAQ quantizer); pass --checkpoint-free to say so.
 
-    python bench/edge_latency.py [--users 200]
+A 2-bit ``quantize=layer0`` model (kind "propagate") is timed too: its load runs the
+propagation over the training graph.
+
+    python bench/edge_latency.py [--users 200] [--skip-python-propagation]
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--python-users", type=int, default=50)
+    parser.add_argument("--skip-python-propagation", action="store_true",
+                        help="do not time the pure-Python load of the layer-0 model (minutes)")
     args = parser.parse_args()
     data = load_dataset("ml-1m", data_dir(), download_missing=False)
     adj = normalized_adjacency(data.train)
@@ -92,6 +97,28 @@ def main():
                           "file (no history)", "vs float32 file"], size_rows))
     print()
     print(markdown_table(["bits", "path", "median ms", "p99 ms", "users timed"], latency_rows))
+
+    # quantize=layer0: the file carries Ê⁽⁰⁾ and the training graph; the reader propagates at load
+    model = LightGCN(data.n_users, data.n_items, adj, 64, 3, make_quantizer("gnaq", 2, quantize="layer0"), seed=0)
+    path = os.path.join(folder, "ml1m-b2-layer0.gnaq")
+    info = export_model(model, data, path, history=True)
+    info_nohist = export_model(model, data, path + ".nohist", history=False)
+    rows = []
+    for backend in ("numba", "numpy") + (("python",) if not args.skip_python_propagation else ()):
+        t0 = time.perf_counter()
+        m = edge.load(path, backend=backend)
+        load_s = time.perf_counter() - t0
+        m.recommend(users[0])
+        sample = users[: args.python_users] if backend == "python" else users
+        med, p99 = latencies(lambda u: m.recommend(u, k=10), sample)
+        rows.append([backend, f"{load_s:.2f}", f"{med:.3f}", f"{p99:.3f}", len(sample)])
+    print()
+    print(f"2-bit quantize=layer0 (kind 'propagate'): embedding bytes {info['embedding_bytes']:,} "
+          f"({f_emb / info['embedding_bytes']:.1f}x smaller than float32), training graph "
+          f"{info['graph_bytes']:,} bytes, file {info['file_bytes']:,} bytes with history "
+          f"({f_file / info['file_bytes']:.1f}x), {info_nohist['file_bytes']:,} without "
+          f"({f_nohist / info_nohist['file_bytes']:.1f}x)")
+    print(markdown_table(["path", "load + propagation s", "top-10 median ms", "p99 ms", "users timed"], rows))
 
 
 if __name__ == "__main__":

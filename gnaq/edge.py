@@ -356,31 +356,47 @@ class EdgeModel:
 
 
 def _propagate_python(tables, indptr, indices, d, weights):
-    """z = Σₗ αₗ Âˡ E⁽⁰⁾ on flat row-major float lists (users, items)."""
+    """z = Σₗ αₗ Âˡ E⁽⁰⁾ on flat row-major float arrays (users, items): each node's row is a sum
+    over its CSR neighbours (the item side through a transposed CSR built once)."""
     users, items = tables
     n_users, n_items = len(users) // d, len(items) // d
     deg_item = [0] * n_items
     for i in indices:
         deg_item[i] += 1
+    w_user = [0.0] * len(indices)  # edge weights 1/√(dᵤ dᵢ) in user-major order
+    for u in range(n_users):
+        start, stop = indptr[u], indptr[u + 1]
+        for e in range(start, stop):
+            w_user[e] = 1.0 / ((stop - start) * deg_item[indices[e]]) ** 0.5
+    item_ptr = [0] * (n_items + 1)  # transpose by counting sort: item-major users and weights
+    for i in range(n_items):
+        item_ptr[i + 1] = item_ptr[i] + deg_item[i]
+    fill, item_users, w_item = item_ptr[:-1], [0] * len(indices), [0.0] * len(indices)
+    for u in range(n_users):
+        for e in range(indptr[u], indptr[u + 1]):
+            slot = fill[indices[e]]
+            item_users[slot], w_item[slot] = u, w_user[e]
+            fill[indices[e]] = slot + 1
+
+    def spread(src, n, ptr, neighbours, w):  # out[r] = Σ_e w[e]·src[neighbours[e]]
+        out = array.array("d", bytes(8 * n * d))
+        for r in range(n):
+            if ptr[r] == ptr[r + 1]:
+                continue
+            acc = [0.0] * d
+            for e in range(ptr[r], ptr[r + 1]):
+                we, b = w[e], neighbours[e] * d
+                acc = [a + we * x for a, x in zip(acc, src[b:b + d])]
+            out[r * d:(r + 1) * d] = array.array("d", acc)
+        return out
+
     z = [array.array("d", (weights[0] * v for v in t)) for t in (users, items)]
     for alpha in weights[1:]:
-        new_u, new_i = array.array("d", bytes(8 * n_users * d)), array.array("d", bytes(8 * n_items * d))
-        for u in range(n_users):
-            start, stop = indptr[u], indptr[u + 1]
-            if start == stop:
-                continue
-            du = stop - start
-            for e in range(start, stop):
-                i = indices[e]
-                w = 1.0 / (du * deg_item[i]) ** 0.5
-                ub, ib = u * d, i * d
-                for k in range(d):
-                    new_u[ub + k] += w * items[ib + k]
-                    new_i[ib + k] += w * users[ub + k]
-        users, items = new_u, new_i
+        users, items = (spread(items, n_users, indptr, indices, w_user),
+                        spread(users, n_items, item_ptr, item_users, w_item))
         for out, layer in zip(z, (users, items)):
-            for j in range(len(out)):
-                out[j] += alpha * layer[j]
+            for j, v in enumerate(layer):
+                out[j] += alpha * v
     return z
 
 

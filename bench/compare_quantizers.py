@@ -126,10 +126,11 @@ def write_table(dataset) -> str:
     rows = []
     for r in records:
         rel = (f"{r['recall@10'] / fp['recall@10']:.1%} / {r['ndcg@10'] / fp['ndcg@10']:.1%}" if fp else "-")
-        rows.append([r["run"], r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
+        options = ", ".join(f"{k}={v}" for k, v in r.get("options", {}).items())
+        rows.append([r["run"], options or "-", r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
                      f"{r['ndcg@20']:.4f}", rel, f"{r['model_bytes']:,}", f"{r['compression']:.1f}x",
                      f"{r['seconds_per_epoch']:.1f}", f"{r['best_epoch']}/{r['epochs']}"])
-    table = markdown_table(["run", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "R@10 / N@10 vs fp32",
+    table = markdown_table(["run", "options", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "R@10 / N@10 vs fp32",
                             "model bytes", "vs float32", "s/epoch (contended)", "best epoch"], rows)
     if records:
         c = records[0]["config"]

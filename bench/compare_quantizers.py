@@ -25,32 +25,36 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import data_dir, markdown_table  # noqa: E402
 
-# name -> (quantizer, bits, options). GNAQ's measured default: z quantized (per_layer=False),
-# refine=False, with a full-precision warm-up of a third of the epoch budget ("third":
-# --epochs // 3) before its intervals are initialised.
-GNAQ = {"warmup": "third"}
+# name -> (quantizer, bits, options). Two deployments (see README):
+#   layer0 — the stored table is Ê⁽⁰⁾, z = Σ αₗ Âˡ Ê⁽⁰⁾ in full precision (the paper's; gnaq's default);
+#   z      — the representation z itself is quantized: graph-free packed scoring on the device.
+# GNAQ: full-precision warm-up of a third of the budget ("third": --epochs // 3), refine=False.
+L0 = {"warmup": "third", "quantize": "layer0"}
+GNAQ = {"warmup": "third", "quantize": "z"}
 RUNS = {
     "fp32": ("gnaq", 32, {}),
+    # layer-0 deployment
+    "gnaq-l0-b2": ("gnaq", 2, L0),
+    "ste-l0-b2": ("ste", 2, {"quantize": "layer0"}),
+    "lsq-l0-b2": ("lsq", 2, {"quantize": "layer0"}),
+    "gnaq-l0-b1": ("gnaq", 1, L0),
+    "gnaq-l0-b2-global-init": ("gnaq", 2, {**L0, "node_aware": False}),
+    "gnaq-official-b2": ("gnaq-official", 2, L0 | {"quantize": None}),  # the authors' released code
+    "gnaq-official-b1": ("gnaq-official", 1, L0 | {"quantize": None}),
+    "gnaq-official-b2-quant-lr": ("gnaq-official", 2, {"warmup": "third", "quant_lr": 1e-3}),
+    "gnaq-official-b2-no-tanh": ("gnaq-official", 2, {"warmup": "third", "tanh": False}),
+    # z deployment
     "gnaq-b2": ("gnaq", 2, GNAQ),
     "ste-b2": ("ste", 2, {}),
     "lsq-b2": ("lsq", 2, {}),
     "n2uq-b2": ("n2uq", 2, {}),
-    "bigear-b2": ("bigear", 2, {}),
+    "bigear-b2": ("bigear", 2, {}),  # (stores every layer's codes)
     "bigear-b1": ("bigear", 1, {}),
-    "gnaq-official-b2": ("gnaq-official", 2, GNAQ),  # the authors' released code's scheme
-    "gnaq-official-b1": ("gnaq-official", 1, GNAQ),
-    "gnaq-official-b2-quant-lr": ("gnaq-official", 2, {**GNAQ, "quant_lr": 1e-3}),
-    "gnaq-official-b2-no-tanh": ("gnaq-official", 2, {**GNAQ, "tanh": False}),
-    "gnaq-l0-b2": ("gnaq", 2, {**GNAQ, "quantize": "layer0"}),  # store Ê⁽⁰⁾, propagate at inference
-    "gnaq-l0-b1": ("gnaq", 1, {**GNAQ, "quantize": "layer0"}),
-    "ste-l0-b2": ("ste", 2, {"quantize": "layer0"}),  # the baselines in the same deployment
-    "lsq-l0-b2": ("lsq", 2, {"quantize": "layer0"}),
-    "gnaq-l0-b2-global-init": ("gnaq", 2, {**GNAQ, "quantize": "layer0", "node_aware": False}),
     "gnaq-b1": ("gnaq", 1, GNAQ),
     "gnaq-b3": ("gnaq", 3, GNAQ),
     "gnaq-b4": ("gnaq", 4, GNAQ),
     "gnaq-b8": ("gnaq", 8, GNAQ),
-    # ablations at 2 bits: one idea switched off (or on) at a time
+    # ablations at 2 bits (z deployment): one idea switched off (or on) at a time
     "gnaq-b2-global-init": ("gnaq", 2, {**GNAQ, "node_aware": False}),
     "gnaq-b2-refine": ("gnaq", 2, {**GNAQ, "refine": True}),  # learned refinement through Â on
     "gnaq-b2-quant-lr": ("gnaq", 2, {**GNAQ, "quant_lr": 1e-3}),  # 10x lower rate after the warm-up
@@ -58,8 +62,8 @@ RUNS = {
     "gnaq-b2-per-layer": ("gnaq", 2, {**GNAQ, "per_layer": True}),
     "gnaq-b2-messages": ("gnaq", 2, {**GNAQ, "messages": True}),
     "gnaq-b2-warmup-half": ("gnaq", 2, {**GNAQ, "warmup": "half"}),
-    "gnaq-b2-no-warmup": ("gnaq", 2, {"warmup": 0}),
-    "gnaq-b2-per-layer-no-warmup": ("gnaq", 2, {"warmup": 0, "per_layer": True}),
+    "gnaq-b2-no-warmup": ("gnaq", 2, {**GNAQ, "warmup": 0}),
+    "gnaq-b2-per-layer-no-warmup": ("gnaq", 2, {**GNAQ, "warmup": 0, "per_layer": True}),
 }
 
 
@@ -85,7 +89,7 @@ def run_one(name, args, data):
     fractions = {"third": 3, "half": 2}
     if options.get("warmup") in fractions:
         options = {**options, "warmup": args.epochs // fractions[options["warmup"]]}
-    options = dict(options)
+    options = {k: v for k, v in options.items() if v is not None}
     quant_lr = options.pop("quant_lr", None)  # a trainer setting, not the quantizer's
     out = ROOT / "runs" / "compare" / args.dataset / (name + args.suffix)
     if out.exists():  # a fresh run each time: this script measures, it does not resume
@@ -136,7 +140,9 @@ def write_table(dataset) -> str:
         c = records[0]["config"]
         table = (f"{dataset}: d={c['dim']}, L={c['layers']}, batch {c['batch_size']}, lr {c['lr']}, reg {c['reg']}, "
                  f"{c['epochs']} epochs, seed {c['seed']}; test metrics at the best validation NDCG@20. "
-                 "Model bytes: the embedding sections (codes + scales). s/epoch: median over evaluated "
+                 "Model bytes: the embedding sections (codes + scales; gnaq-official: codes + 2^b levels); "
+                 "quantize=layer0 runs also need the training graph at inference (uint32 per interaction). "
+                 "s/epoch: median over evaluated "
                  "epochs of single-threaded runs sharing 2 cores with another run — indicative only; "
                  "bench/train_speed.py is the controlled comparison.\n\n" + table)
     (ROOT / "bench" / "results" / f"compare-{dataset}.md").write_text(table + "\n")

@@ -62,7 +62,8 @@ def main():
     size_rows, latency_rows = [], []
     sizes = {}
     for bits in (1, 2, 4, 32):
-        model = LightGCN(data.n_users, data.n_items, adj, 64, 3, make_quantizer("gnaq", bits), seed=0)
+        model = LightGCN(data.n_users, data.n_items, adj, 64, 3, make_quantizer("gnaq", bits, quantize="z") if bits != 32
+                         else make_quantizer("gnaq", 32), seed=0)
         path = os.path.join(folder, f"ml1m-b{bits}.gnaq")
         info = export_model(model, data, path, history=True)
         info_nohist = export_model(model, data, path + ".nohist", history=False)

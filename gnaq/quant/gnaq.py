@@ -57,7 +57,7 @@ class GNAQQuantizer(Quantizer):
     name = "gnaq"
 
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
-                 per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "z"):
+                 per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0"):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         if warmup < 0:

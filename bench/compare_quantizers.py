@@ -139,7 +139,8 @@ def write_table(dataset) -> str:
     if records:
         c = records[0]["config"]
         table = (f"{dataset}: d={c['dim']}, L={c['layers']}, batch {c['batch_size']}, lr {c['lr']}, reg {c['reg']}, "
-                 f"{c['epochs']} epochs, seed {c['seed']}; test metrics at the best validation NDCG@20. "
+                 f"{c['epochs']} epochs (rows with another budget or seed say so in their name: -e60, "
+                 f"-seed2021), seed {c['seed']}; test metrics at the best validation NDCG@20. "
                  "Model bytes: the embedding sections (codes + scales; gnaq-official: codes + 2^b levels); "
                  "quantize=layer0 runs also need the training graph at inference (uint32 per interaction). "
                  "s/epoch: median over evaluated "

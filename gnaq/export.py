@@ -28,7 +28,7 @@ def build_sections(model, data, history: bool = True) -> tuple:
               "layer_weights": model.layer_weights, "quantizer": model.quantizer.name,
               "embedding_dim": model.dim}
     sections = {}
-    deploys = getattr(model.quantizer, "deploys", "z")
+    deploys = model.quantizer.deploys
     if "float" in exported:
         z = exported["float"].astype("<f4")
         header.update(kind="float", dim=z.shape[1], bits=32, groups=1)

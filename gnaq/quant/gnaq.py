@@ -41,7 +41,7 @@ import math
 
 from .. import autograd as ag
 from ..spmm import spmm
-from .base import Quantizer, propagate_table, set_deploys, weighted_sum
+from .base import Quantizer, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 
 
@@ -137,16 +137,16 @@ class GNAQQuantizer(Quantizer):
         z_pre = weighted_sum(quantized if self.per_layer else layers, weights)
         return z_pre, ag.exp(self.log_kappa) * weighted_sum(scales, weights)
 
-    def quantized_table(self):
+    def quantize_tensor(self, x):
         """``quantize='layer0'``: Ê⁽⁰⁾ = Q(E⁽⁰⁾; s⁽⁰⁾), the table that is stored."""
-        return self._quantize(self.model.embedding, ag.exp(self.log_s0))
+        return self._quantize(x, ag.exp(self.log_s0))
 
     def represent(self):
         model = self.model
         if not self.active:
             return weighted_sum(model.layers(), model.layer_weights)
         if self.deploys == "layer0":  # z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision
-            return propagate_table(model, self.quantized_table())
+            return super().represent()
         z_pre, z_scale = self.forward()
         return self._quantize(z_pre, z_scale)
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .. import autograd as ag
 from ..backend import get_array_module
-from .base import Quantizer, weighted_sum
+from .base import Quantizer, propagate_table, weighted_sum
 
 
 def assign_codes(x, n_levels: int):
@@ -116,10 +116,7 @@ class OfficialGNAQQuantizer(Quantizer):
         e0 = lookup_levels(self.levels, self.codes)
         if self.tanh:
             e0 = ag.tanh(e0)
-        layers = [e0]
-        for _ in range(model.n_layers):
-            layers.append(ag.spmm(model.norm_adj, layers[-1], A_T=model.norm_adj))
-        z = weighted_sum(layers, model.layer_weights)
+        z = propagate_table(model, e0)
         self._ego = e0
         if ag.is_grad_enabled():
             self._last_z = z.data  # rule 2 re-assigns from this once the step is taken

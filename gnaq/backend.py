@@ -124,18 +124,6 @@ def to_numpy(x):
     return x.get()  # cupy ndarray -> numpy, cupyx sparse -> scipy sparse
 
 
-def scatter_add_rows(index, values, n_rows: int):
-    """out[index[j]] += values[j] for every j, with repeated indices summed: (B,) x (B, d) -> (n_rows, d)."""
-    xp = get_array_module(values)
-    out = xp.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
-    if xp is np:
-        np.add.at(out, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(out, index, values)
-    return out
-
-
 def synchronize(device: str) -> None:
     """Wait for queued GPU work (for honest timings); no-op on the CPU."""
     if device == "cuda":

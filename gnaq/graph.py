@@ -37,6 +37,17 @@ def inverse_sqrt_degree(A) -> np.ndarray:
     return out
 
 
+def graph_fingerprint(train) -> str:
+    """First 16 hex digits of sha256 over the train matrix's shape and CSR structure."""
+    import hashlib
+    csr = train.tocsr()
+    csr.sort_indices()
+    digest = hashlib.sha256(np.asarray(csr.shape, dtype=np.int64).tobytes())
+    digest.update(np.asarray(csr.indptr, dtype=np.int64).tobytes())
+    digest.update(np.asarray(csr.indices, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def normalized_adjacency(train, device: str = "cpu", dtype=np.float32):
     """Â = D^-1/2 A D^-1/2 (N, N) CSR on the requested device (scipy or cupyx sparse)."""
     A = bipartite_adjacency(train)

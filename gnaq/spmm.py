@@ -9,6 +9,10 @@ A: (n, m) CSR, X: (m, d) dense, Y: (n, d). Three implementations, one selector:
 - ``cupy``: cupyx's cuSPARSE SpMM when A and X live on the GPU.
 
 Results agree up to float rounding (the summation order within a row is the same: CSR order).
+
+``scatter_add_rows`` is the other sparse product of training, Sᵀ G for the one-hot selection
+matrix S (B, n) of a gather: the backward of ``E[index]``. numpy's ``np.add.at`` is its twin and
+oracle; the numba loop adds in the same order, so the two agree bit for bit.
 """
 
 from __future__ import annotations
@@ -51,6 +55,39 @@ if HAVE_NUMBA:
                 v = values[p]
                 for k in range(d):
                     out[row, k] += v * dense[col, k]
+
+
+if HAVE_NUMBA:
+    @njit(cache=True, nogil=True)
+    def _scatter_add_numba(index, values, out):  # pragma: no cover - jitted
+        d = values.shape[1]
+        for j in range(index.shape[0]):
+            row = index[j]
+            for k in range(d):
+                out[row, k] += values[j, k]
+
+
+def scatter_add_rows(index, values, n_rows: int, impl: str | None = None):
+    """out[index[j]] += values[j] for every j, repeated indices summed: (B,) x (B, d) -> (n_rows, d).
+
+    ``impl``: ``numba`` (the default where numba imports and values are 2-D) or ``numpy``
+    (``np.add.at``, the oracle); cupy arrays use ``cupy.add.at``.
+    """
+    if is_cupy_array(values):
+        import cupy
+        out = cupy.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
+        cupy.add.at(out, index, values)
+        return out
+    out = np.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
+    impl = impl or ("numba" if HAVE_NUMBA and values.ndim == 2 else "numpy")
+    if impl == "numba":
+        index = np.asarray(index)
+        if index.size and (index.min() < 0 or index.max() >= n_rows):  # np.add.at raises; so do we
+            raise IndexError(f"scatter_add_rows: index out of range [0, {n_rows})")
+        _scatter_add_numba(index, np.ascontiguousarray(values), out)
+    else:
+        np.add.at(out, index, values)
+    return out
 
 
 def spmm(A, X, impl: str | None = None):

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 from .backend import DEVICES, DeviceUnavailable
 
@@ -28,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     from .data import DATASET_NAMES
     from .quant import QUANTIZERS, SUPPORTED_BITS
+    from .trainer import TrainConfig
+    defaults = TrainConfig()  # one set of defaults for the CLI and the library
     p = _Parser(prog="python -m gnaq.train", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASET_NAMES)}, or a folder")
@@ -38,18 +41,23 @@ def build_parser():
     p.add_argument("--quant-option", action="append", default=[], metavar="KEY=VALUE",
                    help="quantizer option, e.g. delta=0.5, refine=false (repeatable); gnaq's warmup "
                         "defaults to a third of --epochs")
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100; with --resume, extends the run)")
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--quant-lr", type=float, default=None,
+    p.add_argument("--dim", type=int, default=defaults.dim)
+    p.add_argument("--layers", type=int, default=defaults.layers)
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"maximum epochs (default {defaults.epochs}; with --resume, extends the run)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--quant-lr", type=float, default=defaults.quant_lr,
                    help="learning rate once quantization is active, i.e. after a warm-up (default: --lr)")
-    p.add_argument("--reg", type=float, default=1e-4)
-    p.add_argument("--topk", type=int, nargs="+", default=[10, 20])
-    p.add_argument("--eval-every", type=int, default=1)
-    p.add_argument("--patience", type=int, default=10, help="evaluations without NDCG@20 gain before stopping")
-    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--init-from", metavar="PATH", default=None,
+                   help="start from a trained model's embeddings (a run folder or its best.npz), e.g. a "
+                        "full-precision run: quantizers then initialise from it and skip gnaq's warm-up")
+    p.add_argument("--reg", type=float, default=defaults.reg)
+    p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
+    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    p.add_argument("--patience", type=int, default=defaults.patience,
+                   help="evaluations without NDCG@20 gain before stopping")
+    p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
     p.add_argument("--export", default=None, help="packed model path (default OUT/model.gnaq)")
@@ -92,18 +100,26 @@ def config_from_args(args):
             saved["epochs"] = args.epochs
         return TrainConfig(**saved)
     out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-b{args.bits}-{args.quantizer}")
-    epochs = args.epochs or 100
+    epochs = args.epochs or TrainConfig.epochs
     options = parse_quant_options(args.quant_option)
-    if args.quantizer in ("gnaq", "gnaq-official") and args.bits != 32:  # a third of the run in full precision
-        options.setdefault("warmup", epochs // 3)
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-        quant_lr=args.quant_lr, reg=args.reg,
+        quant_lr=args.quant_lr, init_from=args.init_from, reg=args.reg,
         topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)
+
+
+def summary_line(result: dict, seconds: float) -> str:
+    """One readable line: time, best epoch, test metrics at every K."""
+    ks = sorted({int(k.split("@")[1]) for k in result if k.startswith("test_recall@")})
+    metrics = ", ".join(f"Recall@{k} {result[f'test_recall@{k}']:.4f} NDCG@{k} {result[f'test_ndcg@{k}']:.4f}"
+                        for k in ks)
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return (f"done in {minutes}m{secs:02d}s: best epoch {result['best_epoch']} of {result['epochs_run']} "
+            f"({result['selection_metric']}); test {metrics}")
 
 
 def main(argv=None) -> int:
@@ -126,6 +142,7 @@ def main(argv=None) -> int:
         print(f"resumed {args.resume} after epoch {trainer.epoch}", file=sys.stderr)
     for note in trainer.data.notes:
         print(f"data: {note}", file=sys.stderr)
+    started = time.perf_counter()
     try:
         result = trainer.fit(on_eval=lambda r: print(json.dumps(r), flush=True))
     except KeyboardInterrupt:
@@ -136,6 +153,7 @@ def main(argv=None) -> int:
         print(f"gnaq.train: stopped: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"result": result}))
+    print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
     if not trainer.model.quantizer.exportable:
         print(f"not exported: the .gnaq edge format cannot hold --quantizer {config.quantizer} with "
               f"options {config.quant_options}", file=sys.stderr)

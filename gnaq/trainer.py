@@ -22,7 +22,7 @@ import numpy as np
 
 from .backend import resolve_device, synchronize, to_device
 from .checkpoint import load_checkpoint, save_checkpoint
-from .graph import normalized_adjacency
+from .graph import graph_fingerprint, normalized_adjacency
 from .metrics import evaluate
 from .models import LightGCN
 from .optim import Adam
@@ -49,6 +49,7 @@ class TrainConfig:
     batch_size: int = 2048
     lr: float = 1e-3
     quant_lr: float | None = None  # learning rate once the quantizer is active (None: lr)
+    init_from: str | None = None  # a run folder or checkpoint: start from its E⁽⁰⁾ (no warm-up needed)
     reg: float = 1e-4
     topk: tuple = (10, 20)
     eval_every: int = 1
@@ -59,6 +60,12 @@ class TrainConfig:
     export: str | None = None
     export_history: bool = True
     progress: bool = True
+
+    def __post_init__(self):
+        # gnaq's default schedule: a third of the run in full precision, unless it starts from a trained model
+        self.quant_options = dict(self.quant_options)
+        if self.quantizer in ("gnaq", "gnaq-official") and self.bits != 32 and not self.init_from:
+            self.quant_options.setdefault("warmup", self.epochs // 3)
 
     def validate(self) -> None:
         from .quant import QUANTIZERS, SUPPORTED_BITS
@@ -93,9 +100,11 @@ class Trainer:
             config.dataset, config.data_dir, config.merge_valid, seed=config.seed, progress=config.progress)
         d = self.data
         self.norm_adj = normalized_adjacency(d.train, self.device)
+        self.fingerprint = graph_fingerprint(d.train)
+        initial = initial_embedding(config.init_from, self) if config.init_from else None
         quantizer = make_quantizer(config.quantizer, config.bits, **config.quant_options)
         self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
-                              quantizer, seed=config.seed, device=self.device)
+                              quantizer, seed=config.seed, device=self.device, init_embedding=initial)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.rng = np.random.default_rng(config.seed)
         self.epoch = 0
@@ -169,7 +178,8 @@ class Trainer:
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
-                "config": _jsonable(asdict(self.config))}
+                "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
+                "shape": [self.data.n_users, self.data.n_items, self.config.dim]}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:
@@ -207,7 +217,7 @@ class Trainer:
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
-                          "quantized": bool(quantizer.active),
+                          "quantized": bool(quantizer.active) and cfg.bits != 32,
                           **{k: v for k, v in metrics.items() if k != "users"},
                           "train_seconds": round(train_seconds, 3),
                           "eval_seconds": round(time.perf_counter() - t1, 3)}
@@ -233,6 +243,38 @@ class Trainer:
         with open(self._path("result.json"), "w") as f:
             json.dump(result, f, indent=2)
         return result
+
+
+def initial_embedding(path, trainer) -> np.ndarray:
+    """E⁽⁰⁾ (N, d) of a trained model, for ``--init-from``: a run folder (its best.npz) or a .npz.
+
+    Refuses, naming the path and the field, a checkpoint whose shape, dataset or training
+    graph differs from this run's (the graph by the fingerprint saved with the checkpoint).
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "best.npz")
+    if not os.path.isfile(path):
+        raise ValueError(f"--init-from {path}: no such checkpoint")
+    try:
+        arrays, meta = load_checkpoint(path)
+    except Exception as exc:  # a truncated or foreign file: one clear line
+        raise ValueError(f"--init-from {path}: not a gnaq checkpoint ({exc})") from exc
+    if "model.embedding" not in arrays:
+        raise ValueError(f"--init-from {path}: no model.embedding in the checkpoint")
+    embedding = arrays["model.embedding"]
+    d, cfg = trainer.data, trainer.config
+    expected = (d.n_users + d.n_items, cfg.dim)
+    if embedding.shape != expected:
+        raise ValueError(f"--init-from {path}: embedding shape {embedding.shape} does not match this run's "
+                         f"{expected} (n_users + n_items, --dim)")
+    saved = meta.get("config", {})
+    for key in ("dataset", "merge_valid", "layers"):
+        if key in saved and saved[key] != getattr(cfg, key):
+            raise ValueError(f"--init-from {path}: trained with {key}={saved[key]!r}, this run has {getattr(cfg, key)!r}")
+    if "graph" in meta and meta["graph"] != trainer.fingerprint:
+        raise ValueError(f"--init-from {path}: trained on another graph (fingerprint {meta['graph']}, "
+                         f"this run's {trainer.fingerprint})")
+    return embedding
 
 
 def _jsonable(obj):

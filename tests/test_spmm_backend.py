@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse
 
 from gnaq import backend
-from gnaq.spmm import HAVE_NUMBA, set_spmm_impl, spmm
+from gnaq.spmm import HAVE_NUMBA, scatter_add_rows, set_spmm_impl, spmm
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
@@ -37,6 +37,19 @@ def test_cuda_without_gpu_says_what_is_missing():
         backend.resolve_device("cuda")
 
 
-def test_scatter_add_rows_sums_repeats():
-    out = backend.scatter_add_rows(np.array([1, 1, 0]), np.ones((3, 2)), 3)
+@pytest.mark.parametrize("impl", ["numpy", "numba"] if HAVE_NUMBA else ["numpy"])
+def test_scatter_add_rows_sums_repeats(impl):
+    out = scatter_add_rows(np.array([1, 1, 0]), np.ones((3, 2)), 3, impl=impl)
     np.testing.assert_array_equal(out, [[1, 1], [2, 2], [0, 0]])
+    with pytest.raises(IndexError):
+        scatter_add_rows(np.array([3]), np.ones((1, 2)), 3, impl=impl)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_numba_scatter_add_equals_np_add_at_bit_for_bit():
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 50, size=2000)  # many repeats: the summation order matters in float32
+    values = rng.standard_normal((2000, 8)).astype(np.float32)
+    fast, ref = scatter_add_rows(index, values, 60, impl="numba"), scatter_add_rows(index, values, 60, impl="numpy")
+    assert fast.dtype == np.float32
+    np.testing.assert_array_equal(fast, ref)

@@ -159,3 +159,47 @@ def test_cli_exports_a_loadable_packed_model(tmp_path, capsys):
     assert train_cli.main(argv + ["--epochs", "1", "--bits", "2", "--quantizer", "gnaq-official",
                                   "--out", str(tmp_path / "official"), "--export", str(path)]) == 0
     assert "not exported" in capsys.readouterr().err and not path.exists()
+
+
+def test_init_from_starts_every_quantizer_from_the_trained_embeddings(tmp_path):
+    assert train_cli.main(FAST + ["--epochs", "3", "--out", str(tmp_path / "fp32")]) == 0
+    lines = read_lines(tmp_path / "fp32" / "metrics.jsonl")
+    assert not any(line["quantized"] for line in lines)  # a --bits 32 run is never "quantized"
+    from gnaq.checkpoint import load_checkpoint
+    trained = load_checkpoint(tmp_path / "fp32" / "best.npz")[0]["model.embedding"]
+    data = Trainer(TrainConfig(progress=False, out=str(tmp_path / "x"))).data  # the CLI's synthetic data
+    for quantizer in ("gnaq", "ste", "lsq"):
+        cfg = TrainConfig(dim=16, layers=2, bits=2, quantizer=quantizer, epochs=1, progress=False,
+                          init_from=str(tmp_path / "fp32"), out=str(tmp_path / quantizer))
+        trainer = Trainer(cfg, data)
+        np.testing.assert_array_equal(trainer.model.embedding.data, trained)
+        assert trainer.model.quantizer.active  # no warm-up: quantized from the first step
+        assert "warmup" not in cfg.quant_options
+    # gnaq's intervals are initialised from the loaded rows (rule 1), exactly as after a warm-up
+    from gnaq.quant.uniform import row_rms
+    q = trainer.model.quantizer if quantizer == "gnaq" else Trainer(TrainConfig(
+        dim=16, layers=2, bits=2, epochs=1, progress=False, init_from=str(tmp_path / "fp32"),
+        out=str(tmp_path / "g")), data).model.quantizer
+    np.testing.assert_allclose(np.exp(q.log_s0.data), q.step * row_rms(trained), rtol=1e-6)
+
+
+def test_init_from_refuses_a_mismatched_checkpoint(tmp_path, capsys):
+    assert train_cli.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "fp32")]) == 0
+    assert train_cli.main(FAST + ["--epochs", "1", "--dim", "8", "--init-from", str(tmp_path / "fp32"),
+                                  "--out", str(tmp_path / "a")]) == 2
+    assert "shape" in capsys.readouterr().err
+    assert train_cli.main(FAST + ["--epochs", "1", "--layers", "3", "--init-from", str(tmp_path / "fp32"),
+                                  "--out", str(tmp_path / "b")]) == 2
+    assert "layers=2" in capsys.readouterr().err
+    other = make_synthetic(seed=5)  # same shape as the CLI's synthetic data, another graph
+    cfg = TrainConfig(dim=16, layers=2, epochs=1, progress=False, init_from=str(tmp_path / "fp32"), out=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="another graph"):
+        Trainer(cfg, other)
+    assert train_cli.main(FAST + ["--init-from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_run_ends_with_one_readable_line(tmp_path, capsys):
+    assert train_cli.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("done in 0m") and "test Recall@10" in last and "NDCG@20" in last

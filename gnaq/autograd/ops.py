@@ -7,8 +7,7 @@ Broadcasting binary ops undo broadcasting with one helper, :func:`unbroadcast`.
 from __future__ import annotations
 
 from .tensor import Tensor, as_tensor, make_output
-from ..backend import scatter_add_rows
-from ..spmm import spmm as _spmm
+from ..spmm import scatter_add_rows, spmm as _spmm
 
 
 def unbroadcast(grad, shape):
@@ -235,6 +234,8 @@ def where(condition, a, b):
     """condition ? a : b elementwise (condition constant); ∂a = g·c, ∂b = g·(1 − c)."""
     a, b = _binary(a, b)
     xp = a.xp
+    condition = xp.asarray(condition)  # a host array is moved to the data's device (cupy refuses numpy)
+
     def backward(g):
         _accum(a, unbroadcast(xp.where(condition, g, 0), a.shape))
         _accum(b, unbroadcast(xp.where(condition, 0, g), b.shape))

@@ -20,15 +20,20 @@ from ..backend import array_module, to_device
 class LightGCN:
     def __init__(self, n_users: int, n_items: int, norm_adj, dim: int = 64, n_layers: int = 3,
                  quantizer=None, seed: int = 0, init_std: float = 0.1, device: str = "cpu",
-                 dtype=np.float32):
+                 dtype=np.float32, init_embedding=None):
         from ..quant.base import FullPrecision
         if dim <= 0 or n_layers < 0:
             raise ValueError(f"need dim > 0 and n_layers ≥ 0, got dim={dim}, n_layers={n_layers}")
         self.n_users, self.n_items = n_users, n_items
         self.dim, self.n_layers, self.device = dim, n_layers, device
         self.norm_adj = norm_adj
-        rng = np.random.default_rng(seed)
-        init = rng.normal(0.0, init_std, size=(n_users + n_items, dim)).astype(dtype)
+        if init_embedding is None:
+            rng = np.random.default_rng(seed)
+            init = rng.normal(0.0, init_std, size=(n_users + n_items, dim)).astype(dtype)
+        else:  # E⁽⁰⁾ of a trained model: the quantizer's setup below initialises from it
+            init = np.asarray(init_embedding, dtype=dtype)
+            if init.shape != (n_users + n_items, dim):
+                raise ValueError(f"init_embedding has shape {init.shape}, expected {(n_users + n_items, dim)}")
         self.embedding = ag.Tensor(to_device(init, device), requires_grad=True, name="embedding")
         self.quantizer = quantizer if quantizer is not None else FullPrecision()
         self.quantizer.setup(self)

@@ -8,6 +8,14 @@ be split over processes; ``--table`` merges them into bench/results/compare-DATA
 
     python bench/compare_quantizers.py --dataset ml-1m --epochs 40 [--runs fp32 gnaq-b2 ...]
     python bench/compare_quantizers.py --dataset ml-1m --table
+
+Converged comparison (``--init-from RUN``): the full-precision row is RUN itself (a converged fp32
+run folder, e.g. from ``python -m gnaq.train --bits 32``); every quantizer is fine-tuned from its
+embeddings (no warm-up) until validation NDCG@20 stops improving (``--patience``). Records go to
+compare/DATASET-converged/ and the table to compare-DATASET-converged.{md,json}.
+
+    python bench/compare_quantizers.py --dataset gowalla --init-from ~/.cache/gnaq-runs/gowalla-fp32 \
+        --epochs 30 --eval-every 1 --patience 3 --runs gnaq-l0-b2 gnaq-b2 ste-l0-b2
 """
 
 from __future__ import annotations
@@ -87,17 +95,20 @@ def run_one(name, args, data):
     from gnaq.trainer import TrainConfig, Trainer
     quantizer, bits, options = RUNS[name]
     fractions = {"third": 3, "half": 2}
-    if options.get("warmup") in fractions:
+    if args.init_from:  # fine-tuned from a converged model: no warm-up
+        options = {k: v for k, v in options.items() if k != "warmup"}
+    elif options.get("warmup") in fractions:
         options = {**options, "warmup": args.epochs // fractions[options["warmup"]]}
     options = {k: v for k, v in options.items() if v is not None}
     quant_lr = options.pop("quant_lr", None)  # a trainer setting, not the quantizer's
-    out = ROOT / "runs" / "compare" / args.dataset / (name + args.suffix)
+    out = Path(args.runs_dir).expanduser() / results_name(args) / (name + args.suffix)
     if out.exists():  # a fresh run each time: this script measures, it does not resume
         import shutil
         shutil.rmtree(out)
     cfg = TrainConfig(dataset=args.dataset, bits=bits, quantizer=quantizer, quant_options=options,
                       dim=args.dim, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, quant_lr=quant_lr, reg=args.reg, eval_every=args.eval_every, patience=10**6,
+                      lr=args.lr, quant_lr=quant_lr, reg=args.reg, eval_every=args.eval_every,
+                      patience=args.patience or 10**6, init_from=args.init_from,
                       seed=args.seed, device=args.device, out=str(out), progress=False)
     trainer = Trainer(cfg, data)
     curve = []
@@ -112,15 +123,36 @@ def run_one(name, args, data):
         "seconds_per_epoch": float(np.median([r["train_seconds"] for r in curve])),
         "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
         "valid_curve": [(r["epoch"], round(r["ndcg@20"], 5)) for r in curve],
-        "config": {k: getattr(cfg, k) for k in ("dim", "layers", "epochs", "batch_size", "lr", "reg", "seed")},
+        "config": {k: getattr(cfg, k) for k in ("dim", "layers", "epochs", "batch_size", "lr", "reg", "seed",
+                                                 "init_from", "patience")},
     }
 
 
-def write_table(dataset) -> str:
+def results_name(args) -> str:
+    return args.dataset + ("-converged" if args.init_from else "")
+
+
+def init_record(args) -> dict:
+    """The fp32 row of a converged comparison: the --init-from run's own test result."""
+    folder = Path(args.init_from).expanduser()
+    result = json.loads((folder / "result.json").read_text())
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()] \
+        if (folder / "metrics.jsonl").exists() else []
+    return {"run": "fp32", "quantizer": "fp32", "bits": 32, "options": {"source": str(args.init_from)},
+            **{k: result[f"test_{k}"] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+            "model_bytes": 0, "compression": 1.0,
+            "seconds_per_epoch": float(np.median([x["train_seconds"] for x in lines])) if lines else 0.0,
+            "best_epoch": result["best_epoch"], "epochs": result["epochs_run"], "valid_curve": [],
+            "config": {"dim": args.dim, "layers": args.layers, "epochs": result["epochs_run"],
+                       "batch_size": args.batch_size, "lr": args.lr, "reg": args.reg, "seed": args.seed,
+                       "init_from": None, "patience": None}}
+
+
+def write_table(dataset, runs_dir) -> str:
     folder = ROOT / "bench" / "results" / "compare" / dataset
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     for r in records:  # median over evaluated epochs: robust to a paused or disturbed epoch
-        log = ROOT / "runs" / "compare" / dataset / r["run"] / "metrics.jsonl"
+        log = Path(runs_dir).expanduser() / dataset / r["run"] / "metrics.jsonl"
         if log.exists():
             lines = log.read_text().splitlines()
             r["seconds_per_epoch"] = float(np.median([json.loads(line)["train_seconds"] for line in lines]))
@@ -136,7 +168,16 @@ def write_table(dataset) -> str:
                      f"{r['seconds_per_epoch']:.1f}", f"{r['best_epoch']}/{r['epochs']}"])
     table = markdown_table(["run", "options", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "R@10 / N@10 vs fp32",
                             "model bytes", "vs float32", "s/epoch (contended)", "best epoch"], rows)
-    if records:
+    converged = dataset.endswith("-converged")
+    if records and converged:
+        c = next(r for r in records if r["run"] != "fp32")["config"]
+        table = (f"{dataset}: every quantizer fine-tuned from the converged full-precision run {c['init_from']} "
+                 f"(the fp32 row: its own test result), no warm-up; d={c['dim']}, L={c['layers']}, batch "
+                 f"{c['batch_size']}, lr {c['lr']}, reg {c['reg']}, at most {c['epochs']} epochs, early stop after "
+                 f"{c['patience']} evaluations without validation NDCG@20 gain; test metrics at the best "
+                 "validation NDCG@20. Model bytes: the embedding sections. s/epoch: contended, indicative only.\n\n"
+                 + table)
+    elif records:
         c = records[0]["config"]
         table = (f"{dataset}: d={c['dim']}, L={c['layers']}, batch {c['batch_size']}, lr {c['lr']}, reg {c['reg']}, "
                  f"{c['epochs']} epochs (rows with another budget or seed say so in their name: -e60, "
@@ -166,19 +207,25 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--suffix", default="", help="appended to run names (e.g. -seed2021 for a repeat)")
     parser.add_argument("--table", action="store_true", help="only merge finished runs into the table")
+    parser.add_argument("--init-from", default=None, help="converged fp32 run folder: fine-tune every quantizer from it")
+    parser.add_argument("--patience", type=int, default=None, help="early stop after this many evaluations without gain")
+    parser.add_argument("--runs-dir", default="~/.cache/gnaq-runs/compare", help="where run folders go (outside the repo)")
     args = parser.parse_args()
+    folder = ROOT / "bench" / "results" / "compare" / results_name(args)
     if not args.table:
         from gnaq.data import load_dataset
         data = load_dataset(args.dataset, data_dir(), download_missing=False)
-        folder = ROOT / "bench" / "results" / "compare" / args.dataset
         folder.mkdir(parents=True, exist_ok=True)
+        if args.init_from:
+            (folder / "fp32.json").write_text(json.dumps(init_record(args), indent=1))
+        args.runs = [r for r in args.runs if not (args.init_from and r == "fp32")]
         for name in args.runs:
             t0 = time.perf_counter()
             record = run_one(name, args, data)
             record["run"] = name + args.suffix
             record["wall_seconds"] = round(time.perf_counter() - t0, 1)
             (folder / f"{name}{args.suffix}.json").write_text(json.dumps(record, indent=1))
-    print(write_table(args.dataset))
+    print(write_table(results_name(args), args.runs_dir))
 
 
 if __name__ == "__main__":

@@ -85,16 +85,107 @@ def _read(path):
         raise EdgeFormatError(f"{path}: CRC32 mismatch: the file is corrupted or truncated")
     try:
         header = json.loads(blob[10:10 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EdgeFormatError(f"{path}: unreadable header ({exc})") from None
     base = 10 + header_len
-    data_end = len(blob) - 4
-    sections = {}
-    for name, (offset, size) in header["sections"].items():
-        if offset < 0 or base + offset + size > data_end:
-            raise EdgeFormatError(f"{path}: section {name!r} runs past the end of the file")
-        sections[name] = memoryview(blob)[base + offset: base + offset + size]
-    return header, sections
+    spans = _validate_header(path, version, header, len(blob) - 4 - base)
+    view = memoryview(blob)
+    return header, {name: view[base + offset: base + offset + size] for name, (offset, size) in spans.items()}
+
+
+KINDS = ("float", "quantized", "propagate")
+PACK_BITS = (1, 2, 3, 4, 8)
+MAX_LAYERS = 64
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_header(path, version, header, data_bytes):
+    """Check every header field against the bytes that are there, before anything is allocated.
+
+    Returns {section: (offset, size)}. Each section's size must be exactly what n_users, n_items,
+    dim, bits and groups imply; the sections a kind needs must all be there and no others.
+    Raises EdgeFormatError naming the field.
+    """
+    def refuse(message):
+        raise EdgeFormatError(f"{path}: {message}")
+
+    if not isinstance(header, dict):
+        refuse(f"header is a JSON {type(header).__name__}, not an object")
+    kind = header.get("kind")
+    if kind not in KINDS:
+        refuse(f"header field 'kind' is {kind!r}; expected one of {KINDS}")
+    if kind == "propagate" and version < 2:
+        refuse("kind 'propagate' needs format version 2")
+    for field in ("n_users", "n_items", "dim"):
+        value = header.get(field)
+        if not _integer(value) or value < (1 if field == "dim" else 0):
+            refuse(f"header field {field!r} is {value!r}; expected an integer ≥ {1 if field == 'dim' else 0}")
+    n_users, n_items, dim = header["n_users"], header["n_items"], header["dim"]
+    bits, groups = header.get("bits", 32), header.get("groups", 1)
+    if kind == "float":
+        if bits != 32:
+            refuse(f"header field 'bits' is {bits!r}; a float model has 32")
+        row_bytes = 4 * dim
+        sizes = {"user_float": n_users * row_bytes, "item_float": n_items * row_bytes}
+    else:
+        if bits not in PACK_BITS or not _integer(bits):
+            refuse(f"header field 'bits' is {bits!r}; expected one of {PACK_BITS}")
+        if not _integer(groups) or groups < 1 or dim % groups or (groups > 1 and (dim // groups) * bits % 8):
+            refuse(f"header field 'groups' is {groups!r}; it must divide dim ({dim}) into groups of whole bytes")
+        row_bytes = -(-dim * bits // 8)
+        sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
+                 "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
+    sizes.update(user_ids=8 * n_users, item_ids=8 * n_items)
+    variable = {}  # sections whose size is data-dependent: (name, element size, indptr of n+1)
+    if kind == "propagate":
+        weights = header.get("layer_weights")
+        if (not isinstance(weights, list) or not 1 <= len(weights) <= MAX_LAYERS
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w
+                           and abs(w) != float("inf") for w in weights)):
+            refuse(f"header field 'layer_weights' must be a list of 1 to {MAX_LAYERS} finite numbers")
+        sizes["graph_indptr"] = 8 * (n_users + 1)
+        variable["graph_indices"] = 4
+    layout = header.get("sections")
+    if not isinstance(layout, dict):
+        refuse("header field 'sections' is missing or not an object")
+    if "history_indptr" in layout or "history_indices" in layout:
+        sizes["history_indptr"] = 8 * (n_users + 1)
+        variable["history_indices"] = 4
+    expected = set(sizes) | set(variable)
+    missing, unknown = expected - set(layout), set(layout) - expected
+    if missing:
+        refuse(f"section(s) {sorted(missing)} missing for kind {kind!r}")
+    if unknown:
+        refuse(f"unknown section(s) {sorted(unknown)} for kind {kind!r}")
+    spans = {}
+    for name, span in layout.items():
+        if (not isinstance(span, list) or len(span) != 2 or not all(_integer(v) and v >= 0 for v in span)):
+            refuse(f"section {name!r}: expected [offset, nbytes] of non-negative integers, got {span!r}")
+        offset, size = span
+        if offset + size > data_bytes:
+            refuse(f"section {name!r} runs past the end of the file")
+        if name in sizes and size != sizes[name]:
+            refuse(f"section {name!r} has {size} bytes; the header implies {sizes[name]}")
+        if name in variable and size % variable[name]:
+            refuse(f"section {name!r} has {size} bytes, not a multiple of {variable[name]}")
+        spans[name] = (offset, size)
+    return spans
+
+
+def _check_csr(path, name, indptr, indices, n_cols):
+    """A CSR read from the file: indptr from 0, non-decreasing, ending at len(indices); indices < n_cols."""
+    if indptr[0] != 0 or indptr[-1] != len(indices) or any(a > b for a, b in zip(indptr, indptr[1:])):
+        raise EdgeFormatError(f"{path}: section '{name}_indptr' is not a valid CSR row pointer")
+    if len(indices) and max(indices) >= n_cols:
+        raise EdgeFormatError(f"{path}: section '{name}_indices' holds an item index ≥ n_items ({n_cols})")
+
+
+def _check_finite(path, name, values):
+    if not all(v - v == 0 for v in values):  # false for nan and ±inf
+        raise EdgeFormatError(f"{path}: section {name!r} holds a non-finite value")
 
 
 class EdgeModel:
@@ -112,6 +203,12 @@ class EdgeModel:
         self.item_ids = list(_typed(sections["item_ids"], "q"))
         self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
         self._item_index = {raw: i for i, raw in enumerate(self.item_ids)}
+        for side, index, n in (("user", self._user_index, self.n_users), ("item", self._item_index, self.n_items)):
+            if len(index) != n:
+                raise EdgeFormatError(f"{self.path}: section '{side}_ids' repeats an id")
+        if self.kind in ("quantized", "propagate"):
+            for side in ("user", "item"):
+                _check_finite(self.path, f"{side}_scales", _typed(sections[f"{side}_scales"], "f"))
         if self.kind == "quantized":
             self.row_bytes = -(-self.dim * self.bits // 8)
             self.user_codes = bytes(sections["user_codes"])
@@ -124,10 +221,13 @@ class EdgeModel:
         else:
             self.user_float = _typed(sections["user_float"], "f")
             self.item_float = _typed(sections["item_float"], "f")
+            _check_finite(self.path, "user_float", self.user_float)
+            _check_finite(self.path, "item_float", self.item_float)
         self.has_history = "history_indptr" in sections
         if self.has_history:
             self.history_indptr = _typed(sections["history_indptr"], "Q")
             self.history_indices = _typed(sections["history_indices"], "I")
+            _check_csr(self.path, "history", self.history_indptr, self.history_indices, self.n_items)
         self._np_cache = None
 
     # ---- kind "propagate": z from the layer-0 table and the training graph, once --------
@@ -136,8 +236,7 @@ class EdgeModel:
         offset = 0.5 - 2 ** (b - 1)
         indptr = _typed(sections["graph_indptr"], "Q")
         indices = _typed(sections["graph_indices"], "I")
-        if len(indptr) != self.n_users + 1 or indptr[-1] != len(indices):
-            raise EdgeFormatError(f"{self.path}: graph sections do not match {self.n_users} users")
+        _check_csr(self.path, "graph", indptr, indices, self.n_items)
         tables = []
         for side, n in (("user", self.n_users), ("item", self.n_items)):
             codes, scales = bytes(sections[f"{side}_codes"]), _typed(sections[f"{side}_scales"], "f")

@@ -206,3 +206,24 @@ def test_recommend_cli(data, tmp_path, capsys):
     assert recommend_main([str(path), "--user", "999999"]) == 2
     assert "is not in" in capsys.readouterr().err
     assert recommend_main([str(tmp_path / "missing.gnaq"), "--user", "1"]) == 2
+
+
+def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
+    """Thousands of seeded variants of three real files (quantized, propagate, float), under a
+    1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
+    import json
+    sources = []
+    for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {})]:
+        path = tmp_path / f"{name}.gnaq"
+        export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
+        sources.append(str(path))
+    fuzz = Path(__file__).with_name("edge_fuzz.py")
+    proc = subprocess.run([sys.executable, str(fuzz), "0", "700", *sources], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    total = sum(sum(c.values()) for c in counts.values())
+    assert total >= 2 * 3 * 700  # every variant, two backends
+    assert all("crashed" not in c for c in counts.values())
+    assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
+    assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load

@@ -10,7 +10,8 @@ File layout (little-endian):
 The CRC32 covers every byte before it. The header's "sections" maps a name to
 [offset, nbytes] relative to the first byte after the header. Sections: user_codes,
 item_codes (rows of ⌈D·b/8⌉ bytes, gnaq.pack's LSB-first bitstream) or user_float/item_float
-(float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64),
+(float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64; raw
+ids that are not integers are instead the header's "user_labels"/"item_labels" string lists),
 and optionally history_indptr (uint64) + history_indices (uint32): each user's training items.
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
@@ -148,6 +149,11 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"header field 'layer_weights' must be a list of 1 to {MAX_LAYERS} finite numbers")
         sizes["graph_indptr"] = 8 * (n_users + 1)
         variable["graph_indices"] = 4
+    for side, n in (("user", n_users), ("item", n_items)):
+        labels = header.get(f"{side}_labels")
+        if labels is not None and (not isinstance(labels, list) or len(labels) != n
+                                   or not all(isinstance(v, str) for v in labels)):
+            refuse(f"header field '{side}_labels' must be a list of {n} strings")
     layout = header.get("sections")
     if not isinstance(layout, dict):
         refuse("header field 'sections' is missing or not an object")
@@ -199,8 +205,9 @@ class EdgeModel:
         self.kind, self.dim = h["kind"], h["dim"]
         self.bits, self.groups = h.get("bits", 32), h.get("groups", 1)
         self.backend = self._choose_backend(backend)
-        self.user_ids = list(_typed(sections["user_ids"], "q"))
-        self.item_ids = list(_typed(sections["item_ids"], "q"))
+        # raw ids: the int64 sections, or the header's string labels where the ids were not integers
+        self.user_ids = h.get("user_labels") or list(_typed(sections["user_ids"], "q"))
+        self.item_ids = h.get("item_labels") or list(_typed(sections["item_ids"], "q"))
         self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
         self._item_index = {raw: i for i, raw in enumerate(self.item_ids)}
         for side, index, n in (("user", self._user_index, self.n_users), ("item", self._item_index, self.n_items)):
@@ -402,6 +409,14 @@ class EdgeModel:
         return arrays["items"].astype(np.float64) @ arrays["users"][u].astype(np.float64)
 
     # ---- public API ----------------------------------------------------------------------
+    def item_vectors(self):
+        """(n_items, dim) float64 numpy array of the scored item vectors (dequantized: s·a/2). Needs numpy."""
+        import numpy as np
+        if self.kind in ("float", "propagate"):
+            return self._arrays()["items"].astype(np.float64)
+        scales = np.repeat(self._arrays()["scales"], self.dim // self.groups, axis=1)
+        return 0.5 * scales * self._item_ints()
+
     def seen_items(self, user_raw_id):
         """Indices of the user's training items (empty without a history section)."""
         u = self.user_index(user_raw_id)

@@ -51,8 +51,11 @@ def build_sections(model, data, history: bool = True) -> tuple:
         graph.sort_indices()
         sections["graph_indptr"] = graph.indptr.astype("<u8").tobytes()
         sections["graph_indices"] = graph.indices.astype("<u4").tobytes()
-    sections["user_ids"] = np.asarray(data.user_ids, dtype="<i8").tobytes()
-    sections["item_ids"] = np.asarray(data.item_ids, dtype="<i8").tobytes()
+    for side, ids in (("user", np.asarray(data.user_ids)), ("item", np.asarray(data.item_ids))):
+        if ids.dtype.kind not in "iu":  # raw ids that are not integers (strings): labels in the header
+            header[f"{side}_labels"] = [str(v) for v in ids.tolist()]
+            ids = np.arange(len(ids))
+        sections[f"{side}_ids"] = ids.astype("<i8").tobytes()
     if history:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
         seen.sort_indices()

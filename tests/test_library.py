@@ -1,0 +1,162 @@
+"""gnaq.Recommender against implicit's documented semantics, on a small synthetic matrix."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+import gnaq
+from gnaq.data import DataError, from_pandas, make_synthetic
+from gnaq.recommender import NotFittedError, top_n
+from gnaq.trainer import TrainConfig
+
+FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)
+
+
+@pytest.fixture(scope="module")
+def user_items():
+    d = make_synthetic(seed=0)
+    return (d.train + d.valid + d.test).tocsr()
+
+
+@pytest.fixture(scope="module")
+def fitted(user_items):
+    return gnaq.Recommender(**FAST).fit(user_items)
+
+
+def test_parameters_follow_scikit_learn(user_items):
+    model = gnaq.Recommender()
+    defaults = TrainConfig()
+    params = model.get_params()
+    assert (params["factors"], params["epochs"], params["batch_size"], params["learning_rate"]) == \
+        (defaults.dim, defaults.epochs, defaults.batch_size, defaults.lr)  # the CLI's defaults
+    assert model.set_params(factors=8, epochs=3) is model and model.get_params()["factors"] == 8
+    with pytest.raises(ValueError, match="invalid parameter 'colour'"):
+        model.set_params(colour=1)
+    with pytest.raises(NotFittedError):
+        model.recommend(0)
+
+
+def test_recommend_filters_liked_items_and_batches_like_single_calls(fitted, user_items):
+    users = np.array([0, 5, 17, 42])
+    ids, scores = fitted.recommend(users, user_items[users], N=7)
+    assert ids.shape == scores.shape == (4, 7)
+    for row, u in enumerate(users):
+        liked = set(user_items[u].indices)
+        assert not liked & set(ids[row].tolist())
+        single_ids, single_scores = fitted.recommend(u, user_items[u], N=7)
+        np.testing.assert_array_equal(single_ids, ids[row])
+        np.testing.assert_allclose(single_scores, scores[row])
+        assert np.all(np.diff(single_scores) <= 0)
+    # brute force: the best unfiltered item of user 5 is the argmax of z_u · z_i
+    full = fitted.user_factors[5].astype(np.float64) @ fitted.item_factors.T.astype(np.float64)
+    top, _ = fitted.recommend(5, user_items[5], N=1, filter_already_liked_items=False)
+    assert top[0] == int(np.argmax(full))
+
+
+def test_n_beyond_items_and_items_restriction(fitted, user_items):
+    n_items = user_items.shape[1]
+    ids, _ = fitted.recommend(3, user_items[3], N=10 * n_items)
+    assert len(ids) == n_items - user_items[3].nnz and len(set(ids.tolist())) == len(ids)
+    allowed = [1, 2, 3, 50, 60]
+    ids, _ = fitted.recommend(3, user_items[3], N=10, items=allowed)
+    assert set(ids.tolist()) <= set(allowed) - set(user_items[3].indices)
+    ids, scores = fitted.recommend([3, 4], user_items[[3, 4]], N=10, items=allowed)
+    assert ids.shape == (2, 5) and np.isneginf(scores).sum() == sum(
+        len(set(allowed) & set(user_items[u].indices)) for u in (3, 4))  # padded rows
+
+
+def test_similar_items_and_users_rank_themselves_first(fitted):
+    ids, scores = fitted.similar_items(7, N=5)
+    assert ids[0] == 7 and scores[0] == pytest.approx(1.0) and np.all(np.diff(scores) <= 1e-12)
+    ids, _ = fitted.similar_users(11, N=3)
+    assert ids[0] == 11
+    batch, _ = fitted.similar_items([7, 8], N=3)
+    assert batch.shape == (2, 3) and list(batch[:, 0]) == [7, 8]
+
+
+def test_save_then_load_gives_the_same_top_n(fitted, user_items, tmp_path):
+    path = tmp_path / "model.gnaq"
+    info = fitted.save(path)
+    assert info["file_bytes"] == path.stat().st_size
+    device = gnaq.load(path)
+    for u in (0, 9, 33):
+        ids, scores = fitted.recommend(u, user_items[u], N=10)
+        ids_file, scores_file = device.recommend(u, N=10)
+        np.testing.assert_array_equal(ids, ids_file)
+        np.testing.assert_allclose(scores, scores_file, rtol=1e-5)
+    np.testing.assert_array_equal(device.similar_items(7, N=5)[0], fitted.similar_items(7, N=5)[0])
+
+
+def test_raw_ids_round_trip_from_a_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    users = np.array([f"u{i}" for i in rng.integers(0, 40, 600)])
+    items = np.array([f"song-{i}" for i in rng.integers(0, 30, 600)])
+    frame = {"user": users, "item": items}  # indexed by column name, as a pandas DataFrame is
+    matrix = from_pandas(frame)
+    model = gnaq.Recommender(**FAST).fit(matrix)
+    ids, _ = model.recommend("u3", N=5)
+    assert all(i.startswith("song-") for i in ids)
+    assert not set(ids.tolist()) & set(items[users == "u3"].tolist())
+    assert model.similar_items("song-4", N=2)[0][0] == "song-4"
+    with pytest.raises(KeyError, match="user 'nobody' was not seen"):
+        model.recommend("nobody")
+    model.save(tmp_path / "labels.gnaq")
+    device = gnaq.load(tmp_path / "labels.gnaq")
+    np.testing.assert_array_equal(device.recommend("u3", N=5)[0], ids)
+
+
+def test_from_pandas_with_pandas(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"uid": [10, 10, 20, 30, 30, 30], "iid": ["a", "b", "a", "c", "b", "a"]})
+    matrix = from_pandas(frame, user_col="uid", item_col="iid")
+    assert matrix.shape == (3, 3) and matrix.user_ids.tolist() == [10, 20, 30]
+    with pytest.raises(DataError, match="no column 'user'"):
+        from_pandas(frame)
+
+
+def test_bad_input_gets_clear_errors(fitted, user_items):
+    model = gnaq.Recommender(**FAST)
+    with pytest.raises(DataError, match="no interactions"):
+        model.fit(scipy.sparse.csr_matrix((5, 4)))
+    with pytest.raises(DataError, match="negative"):
+        model.fit(scipy.sparse.csr_matrix(np.array([[1.0, -1.0], [0.0, 1.0]])))
+    with pytest.raises(DataError, match="NaN"):
+        model.fit(scipy.sparse.csr_matrix(np.array([[1.0, np.nan], [0.0, 1.0]])))
+    with pytest.raises(DataError, match="scipy.sparse"):
+        model.fit(np.ones((3, 3)))
+    with pytest.raises(DataError, match="valid has shape"):
+        model.fit(user_items, valid=user_items[:10])
+    with pytest.raises(ValueError, match="one row per userid"):
+        fitted.recommend([1, 2], user_items[[1, 2, 3]])
+    with pytest.raises(KeyError, match="user 10000 was not seen"):
+        fitted.recommend(10000)
+    with pytest.raises(KeyError, match="item -3 was not seen"):
+        fitted.similar_items(-3)
+
+
+def test_explicit_zeros_are_not_interactions(user_items):
+    m = user_items.copy().astype(np.float32)
+    m.data[::2] = 0  # stored but zero
+    from gnaq.data import from_scipy
+    assert from_scipy(m).matrix.nnz == user_items.nnz - len(m.data[::2])
+
+
+def test_fit_resumes_from_its_checkpoint_folder(user_items, tmp_path):
+    schedule = {"warmup": 1}  # fixed, so the 2-epoch and 4-epoch runs follow one schedule
+    first = gnaq.Recommender(**{**FAST, "epochs": 2}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
+    assert first.result_["epochs_run"] == 2
+    again = gnaq.Recommender(**{**FAST, "epochs": 4}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
+    assert again.result_["epochs_run"] == 4
+    straight = gnaq.Recommender(**{**FAST, "epochs": 4}, quant_options=schedule).fit(user_items)
+    np.testing.assert_allclose(again.user_factors, straight.user_factors, rtol=1e-5, atol=1e-6)
+
+
+def test_top_n_ties_go_to_the_smaller_index():
+    scores = np.array([[1.0, 3.0, 3.0, 0.0, 3.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    index, values = top_n(scores, 2)
+    np.testing.assert_array_equal(index, [[1, 2], [0, 1]])
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 4, size=(50, 40)).astype(float)
+    index, _ = top_n(many, 7)
+    brute = np.lexsort((np.broadcast_to(np.arange(40), many.shape), -many), axis=1)[:, :7]
+    np.testing.assert_array_equal(index, brute)

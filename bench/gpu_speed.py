@@ -37,6 +37,7 @@ def main():
         data = load_dataset(name, data_dir(), download_missing=False)
         for bits in (32, 2):
             trainer = Trainer(TrainConfig(bits=bits, batch_size=args.batch_size, progress=False, device="cuda",
+                                          quant_options={"warmup": 0} if bits != 32 else {},
                                           out=f"/tmp/gnaq-gpu-{name}-{bits}"), data)
             trainer.train_epoch()
             pool.free_all_blocks()

@@ -44,6 +44,8 @@ def main():
         from gnaq.train import parse_quant_options
         quantizer, _, spec = quantizer.partition(":")  # e.g. gnaq:quantize=layer0,delta=0.5
         options = parse_quant_options(spec.split(",")) if spec else {}
+        if quantizer in ("gnaq", "gnaq-official"):
+            options.setdefault("warmup", 0)  # time the quantized step, not the full-precision warm-up
         trainer = Trainer(TrainConfig(bits=bits, quantizer=quantizer, quant_options=options, batch_size=args.batch_size,
                                       progress=False, out="/tmp/gnaq-train-speed"), data)
         trainer.profile = True
@@ -116,8 +118,11 @@ def interleaved(args, data):
     for spec in ["fp32"] + args.quantizers:
         name, _, options = spec.partition(":")
         bits = 32 if name == "fp32" else 2
+        options = parse_quant_options(options.split(",")) if options else {}
+        if name in ("gnaq", "gnaq-official"):
+            options.setdefault("warmup", 0)  # time the quantized step, not the full-precision warm-up
         cfg = TrainConfig(bits=bits, quantizer="gnaq" if name == "fp32" else name, batch_size=args.batch_size,
-                          quant_options=parse_quant_options(options.split(",")) if options else {},
+                          quant_options=options,
                           progress=False, out="/tmp/gnaq-train-speed")
         trainers[spec if bits == 32 else f"{spec} 2-bit"] = Trainer(cfg, data)
     triplets = sample_bpr_epoch(data.train, np.random.default_rng(0))

@@ -192,6 +192,7 @@ class Recommender:
         """Write the packed .gnaq model (atomic); returns its sizes (see gnaq.export)."""
         from .export import export_model
         self._check_fitted()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # the graph is the one trained on; the history (train ∪ valid there) is everything given to fit
         rest = (self._liked - self._data.train).tocsr()
         rest.data = (rest.data > 0).astype(np.float32)

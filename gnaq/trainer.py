@@ -46,14 +46,14 @@ class TrainConfig:
     dim: int = 64
     layers: int = 3
     epochs: int = 100
-    batch_size: int = 2048
-    lr: float = 1e-3
+    batch_size: int = 8192
+    lr: float = 0.01
     quant_lr: float | None = None  # learning rate once the quantizer is active (None: lr)
     init_from: str | None = None  # a run folder or checkpoint: start from its E⁽⁰⁾ (no warm-up needed)
     reg: float = 1e-4
     topk: tuple = (10, 20)
     eval_every: int = 1
-    patience: int = 10
+    patience: int = 5
     seed: int = 2020
     device: str = "cpu"
     out: str = "runs/latest"
@@ -62,10 +62,11 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        # gnaq's default schedule: a third of the run in full precision, unless it starts from a trained model
+        # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
+        # its best epoch; nothing to warm up when the run starts from a trained model
         self.quant_options = dict(self.quant_options)
         if self.quantizer in ("gnaq", "gnaq-official") and self.bits != 32 and not self.init_from:
-            self.quant_options.setdefault("warmup", self.epochs // 3)
+            self.quant_options.setdefault("warmup", "auto")
 
     def validate(self) -> None:
         from .quant import QUANTIZERS, SUPPORTED_BITS
@@ -82,8 +83,10 @@ class TrainConfig:
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
             (self.quantizer in QUANTIZERS, f"--quantizer {self.quantizer!r} unknown; choose from {tuple(QUANTIZERS)}"),
         ]
-        warmup = int(self.quant_options.get("warmup", 0)) if self.bits != 32 else 0
-        checks.append((warmup < self.epochs, f"--epochs ({self.epochs}) must exceed the quantizer's warm-up ({warmup})"))
+        warmup = self.quant_options.get("warmup", 0) if self.bits != 32 else 0
+        if warmup != "auto":
+            checks.append((isinstance(warmup, (int, float)) and warmup < self.epochs,
+                           f"--epochs ({self.epochs}) must exceed the quantizer's warm-up ({warmup})"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -110,6 +113,7 @@ class Trainer:
         self.epoch = 0
         self.best = {"score": -math.inf, "epoch": 0}
         self.bad_evals = 0
+        self.warmup_state = {"score": -math.inf, "epoch": 0, "bad": 0}  # the "auto" warm-up's progress
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -179,6 +183,7 @@ class Trainer:
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
+                "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
                 "shape": [self.data.n_users, self.data.n_items, self.config.dim]}
         save_checkpoint(self._path(name), arrays, meta)
 
@@ -190,11 +195,34 @@ class Trainer:
         self.optimizer.load_state_dict(optim)
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
+        self.warmup_state = meta.get("warmup_state", self.warmup_state)
+        if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
+            self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
 
     def load_weights(self, path) -> None:
         arrays, _ = load_checkpoint(path)
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+
+    # ---- "auto" warm-up: full precision until it converges ---------------------------------
+    def _track_warmup(self, score: float) -> None:
+        """During an "auto" warm-up (quantizer.warmup is None): keep the best full-precision
+        epoch; once validation has not improved for ``patience`` evaluations (or two thirds of
+        the budget are spent), restore it, reset Adam and let the quantizer start next epoch."""
+        quantizer, cfg = self.model.quantizer, self.config
+        if getattr(quantizer, "warmup", 0) is not None:
+            return
+        state = self.warmup_state
+        if score > state["score"]:
+            state.update(score=score, epoch=self.epoch, bad=0)
+            self.save("best_fp32.npz")
+        else:
+            state["bad"] += 1
+        if state["bad"] >= cfg.patience or self.epoch >= (2 * cfg.epochs) // 3:
+            self.load_weights(self._path("best_fp32.npz"))
+            self.optimizer = Adam(self.model.parameters(), lr=cfg.lr)
+            quantizer.warmup = self.epoch  # on_epoch_start(self.epoch) initialises from the restored weights
+            log.info("full precision converged at epoch %d (best %d); quantizing from it", self.epoch, state["epoch"])
 
     # ---- the whole run -----------------------------------------------------------------
     def fit(self, on_eval=None) -> dict:
@@ -222,7 +250,7 @@ class Trainer:
                           "train_seconds": round(train_seconds, 3),
                           "eval_seconds": round(time.perf_counter() - t1, 3)}
                 if not quantizer.active:  # warm-up epochs are full precision: never selected
-                    pass
+                    self._track_warmup(metrics[metric])
                 elif metrics[metric] > self.best["score"]:
                     self.best = {"score": metrics[metric], "epoch": self.epoch}
                     self.bad_evals = 0

@@ -127,7 +127,7 @@ def test_official_gnaq_levels_codes_and_reassignment_by_hand(data, tmp_path):
     np.testing.assert_allclose(initial_levels(row, 4), [[-0.6, -0.2, 0.2, 0.6]])  # interior points
     np.testing.assert_allclose(initial_levels(row, 2), [[-1 / 3, 1 / 3]])
     cfg = TrainConfig(bits=2, quantizer="gnaq-official", dim=8, layers=2, epochs=1, batch_size=4096, lr=0.01,
-                      progress=False, out=str(tmp_path))
+                      progress=False, out=str(tmp_path), quant_options={"warmup": 0})
     trainer = Trainer(cfg, data)
     q = trainer.model.quantizer
     e0 = trainer.model.embedding.data

@@ -203,3 +203,51 @@ def test_run_ends_with_one_readable_line(tmp_path, capsys):
     assert train_cli.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "a")]) == 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("done in 0m") and "test Recall@10" in last and "NDCG@20" in last
+
+
+def test_auto_warmup_quantizes_from_the_best_full_precision_epoch(tmp_path):
+    data = make_synthetic(seed=0)
+    cfg = TrainConfig(dim=16, layers=2, bits=2, epochs=12, batch_size=256, lr=0.05, patience=2, progress=False,
+                      out=str(tmp_path / "auto"))
+    assert cfg.quant_options["warmup"] == "auto"
+    trainer = Trainer(cfg, data)
+    trainer.fit()
+    lines = read_lines(tmp_path / "auto" / "metrics.jsonl")
+    warm = [line for line in lines if not line["quantized"]]
+    switch = trainer.model.quantizer.warmup
+    assert switch == len(warm) and 0 < switch <= 8  # converged (or 2/3 of the budget), then quantized
+    best_fp32 = max(warm, key=lambda line: line["ndcg@20"])
+    assert trainer.warmup_state["epoch"] == best_fp32["epoch"]
+    # the quantized phase started from the best full-precision embeddings: its intervals are rule 1 of them
+    from gnaq.checkpoint import load_checkpoint
+    from gnaq.quant.uniform import row_rms
+    e_best = load_checkpoint(tmp_path / "auto" / "best_fp32.npz")[0]["model.embedding"]
+    fresh = Trainer(TrainConfig(dim=16, layers=2, bits=2, epochs=12, progress=False, out=str(tmp_path / "x"),
+                                init_from=str(tmp_path / "auto" / "best_fp32.npz")), data)
+    np.testing.assert_allclose(np.exp(fresh.model.quantizer.log_s0.data), fresh.model.quantizer.step * row_rms(e_best),
+                               rtol=1e-6)
+    assert all(line["quantized"] for line in lines[switch:])
+
+
+def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    args = FAST + ["--bits", "2", "--epochs", "9", "--patience", "2", "--lr", "0.05"]
+    assert train_cli.main(args + ["--out", str(tmp_path / "full")]) == 0
+    full = read_lines(tmp_path / "full" / "metrics.jsonl")
+    switch = sum(not line["quantized"] for line in full)
+    assert 0 < switch < len(full)
+    for cut_at in (switch, switch + 2):  # just before the first quantized epoch, and inside the quantized phase
+        original = Trainer.train_epoch
+        calls = {"n": 0}
+
+        def interrupted(self):
+            calls["n"] += 1
+            if calls["n"] == cut_at + 1:
+                raise KeyboardInterrupt
+            return original(self)
+        monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+        out = tmp_path / f"cut{cut_at}"
+        assert train_cli.main(args + ["--out", str(out)]) == 130
+        monkeypatch.setattr(Trainer, "train_epoch", original)
+        assert train_cli.main(["--resume", str(out), "--quiet", "--no-export"]) == 0
+        strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+        assert strip(read_lines(out / "metrics.jsonl")) == strip(full)

@@ -80,6 +80,16 @@ class Quantizer:
         return self.model.embedding.data if self.deploys == "layer0" else self.combination()
 
 
+def parse_warmup(name: str, warmup):
+    """A ``warmup`` option: epochs ≥ 0, or "auto" (→ None: full precision until the trainer sees
+    validation NDCG@20 converge, then it sets ``quantizer.warmup`` to that epoch)."""
+    if warmup == "auto" or warmup is None:
+        return None
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0 or warmup != int(warmup):
+        raise ValueError(f"{name}: warmup must be a whole number of epochs ≥ 0 or 'auto', got {warmup!r}")
+    return int(warmup)
+
+
 def set_deploys(quantizer, quantize: str) -> None:
     """The ``quantize`` option of the uniform quantizers: "z" (default) or "layer0"."""
     if quantize not in ("z", "layer0"):

@@ -29,9 +29,12 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
        ∂L/∂x = ∂L/∂x̂ · 1[in range] · (1 + δ · tanh((Â r) / s));   δ = 0 is STE
        ∂L/∂s = LSQ's step gradient scaled by 1/√(d · 2^(b−1)) (d values share a node's s)
    Â r is computed in the backward pass only (one extra spmm per quantizer, skipped at δ = 0).
-5. Optional full-precision warm-up (``warmup`` epochs, z = Σₗ αₗ E⁽ˡ⁾ unquantized): the intervals
+5. Full-precision warm-up (``warmup`` epochs, z = Σₗ αₗ E⁽ˡ⁾ unquantized): the intervals
    are then (re)initialised by rule 1 from the trained embeddings, when nodes' statistics
    differ, and κ as in 3. The trainer selects and exports only quantized epochs.
+   ``warmup="auto"`` (the trainer's default): full precision until validation NDCG@20 stops
+   improving; the trainer then restores the best full-precision embeddings, resets Adam and
+   quantizes from them — quantization from a converged model, as ``--init-from`` does.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import math
 
 from .. import autograd as ag
 from ..spmm import spmm
-from .base import Quantizer, set_deploys, weighted_sum
+from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 
 
@@ -63,9 +66,7 @@ class GNAQQuantizer(Quantizer):
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0"):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
-        if warmup < 0:
-            raise ValueError(f"gnaq: warmup must be ≥ 0 epochs, got {warmup}")
-        self.warmup = int(warmup)
+        self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)
         self.node_aware, self.refine = bool(node_aware), bool(refine)
@@ -85,7 +86,7 @@ class GNAQQuantizer(Quantizer):
         self.initialise_intervals()
 
     def on_epoch_start(self, epoch: int) -> None:
-        if self.active or epoch < self.warmup:
+        if self.active or self.warmup is None or epoch < self.warmup:
             return
         if epoch == self.warmup:  # (a resumed run past the warm-up keeps its learned intervals)
             self.initialise_intervals()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .. import autograd as ag
 from ..backend import get_array_module
-from .base import Quantizer, propagate_table, weighted_sum
+from .base import Quantizer, parse_warmup, propagate_table, weighted_sum
 
 
 def assign_codes(x, n_levels: int):
@@ -74,10 +74,8 @@ class OfficialGNAQQuantizer(Quantizer):
     exportable = False
 
     def __init__(self, bits: int, warmup: int = 0, tanh: bool = True):
-        if warmup < 0:
-            raise ValueError(f"gnaq-official: warmup must be ≥ 0 epochs, got {warmup}")
         self.bits, self.n_levels = bits, 2 ** bits
-        self.warmup, self.tanh = int(warmup), bool(tanh)
+        self.warmup, self.tanh = parse_warmup("gnaq-official", warmup), bool(tanh)
         self.active = self.warmup == 0
         self._ego = None
         self._last_z = None
@@ -97,7 +95,7 @@ class OfficialGNAQQuantizer(Quantizer):
         self.codes[...] = assign_codes(e0, self.n_levels)
 
     def on_epoch_start(self, epoch: int) -> None:
-        if self.active or epoch < self.warmup:
+        if self.active or self.warmup is None or epoch < self.warmup:
             return
         if epoch == self.warmup:  # (a resumed run past the warm-up keeps its levels and codes)
             self.initialise()

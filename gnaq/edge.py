@@ -10,8 +10,9 @@ File layout (little-endian):
 The CRC32 covers every byte before it. The header's "sections" maps a name to
 [offset, nbytes] relative to the first byte after the header. Sections: user_codes,
 item_codes (rows of ⌈D·b/8⌉ bytes, gnaq.pack's LSB-first bitstream) or user_float/item_float
-(float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64; raw
-ids that are not integers are instead the header's "user_labels"/"item_labels" string lists),
+(float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64; format 3
+leaves them out when the header says "user_ids": "range" (ids 0..n-1) or gives string ids as
+"user_labels"/"item_labels" lists),
 and optionally history_indptr (uint64) + history_indices (uint32): each user's training items.
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
@@ -44,7 +45,8 @@ import sys
 import zlib
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 2  # 2 added kind "propagate"; files of the other kinds are still written as 1
+FORMAT_VERSION = 3  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels); files are
+# written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 
@@ -139,7 +141,14 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = -(-dim * bits // 8)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
-    sizes.update(user_ids=8 * n_users, item_ids=8 * n_items)
+    for side, n in (("user", n_users), ("item", n_items)):
+        given = header.get(f"{side}_ids")
+        if given is not None and given != "range":
+            refuse(f"header field '{side}_ids' is {given!r}; the only value it may take is 'range'")
+        if (given == "range" or f"{side}_labels" in header) and version < 3:
+            refuse(f"header field '{side}_{'ids' if given else 'labels'}' needs format version 3")
+        if given is None and f"{side}_labels" not in header:
+            sizes[f"{side}_ids"] = 8 * n
     variable = {}  # sections whose size is data-dependent: (name, element size, indptr of n+1)
     if kind == "propagate":
         weights = header.get("layer_weights")
@@ -206,8 +215,10 @@ class EdgeModel:
         self.bits, self.groups = h.get("bits", 32), h.get("groups", 1)
         self.backend = self._choose_backend(backend)
         # raw ids: the int64 sections, or the header's string labels where the ids were not integers
-        self.user_ids = h.get("user_labels") or list(_typed(sections["user_ids"], "q"))
-        self.item_ids = h.get("item_labels") or list(_typed(sections["item_ids"], "q"))
+        self.user_ids, self.item_ids = (
+            h.get(f"{side}_labels") or (list(range(n)) if h.get(f"{side}_ids") == "range" else
+                                        list(_typed(sections[f"{side}_ids"], "q")))
+            for side, n in (("user", self.n_users), ("item", self.n_items)))
         self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
         self._item_index = {raw: i for i, raw in enumerate(self.item_ids)}
         for side, index, n in (("user", self._user_index, self.n_users), ("item", self._item_index, self.n_items)):

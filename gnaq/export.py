@@ -54,8 +54,10 @@ def build_sections(model, data, history: bool = True) -> tuple:
     for side, ids in (("user", np.asarray(data.user_ids)), ("item", np.asarray(data.item_ids))):
         if ids.dtype.kind not in "iu":  # raw ids that are not integers (strings): labels in the header
             header[f"{side}_labels"] = [str(v) for v in ids.tolist()]
-            ids = np.arange(len(ids))
-        sections[f"{side}_ids"] = ids.astype("<i8").tobytes()
+        elif np.array_equal(ids, np.arange(len(ids))):  # ids 0..n-1 need no bytes (format 3)
+            header[f"{side}_ids"] = "range"
+        else:
+            sections[f"{side}_ids"] = ids.astype("<i8").tobytes()
     if history:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
         seen.sort_indices()
@@ -71,7 +73,9 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    version = 2 if header.get("kind") == "propagate" else 1
+    omits_ids = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
+        or "item_labels" in header
+    version = 3 if omits_ids else 2 if header.get("kind") == "propagate" else 1
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
@@ -80,11 +84,13 @@ def encode(header: dict, sections: dict) -> bytes:
 
 
 def export_model(model, data, path, history: bool = True) -> dict:
-    """Write the .gnaq file; returns sizes: file bytes and bytes per section."""
+    """Write the .gnaq file; returns sizes: file bytes, bytes per section, and float32_file_bytes,
+    the size of the same file holding float32 z instead (no graph): what the quantization saves."""
     header, sections = build_sections(model, data, history)
     blob = encode(header, sections)
     atomic_write_bytes(str(path), lambda f: f.write(blob))
+    embedding = sum(len(v) for k, v in sections.items() if k.split("_", 1)[1] in ("codes", "scales", "float"))
+    graph = sum(len(v) for k, v in sections.items() if k.startswith("graph_"))
     return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
-            "embedding_bytes": sum(len(v) for k, v in sections.items()
-                                   if k.split("_", 1)[1] in ("codes", "scales", "float")),
-            "graph_bytes": sum(len(v) for k, v in sections.items() if k.startswith("graph_"))}
+            "embedding_bytes": embedding, "graph_bytes": graph,
+            "float32_file_bytes": len(blob) - embedding - graph + 4 * (model.n_users + model.n_items) * model.dim}

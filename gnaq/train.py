@@ -164,7 +164,11 @@ def main(argv=None) -> int:
             return 0
         path = config.export or os.path.join(config.out, "model.gnaq")
         info = export_model(trainer.model, trainer.data, path, history=config.export_history)
-        print(f"exported {path} ({info['file_bytes']:,} bytes)", file=sys.stderr)
+        ratio = info["float32_file_bytes"] / info["file_bytes"]
+        print(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
+              f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
+              f"graph {info['graph_bytes']:,}, history {info['sections'].get('history_indices', 0) + info['sections'].get('history_indptr', 0):,})",
+              file=sys.stderr)
     return 0
 
 

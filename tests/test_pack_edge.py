@@ -152,14 +152,26 @@ def test_errors_are_specific(data, tmp_path):
 
 
 def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkeypatch):
-    for options, version in ((Z, 1), (LAYER0, 2)):
+    from dataclasses import replace
+    raw = replace(data, user_ids=np.arange(data.n_users) + 100, item_ids=np.arange(data.n_items) * 3)
+    for options, source, version in ((Z, raw, 1), (LAYER0, raw, 2), (Z, data, 3)):
         path = tmp_path / f"v{version}.gnaq"
-        export_model(make_model(data, **options), data, path)
+        export_model(make_model(data, **options), source, path)
         assert int.from_bytes(path.read_bytes()[4:6], "little") == version
+    # ids 0..n-1 cost no bytes (format 3): the file is smaller by exactly the two int64 id sections
+    saved = (tmp_path / "v1.gnaq").stat().st_size - (tmp_path / "v3.gnaq").stat().st_size
+    assert abs(saved - 8 * (data.n_users + data.n_items)) < 64  # up to the header's few changed characters
+    assert not {"user_ids", "item_ids"} & set(edge._read(tmp_path / "v3.gnaq")[1])
+    assert [(3 * i, s) for i, s in edge.load(tmp_path / "v3.gnaq").recommend(5, k=3)] == \
+        edge.load(tmp_path / "v1.gnaq").recommend(105, k=3)  # the same model under its raw ids
+    assert edge.load(tmp_path / "v1.gnaq").item_ids[:3] == [0, 3, 6]
     monkeypatch.setattr(edge, "FORMAT_VERSION", 1)  # a reader from before kind "propagate"
     edge.load(tmp_path / "v1.gnaq")
     with pytest.raises(edge.EdgeFormatError, match="version 2 is newer"):
         edge.load(tmp_path / "v2.gnaq")
+    monkeypatch.setattr(edge, "FORMAT_VERSION", 2)  # a reader from before header ids
+    with pytest.raises(edge.EdgeFormatError, match="version 3 is newer"):
+        edge.load(tmp_path / "v3.gnaq")
 
 
 def test_export_is_atomic_and_keeps_the_old_file_on_failure(data, tmp_path, monkeypatch):

@@ -64,6 +64,8 @@ def op_cases(seed: int = 0):
     normal = rng.standard_normal
     positive = lambda *shape: rng.random(shape) + 0.5  # noqa: E731
     A = scipy.sparse.random(6, 5, density=0.4, random_state=seed, format="csr")
+    S = scipy.sparse.random(5, 5, density=0.5, random_state=seed + 1, format="csr")
+    S = (S + S.T).tocsr()  # propagate needs a symmetric matrix, as Â is
     index = np.array([0, 3, 3, 1, 0, 4])  # repeats: gradients must sum
     cond = rng.random((4, 3)) > 0.5
     x_clip = normal((4, 3))
@@ -78,6 +80,7 @@ def op_cases(seed: int = 0):
         ("power (fractional)", lambda a: ops.power(a, 0.5), [positive(4, 3)]),
         ("matmul", ops.matmul, [normal((4, 3)), normal((3, 2))]),
         ("spmm", lambda x: ops.spmm(A, x), [normal((5, 3))]),
+        ("propagate (layer sum)", lambda x: ops.propagate(S, x, [0.25, 0.25, 0.25, 0.25]), [normal((5, 3))]),
         ("gather (repeated rows)", lambda a: ops.gather(a, index), [normal((5, 3))]),
         ("concat", lambda a, b: ops.concat([a, b], axis=0), [normal((2, 3)), normal((4, 3))]),
         ("concat axis 1", lambda a, b: ops.concat([a, b], axis=1), [normal((2, 3)), normal((2, 1))]),

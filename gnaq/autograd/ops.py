@@ -107,6 +107,30 @@ def spmm(A, x, A_T=None):
     return make_output(_spmm(A, x.data), (x,), backward)
 
 
+def propagate(A, x, weights):
+    """LightGCN's layer sum in one op: z = Σₗ wₗ Aˡ x (l = 0 … L), A: symmetric (N, N) CSR, x: (N, d).
+
+    ∂x = Σₗ wₗ Aˡ g (A = Aᵀ), by Horner: h ← w_L g; h ← A h + wₗ g for l = L−1 … 0.
+    L products each way and one (N, d) accumulator, where a graph of per-layer spmm, mul and
+    add ops keeps 2L + 1 temporaries and sums their gradients op by op.
+    """
+    x = as_tensor(x)
+    last = len(weights) - 1
+    layer = x.data
+    out = layer * weights[0]
+    for w in weights[1:]:
+        layer = _spmm(A, layer)
+        out += layer * w
+
+    def backward(g):
+        h = g * weights[last]
+        for w in reversed(weights[:last]):
+            h = _spmm(A, h)
+            h += g * w
+        _accum(x, h)
+    return make_output(out, (x,), backward)
+
+
 # ---- indexing ------------------------------------------------------------------------
 def gather(a, index):
     """Rows a[index] (embedding lookup), index: int array (B,); ∂a = scatter-add of g rows.

@@ -98,11 +98,8 @@ def set_deploys(quantizer, quantize: str) -> None:
 
 
 def propagate_table(model, table):
-    """z = Σₗ αₗ Âˡ T in full precision, for a (quantized) layer-0 table T."""
-    layers = [table]
-    for _ in range(model.n_layers):
-        layers.append(ag.spmm(model.norm_adj, layers[-1], A_T=model.norm_adj))
-    return weighted_sum(layers, model.layer_weights)
+    """z = Σₗ αₗ Âˡ T in full precision, for a (quantized) layer-0 table T (one fused op)."""
+    return ag.propagate(model.norm_adj, table, model.layer_weights)
 
 
 def weighted_sum(tensors, weights):
@@ -116,6 +113,9 @@ def weighted_sum(tensors, weights):
 class FullPrecision(Quantizer):
     """No quantization: z = Σₗ αₗ E⁽ˡ⁾ stored as float32."""
     name = "fp32"
+
+    def represent(self):  # z = Σₗ αₗ Âˡ E⁽⁰⁾ as one fused op (same values as combine(layers()))
+        return propagate_table(self.model, self.model.embedding)
 
     def combine(self, layers):
         return weighted_sum(layers, self.model.layer_weights)

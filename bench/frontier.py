@@ -1,0 +1,159 @@
+"""The accuracy–size frontier on whole files: every trained run of a comparison, exported as the
+.gnaq file a device receives (with and without the training history), with its bytes (every
+section counted), its test Recall@20 / NDCG@20 as % of full precision, its load time and its
+top-10 latency per backend. Writes bench/results/frontier-DATASET.md and, where matplotlib
+imports (a bench extra, never a gnaq dependency), frontier-DATASET.png: accuracy against bytes,
+log x, the Pareto points of the history-free files marked and labelled.
+
+The runs are those of ``compare_quantizers.py --init-from`` (records under
+bench/results/compare/DATASET-converged/, run folders under --runs-dir); the fp32 row is the
+run they were fine-tuned from.
+
+    python bench/frontier.py --dataset ml-1m [--users 50] [--python-users 5] [--skip-python-propagation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import data_dir, markdown_table  # noqa: E402
+
+
+def trained_model(folder: Path, data):
+    """The run's model at its best checkpoint (config.json and best.npz of the run folder)."""
+    from gnaq.trainer import TrainConfig, Trainer
+    saved = json.loads((folder / "config.json").read_text())
+    saved.update(topk=tuple(saved["topk"]), progress=False, out=tempfile.mkdtemp(prefix="gnaq-frontier-"),
+                 init_from=None, device="cpu")
+    trainer = Trainer(TrainConfig(**saved), data)
+    trainer.load_weights(folder / "best.npz")
+    trainer.model.quantizer.on_epoch_start(10**9)  # past any warm-up: the deployed representation
+    return trainer.model
+
+
+def measure_file(path, users, python_users, skip_python_propagation):
+    """{backend: (load s, median top-10 ms)} for the backends this machine has."""
+    from gnaq import edge
+    out = {}
+    for backend in ("numba", "numpy", "python"):
+        if backend == "python" and skip_python_propagation and edge._read(path)[0]["kind"] == "propagate":
+            continue
+        t0 = time.perf_counter()
+        model = edge.load(path, backend=backend)
+        load = time.perf_counter() - t0
+        some = users[: python_users if backend == "python" else len(users)]
+        model.recommend(some[0], k=10, exclude_seen=model.has_history)  # warm (numba compiles, numpy caches)
+        times = []
+        for u in some:
+            t0 = time.perf_counter()
+            model.recommend(u, k=10, exclude_seen=model.has_history)
+            times.append(time.perf_counter() - t0)
+        out[backend] = (load, float(np.median(times)) * 1e3)
+    return out
+
+
+def pareto(points):
+    """Indices of points (bytes, accuracy) not dominated by a smaller-or-equal, more-accurate one."""
+    keep = []
+    for i, (b, a) in enumerate(points):
+        if not any((b2 <= b and a2 > a) or (b2 < b and a2 >= a) for j, (b2, a2) in enumerate(points) if j != i):
+            keep.append(i)
+    return keep
+
+
+def main():
+    from gnaq.data import load_dataset
+    from gnaq.export import export_model
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--runs-dir", default="~/.cache/gnaq-runs/compare")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--python-users", type=int, default=5)
+    parser.add_argument("--skip-python-propagation", action="store_true",
+                        help="skip the pure-Python load of layer-0 files (tens of seconds each)")
+    args = parser.parse_args()
+    name = f"{args.dataset}-converged"
+    records = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "bench/results/compare" / name).glob("*.json"))}
+    fp = records["fp32"]
+    data = load_dataset(args.dataset, data_dir(), download_missing=False)
+    rng = np.random.default_rng(0)
+    users = [int(u) for u in rng.choice(data.user_ids, size=args.users, replace=False)]
+    runs_dir = Path(args.runs_dir).expanduser() / name
+    folders = {"fp32": Path(fp["options"]["source"]).expanduser()}
+    folders.update({run: runs_dir / run for run in records if run != "fp32"})
+    rows, points, labels = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run, rec in records.items():
+            folder = folders[run]
+            if not (folder / "best.npz").exists():
+                print(f"skip {run}: no {folder}/best.npz", file=sys.stderr)
+                continue
+            model = trained_model(folder, data)
+            if not model.quantizer.exportable:
+                print(f"skip {run}: not exportable", file=sys.stderr)
+                continue
+            deploy = "fp32" if run == "fp32" else model.quantizer.deploys
+            rel = (rec["recall@20"] / fp["recall@20"], rec["ndcg@20"] / fp["ndcg@20"])
+            for history in (False, True):
+                path = Path(tmp) / f"{run}-{history}.gnaq"
+                info = export_model(model, data, path, history=history)
+                timing = measure_file(path, users, args.python_users, args.skip_python_propagation)
+                cells = [f"{timing[b][0]:.2f} / {timing[b][1]:.2f}" if b in timing else "-"
+                         for b in ("numba", "numpy", "python")]
+                rows.append([run, deploy, rec["bits"], "yes" if history else "no", f"{info['file_bytes']:,}",
+                             f"{info['float32_file_bytes'] / info['file_bytes']:.1f}x", f"{rel[0]:.1%}", f"{rel[1]:.1%}",
+                             *cells])
+                if not history:
+                    points.append((info["file_bytes"], 100 * (rel[0] + rel[1]) / 2))
+                    labels.append(f"{run}")
+                print(" | ".join(map(str, rows[-1])), flush=True)
+    front = set(pareto(points))
+    no_history = [r for r in rows if r[3] == "no"]
+    for i, row in enumerate(no_history):
+        row[0] = f"**{row[0]}**" if i in front else row[0]
+    header = ["run", "deploys", "bits", "history", "file bytes", "vs float32 file", "Recall@20 vs fp32",
+              "NDCG@20 vs fp32", "numba load s / top-10 ms", "numpy load s / top-10 ms", "python load s / top-10 ms"]
+    text = (f"# Frontier on whole files: {args.dataset}\n\n`python bench/frontier.py --dataset {args.dataset}`: every run of "
+            f"`compare-{name}.md` (fine-tuned from the converged fp32 model) exported as a .gnaq file, with and "
+            "without the training history. 'vs float32 file': the same file holding float32 z (same history setting). "
+            "Accuracy: test metrics as % of fp32. Bold: Pareto points of the history-free files (mean of the two "
+            f"percentages against bytes). Latency: median over {args.users} users ({args.python_users} in pure "
+            "Python) after one warm call.\n\n" + markdown_table(header, rows) + "\n")
+    out = ROOT / "bench" / "results" / f"frontier-{args.dataset}.md"
+    out.write_text(text)
+    print(text)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install matplotlib): no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    xs, ys = zip(*points)
+    ax.scatter(xs, ys, color="0.6", label="history-free file")
+    fx = sorted(front, key=lambda i: points[i][0])
+    ax.plot([points[i][0] for i in fx], [points[i][1] for i in fx], "o-", color="C3", label="Pareto front")
+    for i in fx:
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("file bytes (log)")
+    ax.set_ylabel("mean of test Recall@20 and NDCG@20, % of fp32")
+    ax.set_title(f"{args.dataset}: accuracy against whole-file size")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "bench" / "results" / f"frontier-{args.dataset}.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -72,6 +72,10 @@ RUNS = {
     "gnaq-b2-warmup-half": ("gnaq", 2, {**GNAQ, "warmup": "half"}),
     "gnaq-b2-no-warmup": ("gnaq", 2, {**GNAQ, "warmup": 0}),
     "gnaq-b2-per-layer-no-warmup": ("gnaq", 2, {**GNAQ, "warmup": 0, "per_layer": True}),
+    # graph-free (z) models distilled from the full-precision teacher (needs --init-from)
+    "gnaq-b2-distill1": ("gnaq", 2, {**GNAQ, "distill": 1.0}),
+    "gnaq-b2-distill0.1": ("gnaq", 2, {**GNAQ, "distill": 0.1}),
+    "gnaq-b3-distill1": ("gnaq", 3, {**GNAQ, "distill": 1.0}),
 }
 
 
@@ -100,7 +104,8 @@ def run_one(name, args, data):
     elif options.get("warmup") in fractions:
         options = {**options, "warmup": args.epochs // fractions[options["warmup"]]}
     options = {k: v for k, v in options.items() if v is not None}
-    quant_lr = options.pop("quant_lr", None)  # a trainer setting, not the quantizer's
+    quant_lr = options.pop("quant_lr", None)  # trainer settings, not the quantizer's
+    distill = options.pop("distill", 0.0)
     out = Path(args.runs_dir).expanduser() / results_name(args) / (name + args.suffix)
     if out.exists():  # a fresh run each time: this script measures, it does not resume
         import shutil
@@ -108,7 +113,7 @@ def run_one(name, args, data):
     cfg = TrainConfig(dataset=args.dataset, bits=bits, quantizer=quantizer, quant_options=options,
                       dim=args.dim, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, quant_lr=quant_lr, reg=args.reg, eval_every=args.eval_every,
-                      patience=args.patience or 10**6, init_from=args.init_from,
+                      patience=args.patience or 10**6, init_from=args.init_from, distill=distill,
                       seed=args.seed, device=args.device, out=str(out), progress=False)
     trainer = Trainer(cfg, data)
     curve = []
@@ -117,7 +122,7 @@ def run_one(name, args, data):
     stored, float_bytes = model_bytes(trainer.model)
     return {
         "run": name, "quantizer": quantizer if bits != 32 else "fp32", "bits": bits,
-        "options": {**options, **({"quant_lr": quant_lr} if quant_lr else {})},
+        "options": {**options, **({"quant_lr": quant_lr} if quant_lr else {}), **({"distill": distill} if distill else {})},
         **{k: result[f"test_{k}"] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "model_bytes": int(stored), "compression": float_bytes / stored,
         "seconds_per_epoch": float(np.median([r["train_seconds"] for r in curve])),

@@ -3,6 +3,9 @@
 GFLOP/s counts 2·nnz·d flops. Effective GB/s counts the minimum traffic: Â once (values +
 column indices + row pointers), X once, Y once. The last column is that bandwidth divided by
 a plain numpy streaming copy's (read + write) bandwidth measured in the same run: the limit.
+The "ceiling" row is a numba kernel that reads exactly the bytes the SpMM reads (row pointers,
+column indices, values, the gathered rows of X) and writes Y, in the same order and threads,
+but only sums the rows (no multiply): how fast this machine can move the SpMM's data.
 
     python bench/spmm_speed.py [--dim 64] [--repeat 10]
 """
@@ -35,6 +38,26 @@ def load_graph():
     return normalized_adjacency(R), "random graph of ml-1m's shape"
 
 
+def ceiling_kernel():
+    """Same reads and writes as gnaq's CSR kernel, values summed separately, rows only added."""
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def gather_sum(indptr, indices, values, dense, out):  # pragma: no cover - jitted
+        d = dense.shape[1]
+        for row in prange(indptr.shape[0] - 1):
+            for k in range(d):
+                out[row, k] = 0
+            touched = 0.0
+            for p in range(indptr[row], indptr[row + 1]):
+                col = indices[p]
+                touched += values[p]
+                for k in range(d):
+                    out[row, k] += dense[col, k]
+            out[row, 0] += touched
+    return gather_sum
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dim", type=int, default=64)
@@ -53,6 +76,9 @@ def main():
     results = {"scipy (csr @ dense)": best_time(lambda: spmm(A, X, impl="scipy"), args.repeat)}
     if HAVE_NUMBA:
         results["gnaq numba kernel"] = best_time(lambda: spmm(A, X, impl="numba"), args.repeat)
+        kernel, out = ceiling_kernel(), np.empty_like(X)
+        results["ceiling: same bytes, adds only (numba)"] = best_time(
+            lambda: kernel(A.indptr, A.indices, A.data, X, out), args.repeat)
     try:
         import torch
         coo = A.tocoo()

@@ -82,14 +82,17 @@ def main():
         except ImportError:
             print("torch not installed: reference skipped (pip install torch)")
         else:
-            model = TorchLightGCN(data.n_users, data.n_items, adj, init=trainer.model.embedding.data.copy())
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            rng = np.random.default_rng(0)
-            train_epoch(model, optimizer, sample_bpr_epoch(data.train, rng), args.batch_size, 1e-4)
-            triplets = sample_bpr_epoch(data.train, rng)
-            t0 = time.perf_counter()
-            train_epoch(model, optimizer, triplets, args.batch_size, 1e-4)
-            epoch_times[f"torch reference ({torch.get_num_threads()} threads)"] = time.perf_counter() - t0
+            for layout in ("coo", "csr"):
+                model = TorchLightGCN(data.n_users, data.n_items, adj, init=trainer.model.embedding.data.copy(),
+                                      layout=layout)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                rng = np.random.default_rng(0)
+                train_epoch(model, optimizer, sample_bpr_epoch(data.train, rng), args.batch_size, 1e-4)
+                triplets = sample_bpr_epoch(data.train, rng)
+                t0 = time.perf_counter()
+                train_epoch(model, optimizer, triplets, args.batch_size, 1e-4)
+                epoch_times[f"torch {layout.upper()} reference ({torch.get_num_threads()} threads)"] = \
+                    time.perf_counter() - t0
             coo = adj.tocoo()
             g = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape).coalesce()
             tx = torch.from_numpy(x)
@@ -99,11 +102,13 @@ def main():
                   f"gnaq {t_torch / t_gnaq:.1f}x faster")
 
     fp = epoch_times["gnaq fp32"]
-    ref = next((v for k, v in epoch_times.items() if k.startswith("torch")), None)
+    coo_ref = next((v for k, v in epoch_times.items() if k.startswith("torch COO")), None)
+    csr_ref = next((v for k, v in epoch_times.items() if k.startswith("torch CSR")), None)
     for name, seconds in epoch_times.items():
-        rows.append([name, f"{seconds:.2f}", f"{seconds / fp:.2f}", f"{seconds / ref:.2f}" if ref else "-"])
+        rows.append([name, f"{seconds:.2f}", f"{seconds / fp:.2f}",
+                     *(f"{seconds / ref:.2f}" if ref else "-" for ref in (coo_ref, csr_ref))])
     print(f"{args.dataset}: {data.train.nnz:,} triplets/epoch, batch {args.batch_size}, {n_batches} batches")
-    print(markdown_table(["epoch", "seconds", "vs gnaq fp32", "vs torch reference"], rows))
+    print(markdown_table(["epoch", "seconds", "vs gnaq fp32", "vs torch COO reference", "vs torch CSR reference"], rows))
     print()
     print(markdown_table(["gnaq fp32 epoch breakdown", "seconds"], [[k, f"{v:.2f}"] for k, v in breakdown]))
 

@@ -52,6 +52,8 @@ def build_parser():
     p.add_argument("--init-from", metavar="PATH", default=None,
                    help="start from a trained model's embeddings (a run folder or its best.npz), e.g. a "
                         "full-precision run: quantizers then initialise from it and skip gnaq's warm-up")
+    p.add_argument("--distill", type=float, default=defaults.distill, metavar="LAMBDA",
+                   help="score distillation from the --init-from model: + λ·mean squared score gap on each batch's pairs")
     p.add_argument("--reg", type=float, default=defaults.reg)
     p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
@@ -106,7 +108,7 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-        quant_lr=args.quant_lr, init_from=args.init_from, reg=args.reg,
+        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg,
         topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)

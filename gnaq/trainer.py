@@ -50,6 +50,7 @@ class TrainConfig:
     lr: float = 0.01
     quant_lr: float | None = None  # learning rate once the quantizer is active (None: lr)
     init_from: str | None = None  # a run folder or checkpoint: start from its E⁽⁰⁾ (no warm-up needed)
+    distill: float = 0.0  # λ of score distillation from the --init-from model (its full-precision z)
     reg: float = 1e-4
     topk: tuple = (10, 20)
     eval_every: int = 1
@@ -78,6 +79,8 @@ class TrainConfig:
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.quant_lr is None or self.quant_lr > 0, f"--quant-lr must be positive, got {self.quant_lr}"),
             (self.reg >= 0, f"--reg must be ≥ 0, got {self.reg}"),
+            (self.distill >= 0, f"--distill must be ≥ 0, got {self.distill}"),
+            (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
             (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
@@ -109,6 +112,12 @@ class Trainer:
         self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
                               quantizer, seed=config.seed, device=self.device, init_embedding=initial)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.teacher = None  # z of the --init-from model in full precision, for --distill
+        if config.distill:
+            from .models import LightGCN as Teacher
+            teacher = Teacher(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers, None,
+                              device=self.device, init_embedding=initial)
+            self.teacher = teacher.xp.concatenate(teacher.final_embeddings())
         self.rng = np.random.default_rng(config.seed)
         self.epoch = 0
         self.best = {"score": -math.inf, "epoch": 0}
@@ -134,7 +143,7 @@ class Trainer:
         for b in bar:
             sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
             t0 = time.perf_counter()
-            loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg)
+            loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, self.teacher, cfg.distill)
             sync(self.device)
             t1 = time.perf_counter()
             self.optimizer.zero_grad()

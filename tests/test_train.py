@@ -21,6 +21,7 @@ def read_lines(path):
 
 def test_lightgcn_loss_gradient_matches_finite_differences():
     assert lightgcn_loss_error(3) < 1e-6
+    assert lightgcn_loss_error(2, distill=0.5, seed=2) < 1e-6  # with score distillation
 
 
 def test_sampling_is_vectorised_correct_and_seeded():
@@ -251,3 +252,21 @@ def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monk
         assert train_cli.main(["--resume", str(out), "--quiet", "--no-export"]) == 0
         strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
         assert strip(read_lines(out / "metrics.jsonl")) == strip(full)
+
+
+def test_distillation_pulls_the_students_scores_to_the_teacher(tmp_path, capsys):
+    assert train_cli.main(FAST + ["--epochs", "4", "--out", str(tmp_path / "teacher")]) == 0
+    assert train_cli.main(FAST + ["--epochs", "1", "--distill", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--distill needs --init-from" in capsys.readouterr().err
+    gaps = {}
+    for distill in (0.0, 5.0):
+        cfg = TrainConfig(dim=16, layers=2, bits=2, epochs=3, batch_size=256, lr=0.01, progress=False,
+                          quant_options={"quantize": "z"}, init_from=str(tmp_path / "teacher"), distill=distill,
+                          out=str(tmp_path / f"d{distill}"))
+        trainer = Trainer(cfg)
+        trainer.fit()
+        teacher = Trainer(TrainConfig(dim=16, layers=2, epochs=1, progress=False, out=str(tmp_path / "t"),
+                                      init_from=str(tmp_path / "teacher"))).model.final_embeddings()
+        student = trainer.model.final_embeddings()
+        gaps[distill] = float(np.mean((student[0] @ student[1].T - teacher[0] @ teacher[1].T) ** 2))
+    assert gaps[5.0] < 0.5 * gaps[0.0]

@@ -1,6 +1,6 @@
 """Finite-difference check of the whole LightGCN loss on a tiny graph (float64).
 
-gather → L × spmm(Â) → layer mean → BPR + L2, differentiated w.r.t. E⁽⁰⁾ (and any quantizer
+gather → L × spmm(Â) → layer mean → BPR + L2 (+ score distillation), differentiated w.r.t. E⁽⁰⁾ (and any quantizer
 parameters through ``quantizer_factory``). Used by tests and bench/gradcheck.py.
 """
 
@@ -24,18 +24,20 @@ def tiny_problem(seed: int = 0):
     return data, adj, users, pos, neg
 
 
-def lightgcn_loss_error(n_layers: int = 3, reg: float = 1e-2, seed: int = 0) -> float:
+def lightgcn_loss_error(n_layers: int = 3, reg: float = 1e-2, seed: int = 0, distill: float = 0.0) -> float:
     from .lightgcn import LightGCN
     data, adj, users, pos, neg = tiny_problem(seed)
     model = LightGCN(data.n_users, data.n_items, adj, dim=4, n_layers=n_layers, seed=seed,
                      init_std=0.5, dtype=np.float64)
+    teacher = np.random.default_rng(seed + 7).standard_normal(model.embedding.data.shape) * 0.5
 
     def loss(embedding):
         model.embedding = embedding
-        return model.bpr_loss(users, pos, neg, reg)[0]
+        return model.bpr_loss(users, pos, neg, reg, teacher=teacher, distill=distill)[0]
     return max_relative_error(loss, [model.embedding.data.copy()])
 
 
 def model_checks():
     yield "lightgcn loss (L=3, BPR + L2) wrt E0", lightgcn_loss_error(3)
     yield "lightgcn loss (L=1, no L2) wrt E0", lightgcn_loss_error(1, reg=0.0, seed=1)
+    yield "lightgcn loss + score distillation (λ=0.5) wrt E0", lightgcn_loss_error(2, distill=0.5, seed=2)

@@ -62,8 +62,12 @@ class LightGCN:
         """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set)."""
         return self.quantizer.represent()
 
-    def bpr_loss(self, users, pos_items, neg_items, reg: float):
-        """Returns (total, bpr, l2) Tensors for one batch of (user, positive, negative) indices."""
+    def bpr_loss(self, users, pos_items, neg_items, reg: float, teacher=None, distill: float = 0.0):
+        """Returns (total, bpr, l2) Tensors for one batch of (user, positive, negative) indices.
+
+        ``teacher`` (N, d) array z_t of a trained model and ``distill`` λ > 0 add score
+        distillation on the batch's pairs: λ · mean_b[(ŷᵤₚ − ŷᵗᵤₚ)² + (ŷᵤₙ − ŷᵗᵤₙ)²].
+        """
         z = self.representation()
         n_users = self.n_users
         u = ag.gather(z, users)
@@ -75,6 +79,12 @@ class LightGCN:
         rows = [ag.gather(ego, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
         l2 = ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users))
         total = bpr + l2 * reg if reg else bpr
+        if distill and teacher is not None:
+            t_u, t_p, t_n = (teacher[idx] for idx in (users, pos_items + n_users, neg_items + n_users))
+            t_pos, t_neg = (t_u * t_p).sum(axis=1), (t_u * t_n).sum(axis=1)
+            s_pos, s_neg = ag.sum(u * p, axis=1), ag.sum(u * n, axis=1)
+            gap_pos, gap_neg = s_pos - t_pos, s_neg - t_neg
+            total = total + ag.mean(gap_pos * gap_pos + gap_neg * gap_neg) * distill
         if self.quantizer.has_extra_loss:
             total = total + self.quantizer.extra_loss()
         return total, bpr, l2

@@ -46,6 +46,8 @@ RUNS = {
     "ste-l0-b2": ("ste", 2, {"quantize": "layer0"}),
     "lsq-l0-b2": ("lsq", 2, {"quantize": "layer0"}),
     "gnaq-l0-b1": ("gnaq", 1, L0),
+    "gnaq-l0-b3": ("gnaq", 3, L0),
+    "gnaq-l0-b4": ("gnaq", 4, L0),
     "gnaq-l0-b2-global-init": ("gnaq", 2, {**L0, "node_aware": False}),
     "gnaq-official-b2": ("gnaq-official", 2, L0 | {"quantize": None}),  # the authors' released code
     "gnaq-official-b1": ("gnaq-official", 1, L0 | {"quantize": None}),
@@ -76,6 +78,10 @@ RUNS = {
     "gnaq-b2-distill1": ("gnaq", 2, {**GNAQ, "distill": 1.0}),
     "gnaq-b2-distill0.1": ("gnaq", 2, {**GNAQ, "distill": 0.1}),
     "gnaq-b3-distill1": ("gnaq", 3, {**GNAQ, "distill": 1.0}),
+    # node-aware mixed precision: 25% of users and of items (largest degree) at 4 bits, the rest at 2 (2.5 on average)
+    "gnaq-b2-mix25": ("gnaq", 2, {**GNAQ, "mix_share": 0.25}),
+    "gnaq-b2-mix25-distill1": ("gnaq", 2, {**GNAQ, "mix_share": 0.25, "distill": 1.0}),
+    "gnaq-b2-mix25-random": ("gnaq", 2, {**GNAQ, "mix_share": 0.25, "mix_by": "random"}),
 }
 
 

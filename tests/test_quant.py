@@ -169,3 +169,29 @@ def test_each_quantizer_learns_on_synthetic_data(data, name, tmp_path):
     random = evaluate(rng.standard_normal((data.n_users, 16)), rng.standard_normal((data.n_items, 16)),
                       data.train + data.valid, data.test)
     assert result["test_recall@20"] > 3 * random["recall@20"], name
+
+
+def test_mixed_widths_follow_degree_and_quantize_each_node_at_its_width(data, tmp_path):
+    from gnaq.quant.gnaq import mixed_widths
+    from gnaq.quant.uniform import optimal_step, row_rms
+    cfg = TrainConfig(bits=2, dim=8, layers=2, epochs=2, batch_size=512, lr=0.01, progress=False, out=str(tmp_path),
+                      quant_options={"warmup": 0, "quantize": "z", "mix_share": 0.25})
+    trainer = Trainer(cfg, data)
+    q, model = trainer.model.quantizer, trainer.model
+    widths = q.width.ravel()
+    degree = np.diff(model.norm_adj.indptr)
+    for lo, hi in ((0, data.n_users), (data.n_users, data.n_nodes)):
+        high = widths[lo:hi] == 4
+        assert high.sum() == round(0.25 * (hi - lo))
+        assert degree[lo:hi][high].min() >= degree[lo:hi][~high].max()  # the busiest nodes get the bits
+    assert q.mean_bits == pytest.approx(2 + 2 * widths.__eq__(4).mean())
+    np.testing.assert_allclose(np.exp(q.log_s0.data).ravel(),
+                               np.array([optimal_step(int(b)) for b in widths]) * row_rms(model.embedding.data).ravel(),
+                               rtol=1e-6)
+    trainer.fit()
+    codes = q.export()["codes"]
+    assert codes[widths == 2].max() <= 3 and codes[widths == 4].max() > 3 and codes.max() <= 15
+    assert not q.exportable  # one width per .gnaq file (not yet a mixed-width section layout)
+    assert (mixed_widths(model, 2, 4, 0.25, "random") != widths).any()
+    with pytest.raises(ValueError, match="mix_share"):
+        make_quantizer("gnaq", 4, mix_share=0.25, mix_bits=4)

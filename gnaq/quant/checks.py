@@ -35,32 +35,40 @@ def _tiny_graph(n_users=5, n_items=4, seed=0):
     return normalized_adjacency(binary_csr(users, items, n_users, n_items), dtype=np.float64)
 
 
-def uniform_closed_form(bits, delta, seed=0):
-    """graph_quantize backward vs the formula, loop by loop (per-node scales, Â r dense)."""
+def uniform_closed_form(bits, delta, seed=0, mixed=False):
+    """graph_quantize backward vs the formula, loop by loop (per-node scales, Â r dense).
+    ``mixed``: every other node at 4 bits (per-node widths and gradient scales)."""
     rng = np.random.default_rng(seed)
     adj = _tiny_graph(seed=seed)
     n, d = adj.shape[0], 3
-    x = rng.standard_normal((n, d))
+    x = rng.standard_normal((n, d)) * 2
     s = rng.random((n, 1)) * 0.8 + 0.3
     g = rng.standard_normal((n, d))
-    gscale = 1 / math.sqrt(d * 2 ** (bits - 1))
+    widths = np.where(np.arange(n) % 2 == 1, 4, bits)[:, None] if mixed else np.full((n, 1), bits)
+    gscale = 1 / np.sqrt(d * 2.0 ** (widths - 1))
     xt, st = ag.Tensor(x, requires_grad=True), ag.Tensor(s, requires_grad=True)
-    graph_quantize(xt, st, bits, gscale, adj, delta).backward(g)
+    if mixed:
+        graph_quantize(xt, st, widths.astype(float), gscale, adj, delta).backward(g)
+    else:
+        graph_quantize(xt, st, bits, float(gscale[0, 0]), adj, delta).backward(g)
 
-    half = 2 ** (bits - 1)
     xhat = np.empty_like(x)
     q = np.empty_like(x)
     for i in range(n):
+        half = 2 ** (int(widths[i, 0]) - 1)
         for k in range(d):
             q[i, k] = min(max(math.floor(x[i, k] / s[i, 0]), -half), half - 1)
             xhat[i, k] = s[i, 0] * (q[i, k] + 0.5)
     r_bar = adj.toarray() @ (x - xhat)
     gx, gs = np.zeros_like(x), np.zeros_like(s)
     for i in range(n):
+        half = 2 ** (int(widths[i, 0]) - 1)
         for k in range(d):
             inside = -half <= x[i, k] / s[i, 0] < half
             gx[i, k] = g[i, k] * inside * (1 + delta * math.tanh(r_bar[i, k] / s[i, 0]))
-            gs[i, 0] += g[i, k] * ((q[i, k] + 0.5) - inside * x[i, k] / s[i, 0]) * gscale
+            gs[i, 0] += g[i, k] * ((q[i, k] + 0.5) - inside * x[i, k] / s[i, 0]) * gscale[i, 0]
+    if mixed:
+        return max(_rel(xt.grad, gx), _rel(st.grad, gs), _rel(xhat, graph_quantize(x, s, widths.astype(float), 1).data))
     return max(_rel(xt.grad, gx), _rel(st.grad, gs), _rel(xt.data * 0 + xhat, graph_quantize(x, s, bits, 1).data))
 
 
@@ -200,6 +208,8 @@ def quantizer_checks():
     for bits in (1, 2, 4):
         yield f"uniform/gnaq estimator closed form (b={bits}, δ=0, STE+LSQ)", uniform_closed_form(bits, 0.0, bits)
         yield f"uniform/gnaq estimator closed form (b={bits}, δ=0.5, graph term)", uniform_closed_form(bits, 0.5, bits)
+    yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0)", uniform_closed_form(2, 0.0, 5, mixed=True)
+    yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0.5)", uniform_closed_form(2, 0.5, 6, mixed=True)
     for bits in (1, 2, 3):
         closed, relaxed = n2uq_checks(bits, seed=bits)
         yield f"n2uq estimator closed form (b={bits})", closed

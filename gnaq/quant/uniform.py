@@ -53,9 +53,9 @@ if HAVE_NUMBA:
             gs_rows[i] = acc
 
 
-def _numba_ok(x, s) -> bool:
-    """The fused CPU kernels handle numpy (N, d) x with (N, 1) or (1, 1) scales of x's dtype."""
-    return (HAVE_NUMBA and type(x) is np.ndarray and x.ndim == 2 and np.ndim(s) == 2
+def _numba_ok(x, s, bits=1) -> bool:
+    """The fused CPU kernels handle numpy (N, d) x with (N, 1) or (1, 1) scales of x's dtype, one width."""
+    return (HAVE_NUMBA and np.ndim(bits) == 0 and type(x) is np.ndarray and x.ndim == 2 and np.ndim(s) == 2
             and np.shape(s)[1] == 1 and np.shape(s)[0] in (1, x.shape[0]) and x.flags.c_contiguous)
 
 # Max (1960): MSE-optimal uniform step for a unit Gaussian, b = 1..4 (mid-rise levels)
@@ -88,10 +88,12 @@ def levels(x, s, bits: int):
     return quantize_forward(x, s, bits)[0]
 
 
-def quantize_forward(x, s, bits: int):
-    """(q, x̂ = s·(q + ½)); one fused pass with numba on the CPU, numpy/cupy otherwise."""
-    half = 2 ** (bits - 1)
-    if _numba_ok(x, s):
+def quantize_forward(x, s, bits):
+    """(q, x̂ = s·(q + ½)); one fused pass with numba on the CPU, numpy/cupy otherwise.
+
+    bits: one width, or an (N, 1) array of widths per row (mixed precision; numpy/cupy path)."""
+    half = 2.0 ** (bits - 1) if np.ndim(bits) else 2 ** (bits - 1)
+    if _numba_ok(x, s, bits):
         q, out = np.empty_like(x), np.empty_like(x)
         _quantize_rows_numba(x, np.asarray(s, dtype=x.dtype), float(half), q, out)
         return q, out
@@ -100,8 +102,8 @@ def quantize_forward(x, s, bits: int):
     return q, s * (q + 0.5)
 
 
-def codes_of(q, bits: int):
-    """Stored codes q + 2^(b−1) as uint8."""
+def codes_of(q, bits):
+    """Stored codes q + 2^(b−1) as uint8 (bits: a width or an (N, 1) array of widths)."""
     return (q + 2 ** (bits - 1)).astype(np.uint8)
 
 
@@ -114,8 +116,8 @@ def row_rms(x):
 def quantize_vjp(g, x, s, q, bits, grad_scale, r_bar=None, delta=0.0):
     """Closed-form (∂L/∂x, ∂L/∂s) of the module docstring; s has x's shape or broadcasts to it."""
     xp = get_array_module(x)
-    half = 2 ** (bits - 1)
-    if _numba_ok(x, s) and not (r_bar is not None and delta) and g.flags.c_contiguous:
+    half = 2.0 ** (bits - 1) if np.ndim(bits) else 2 ** (bits - 1)
+    if _numba_ok(x, s, bits) and not (r_bar is not None and delta) and g.flags.c_contiguous:
         gx, gs_rows = np.empty_like(x), np.empty(x.shape[0], dtype=x.dtype)
         _quantize_vjp_rows_numba(g, x, np.asarray(s, dtype=x.dtype), q, float(half), gx, gs_rows)
         gs = gs_rows.reshape(-1, 1) if np.shape(s)[0] > 1 else gs_rows.sum().reshape(1, 1)

@@ -141,6 +141,18 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = -(-dim * bits // 8)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
+    bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
+    widths = header.get("widths")
+    if widths is not None:
+        if (kind != "quantized" or version < 3 or groups != 1 or not isinstance(widths, list)
+                or not 2 <= len(widths) <= len(PACK_BITS) or not all(_integer(b) and b in PACK_BITS for b in widths)
+                or widths != sorted(set(widths)) or widths[0] != bits):
+            refuse(f"header field 'widths' is {widths!r}; mixed widths are 2 to {len(PACK_BITS)} distinct widths "
+                   f"from {PACK_BITS}, ascending, the first equal to 'bits', in a version-3 'quantized' file with 1 group")
+        for side, n in (("user", n_users), ("item", n_items)):
+            del sizes[f"{side}_codes"]
+            bounded[f"{side}_codes"] = (n * row_bytes, n * -(-dim * widths[-1] // 8))
+            sizes[f"{side}_width_index"] = -(-n * index_bits(len(widths)) // 8)
     for side, n in (("user", n_users), ("item", n_items)):
         given = header.get(f"{side}_ids")
         if given is not None and given != "range":
@@ -169,7 +181,7 @@ def _validate_header(path, version, header, data_bytes):
     if "history_indptr" in layout or "history_indices" in layout:
         sizes["history_indptr"] = 8 * (n_users + 1)
         variable["history_indices"] = 4
-    expected = set(sizes) | set(variable)
+    expected = set(sizes) | set(variable) | set(bounded)
     missing, unknown = expected - set(layout), set(layout) - expected
     if missing:
         refuse(f"section(s) {sorted(missing)} missing for kind {kind!r}")
@@ -186,6 +198,8 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"section {name!r} has {size} bytes; the header implies {sizes[name]}")
         if name in variable and size % variable[name]:
             refuse(f"section {name!r} has {size} bytes, not a multiple of {variable[name]}")
+        if name in bounded and not bounded[name][0] <= size <= bounded[name][1]:
+            refuse(f"section {name!r} has {size} bytes; its nodes' widths allow {bounded[name][0]} to {bounded[name][1]}")
         spans[name] = (offset, size)
     return spans
 
@@ -231,6 +245,7 @@ class EdgeModel:
             self.row_bytes = -(-self.dim * self.bits // 8)
             self.user_codes = bytes(sections["user_codes"])
             self.item_codes = bytes(sections["item_codes"])
+            self._read_widths(sections)
             self.user_scales = list(_typed(sections["user_scales"], "f"))
             self.item_scales = list(_typed(sections["item_scales"], "f"))
             self.offset = 0.5 - 2 ** (self.bits - 1)
@@ -247,6 +262,43 @@ class EdgeModel:
             self.history_indices = _typed(sections["history_indices"], "I")
             _check_csr(self.path, "history", self.history_indptr, self.history_indices, self.n_items)
         self._np_cache = None
+
+    # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
+    def _read_widths(self, sections):
+        """Per-node widths (header "widths" + packed width-index sections) and per-width item groups.
+
+        Uniform files: one group of every item at ``bits``. Mixed files: row r of a side starts
+        at Σ_{r' < r} ⌈D·b_r'/8⌉; the codes section must be exactly that long.
+        """
+        widths = self.header.get("widths")
+        self.user_width = None
+        if not widths:
+            self.item_groups = [(self.bits, None, self.item_codes)]
+            return
+        width_bits = index_bits(len(widths))
+        per_side = {}
+        for side, n in (("user", self.n_users), ("item", self.n_items)):
+            index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, width_bits)
+            if any(i >= len(widths) for i in index):
+                raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width beyond 'widths'")
+            node_widths = [widths[i] for i in index]
+            starts, total = [0] * n, 0
+            for r, b in enumerate(node_widths):
+                starts[r] = total
+                total += -(-self.dim * b // 8)
+            codes = self.user_codes if side == "user" else self.item_codes
+            if total != len(codes):
+                raise EdgeFormatError(f"{self.path}: section '{side}_codes' has {len(codes)} bytes; "
+                                      f"the node widths imply {total}")
+            per_side[side] = (node_widths, starts)
+        self.user_width, self.user_start = per_side["user"]
+        item_widths, item_starts = per_side["item"]
+        self.item_groups = []
+        for b in widths:
+            rb = -(-self.dim * b // 8)
+            items = [i for i, w in enumerate(item_widths) if w == b]
+            blob = b"".join(self.item_codes[item_starts[i]:item_starts[i] + rb] for i in items)
+            self.item_groups.append((b, items, blob))
 
     # ---- kind "propagate": z from the layer-0 table and the training graph, once --------
     def _propagate(self, sections):
@@ -296,28 +348,33 @@ class EdgeModel:
                                    f"({self.n_users} users)") from None
 
     def _user_codes(self, u):
-        """The user's codes as ints (pure Python unpack of one row)."""
-        return _unpack_row(self.user_codes, u, self.dim, self.bits)
+        """The user's codes as ints (pure Python unpack of one row) and the user's width."""
+        b = self.user_width[u] if self.user_width else self.bits
+        start = self.user_start[u] if self.user_width else u * self.row_bytes
+        return _unpack_at(self.user_codes, start, self.dim, b), b
 
     def _user_terms(self, u):
         """(aᵤ as ints, ¼·sᵤ_g per group): everything the item scan needs from the user."""
-        levels = 1 << self.bits
-        a_user = [2 * c + 1 - levels for c in self._user_codes(u)]
+        codes, b = self._user_codes(u)
+        levels = 1 << b
+        a_user = [2 * c + 1 - levels for c in codes]
         G = self.groups
         return a_user, [0.25 * s for s in self.user_scales[u * G:(u + 1) * G]]
 
-    def _tables(self, a_user):
-        """Integer tables Tⱼ[v] (doubling: T[v + 2^p] = T[v] + w[p]) and constants per group."""
-        b, G = self.bits, self.groups
+    def _tables(self, a_user, b):
+        """For items of width b: integer tables Tⱼ[v] (doubling: T[v + 2^p] = T[v] + w[p]) and
+        constants per group, (1 − 2^b)·Σ_{k∈g} aᵤₖ."""
+        G = self.groups
         per_group = self.dim // G
-        weight = [0] * (self.row_bytes * 8)
+        row_bytes = -(-self.dim * b // 8)
+        weight = [0] * (row_bytes * 8)
         consts = [0] * G
         for k, a in enumerate(a_user):
             consts[k // per_group] += (1 - (1 << b)) * a
             for t in range(b):
                 weight[k * b + t] = a << (t + 1)
         tables = []
-        for j in range(self.row_bytes):
+        for j in range(row_bytes):
             table = [0] * 256
             for p in range(8):
                 w, size = weight[8 * j + p], 1 << p
@@ -334,25 +391,26 @@ class EdgeModel:
         a_user, user_quarter = self._user_terms(u)
         if self.backend == "numba":
             return self._scores_numba(a_user, user_quarter)
-        tables, consts = self._tables(a_user)
         if self.backend == "python":
-            return self._scores_python(tables, consts, user_quarter)
-        return self._scores_numpy(tables, consts, user_quarter)
+            return self._scores_python(a_user, user_quarter)
+        return self._scores_numpy(a_user, user_quarter)
 
-    def _scores_python(self, tables, consts, user_quarter):
-        rb, G = self.row_bytes, self.groups
-        bytes_per_group = rb // G
-        codes, scales = self.item_codes, self.item_scales
+    def _scores_python(self, a_user, user_quarter):
+        G, scales = self.groups, self.item_scales
         out = [0.0] * self.n_items
-        for i in range(self.n_items):
-            row = codes[i * rb:(i + 1) * rb]
-            score = 0.0
-            for g in range(G):
-                total = consts[g]
-                for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
-                    total += tables[j][row[j]]
-                score += total * user_quarter[g] * scales[i * G + g]
-            out[i] = score
+        for b, items, codes in self.item_groups:  # one group per width: its rows packed back to back
+            tables, consts = self._tables(a_user, b)
+            rb = -(-self.dim * b // 8)
+            bytes_per_group = rb // G
+            for n, i in enumerate(items if items is not None else range(self.n_items)):
+                row = codes[n * rb:(n + 1) * rb]
+                score = 0.0
+                for g in range(G):
+                    total = consts[g]
+                    for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
+                        total += tables[j][row[j]]
+                    score += total * user_quarter[g] * scales[i * G + g]
+                out[i] = score
         return out
 
     def _arrays(self):
@@ -363,22 +421,26 @@ class EdgeModel:
                     "items": np.asarray(self.item_float).reshape(self.n_items, self.dim),
                     "users": np.asarray(self.user_float).reshape(self.n_users, self.dim)}
             else:
-                codes = np.frombuffer(self.item_codes, dtype=np.uint8).reshape(self.n_items, self.row_bytes)
+                groups = [(b, None if items is None else np.asarray(items, dtype=np.int64),
+                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, -(-self.dim * b // 8)))
+                          for b, items, codes in self.item_groups]
                 self._np_cache = {
-                    "codes": codes,
+                    "groups": groups,
                     "scales": np.asarray(self.item_scales, dtype=np.float64).reshape(self.n_items, self.groups)}
         return self._np_cache
 
     def _item_ints(self):
-        """aᵢₖ = 2cᵢₖ + 1 − 2^b for all items, (n_items, D) int8 (int16 at 8 bits), built once."""
+        """aᵢₖ = 2cᵢₖ + 1 − 2^bᵢ for all items, (n_items, D) int8 (int16 with 8-bit items), built once."""
         arrays = self._arrays()
         if "a_items" not in arrays:
             import numpy as np
-            b = self.bits
-            bits = np.unpackbits(arrays["codes"], axis=1, bitorder="little")[:, : self.dim * b]
-            codes = (bits.reshape(self.n_items, self.dim, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
-            dtype = np.int8 if b < 8 else np.int16
-            arrays["a_items"] = np.ascontiguousarray(2 * codes + 1 - (1 << b), dtype=dtype)
+            widest = max(b for b, _, _ in arrays["groups"])
+            a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if widest < 8 else np.int16)
+            for b, items, codes in arrays["groups"]:
+                bits = np.unpackbits(codes, axis=1, bitorder="little")[:, : self.dim * b]
+                c = (bits.reshape(len(codes), self.dim, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
+                a_items[slice(None) if items is None else items] = 2 * c + 1 - (1 << b)
+            arrays["a_items"] = a_items
         return arrays["a_items"]
 
     def _scores_numba(self, a_user, user_quarter):
@@ -389,18 +451,23 @@ class EdgeModel:
                         np.asarray(user_quarter, dtype=np.float64), out)
         return out
 
-    def _scores_numpy(self, tables, consts, user_quarter):
+    def _scores_numpy(self, a_user, user_quarter):
         import numpy as np
         arrays = self._arrays()
-        codes, scales = arrays["codes"], arrays["scales"]
-        T = np.asarray(tables, dtype=np.int64)
-        bytes_per_group = self.row_bytes // self.groups
+        scales = arrays["scales"]
         out = np.zeros(self.n_items, dtype=np.float64)
-        for g in range(self.groups):
-            total = np.full(self.n_items, consts[g], dtype=np.int64)
-            for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
-                total += T[j][codes[:, j]]
-            out += total * user_quarter[g] * scales[:, g]
+        for b, items, codes in arrays["groups"]:
+            tables, consts = self._tables(a_user, b)
+            T = np.asarray(tables, dtype=np.int64)
+            bytes_per_group = codes.shape[1] // self.groups
+            rows = slice(None) if items is None else items
+            part = np.zeros(len(codes), dtype=np.float64)
+            for g in range(self.groups):
+                total = np.full(len(codes), consts[g], dtype=np.int64)
+                for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
+                    total += T[j][codes[:, j]]
+                part += total * user_quarter[g] * scales[rows, g]
+            out[rows] = part
         return out
 
     def _float_scores(self, u):
@@ -478,9 +545,18 @@ class EdgeModel:
 
 def _unpack_row(codes, r, d, b):
     """Row r of a packed code blob (rows of ⌈d·b/8⌉ bytes, LSB-first) as d ints."""
-    rb = -(-d * b // 8)
-    stream, mask = int.from_bytes(codes[r * rb:(r + 1) * rb], "little"), (1 << b) - 1
+    return _unpack_at(codes, r * -(-d * b // 8), d, b)
+
+
+def _unpack_at(codes, start, d, b):
+    """d codes of b bits from the row that starts at byte ``start`` (LSB-first bitstream)."""
+    stream, mask = int.from_bytes(codes[start:start - (-d * b // 8)], "little"), (1 << b) - 1
     return [(stream >> (k * b)) & mask for k in range(d)]
+
+
+def index_bits(n_widths):
+    """Bits of a node's width index: 1 for 2 widths, 2 for 3-4, 4 for 5."""
+    return 1 if n_widths <= 2 else 2 if n_widths <= 4 else 4
 
 
 def _propagate_python(tables, indptr, indices, d, weights):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .checkpoint import atomic_write_bytes
-from .edge import FORMAT_VERSION, MAGIC
+from .edge import FORMAT_VERSION, MAGIC, index_bits
 from .pack import SUPPORTED_PACK_BITS, pack
 
 
@@ -41,10 +41,20 @@ def build_sections(model, data, history: bool = True) -> tuple:
         groups = scales.shape[1]
         if groups > 1 and (codes.shape[1] // groups) * bits % 8:
             raise ValueError("each scale group must fill whole bytes (D/G·b divisible by 8)")
-        packed = pack(codes, bits)
         header.update(kind="quantized" if deploys == "z" else "propagate", dim=codes.shape[1], bits=bits,
                       groups=groups, level_offset=0.5 - 2 ** (bits - 1))
-        sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
+        if "widths" in exported:  # mixed precision: each row packed at its node's width
+            node_widths = to_numpy(exported["widths"])
+            widths = sorted(set(node_widths.tolist()))
+            header.update(bits=widths[0], widths=widths)
+            del header["level_offset"]  # one per width: 0.5 − 2^(b−1)
+            index = np.searchsorted(widths, node_widths)
+            for side, rows in (("user", slice(0, n_users)), ("item", slice(n_users, None))):
+                sections[f"{side}_codes"] = pack_mixed(codes[rows], node_widths[rows])
+                sections[f"{side}_width_index"] = pack(index[rows][None, :], index_bits(len(widths))).tobytes()
+        else:
+            packed = pack(codes, bits)
+            sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
         sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
     if deploys == "layer0":  # the device propagates the stored Ê⁽⁰⁾ over the training graph
         graph = data.train.tocsr()
@@ -66,6 +76,20 @@ def build_sections(model, data, history: bool = True) -> tuple:
     return header, sections
 
 
+def pack_mixed(codes, widths) -> bytes:
+    """Rows of (n, D) codes, row r packed at widths[r] bits, back to back (row r starts at
+    Σ_{r' < r} ⌈D·b_r'/8⌉ bytes)."""
+    d = codes.shape[1]
+    row_bytes = -(-d * np.asarray(widths) // 8)
+    starts = np.concatenate([[0], np.cumsum(row_bytes)[:-1]]).astype(np.int64)
+    out = np.zeros(int(row_bytes.sum()), dtype=np.uint8)
+    for b in np.unique(widths):
+        rows = np.flatnonzero(widths == b)
+        packed = pack(codes[rows], int(b))
+        out[starts[rows][:, None] + np.arange(packed.shape[1])] = packed
+    return out.tobytes()
+
+
 def encode(header: dict, sections: dict) -> bytes:
     """MAGIC | u16 version | u32 header length | header JSON | sections | u32 CRC32. The version
     is the oldest that can read the kind, so version-1 readers still open the other kinds."""
@@ -74,7 +98,7 @@ def encode(header: dict, sections: dict) -> bytes:
         layout[name] = [offset, len(blob)]
         offset += len(blob)
     omits_ids = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
-        or "item_labels" in header
+        or "item_labels" in header or "widths" in header  # (format 3 also added mixed widths)
     version = 3 if omits_ids else 2 if header.get("kind") == "propagate" else 1
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)

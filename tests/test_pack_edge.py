@@ -76,7 +76,9 @@ Z = {"quantize": "z"}
 
 @pytest.mark.parametrize("quantizer, bits, options", [
     ("gnaq", 1, Z), ("gnaq", 2, Z), ("gnaq", 3, Z), ("gnaq", 4, Z), ("gnaq", 8, Z), ("bigear", 1, {}),
-    ("bigear", 2, {}), ("n2uq", 2, {}), ("gnaq", 32, {}), ("gnaq", 2, LAYER0), ("gnaq", 1, LAYER0)])
+    ("bigear", 2, {}), ("n2uq", 2, {}), ("gnaq", 32, {}), ("gnaq", 2, LAYER0), ("gnaq", 1, LAYER0),
+    ("gnaq", 2, {**Z, "mix_share": 0.3}), ("gnaq", 1, {**Z, "mix_share": 0.2, "mix_bits": 8}),
+    ("gnaq", 3, {**Z, "mix_share": 0.5, "mix_bits": 4})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
@@ -225,7 +227,8 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
-    for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {})]:
+    for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
+                                           ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3})]:
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
         sources.append(str(path))
@@ -235,7 +238,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 3 * 700  # every variant, two backends
+    assert total >= 2 * 4 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load

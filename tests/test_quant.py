@@ -191,7 +191,7 @@ def test_mixed_widths_follow_degree_and_quantize_each_node_at_its_width(data, tm
     trainer.fit()
     codes = q.export()["codes"]
     assert codes[widths == 2].max() <= 3 and codes[widths == 4].max() > 3 and codes.max() <= 15
-    assert not q.exportable  # one width per .gnaq file (not yet a mixed-width section layout)
+    assert q.exportable and not make_quantizer("gnaq", 2, mix_share=0.25, quantize="layer0").exportable
     assert (mixed_widths(model, 2, 4, 0.25, "random") != widths).any()
     with pytest.raises(ValueError, match="mix_share"):
         make_quantizer("gnaq", 4, mix_share=0.25, mix_bits=4)

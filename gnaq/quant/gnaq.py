@@ -80,8 +80,8 @@ class GNAQQuantizer(Quantizer):
         if mix_by not in ("degree", "random"):
             raise ValueError(f"gnaq: mix_by must be 'degree' or 'random', got {mix_by!r}")
         self.mix_share, self.mix_bits, self.mix_by = float(mix_share), int(mix_bits), mix_by
-        if self.mix_share:
-            self.exportable = False  # the .gnaq format has one width per file
+        if self.mix_share and quantize == "layer0":
+            self.exportable = False  # the .gnaq format mixes widths in graph-free ("quantized") files only
         self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)
@@ -189,8 +189,10 @@ class GNAQQuantizer(Quantizer):
             return {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
         with ag.no_grad():
             z_pre, z_scale = self.forward()
-        return {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width),
-                "scales": z_scale.data}
+        out = {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width), "scales": z_scale.data}
+        if self.mix_share:
+            out["widths"] = self.width.ravel().astype(np.int64)
+        return out
 
 
 def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -> np.ndarray:

@@ -93,6 +93,9 @@ def model_bytes(model) -> tuple:
     if "float" in exported:
         return float_bytes, float_bytes
     codes, bits = exported["codes"], model.quantizer.bits
+    if "widths" in exported:  # mixed precision: each node's row at its own width
+        rows = -(-codes.shape[1] * np.asarray(exported["widths"]) // 8)
+        return int(rows.sum()) + exported["scales"].size * 4, float_bytes
     row_bytes = -(-codes.shape[1] * bits // 8)
     if "levels" in exported:  # gnaq-official: layer-0 codes and 2^b float levels per node
         return n * row_bytes + exported["levels"].size * 4, float_bytes

@@ -35,13 +35,13 @@ def quantize_rows(z, bits):
     return s * (q + 0.5)
 
 
-def choose(score, n_users, share):
-    """Bits per node: 4 for the top `share` of users and of items by score, else 2."""
-    bits = np.full(len(score), 2)
+def choose(score, n_users, share, low=2, high=4):
+    """Bits per node: `high` for the top `share` of users and of items by score, else `low`."""
+    bits = np.full(len(score), low)
     for lo, hi in ((0, n_users), (n_users, len(score))):
         k = int(round(share * (hi - lo)))
         top = lo + np.argsort(-score[lo:hi], kind="stable")[:k]
-        bits[top] = 4
+        bits[top] = high
     return bits
 
 
@@ -83,8 +83,14 @@ def main():
             r, n = measure(quantize_rows(z, bits))
             rows.append([f"mixed 2/4 by {name} ({share:.0%} at 4 bits)", f"{bits.mean():.2f}",
                          f"{r / base[0]:.1%}", f"{n / base[1]:.1%}"])
-        print(markdown_table(["z quantized (no training after)", "mean bits", "Recall@20 vs fp32", "NDCG@20 vs fp32"],
-                             rows), flush=True)
+    for low, high in ((2, 3), (2, 8), (1, 4), (1, 8)):  # other pairs at the same 2.5-bit average, by degree
+        share = (2.5 - low) / (high - low)
+        bits = choose(degree.astype(float), n_users, share, low, high)
+        r, n = measure(quantize_rows(z, bits))
+        rows.append([f"mixed {low}/{high} by degree ({share:.0%} at {high} bits)", f"{bits.mean():.2f}",
+                     f"{r / base[0]:.1%}", f"{n / base[1]:.1%}"])
+    print(markdown_table(["z quantized (no training after)", "mean bits", "Recall@20 vs fp32", "NDCG@20 vs fp32"],
+                         rows), flush=True)
     print(f"\nfp32 test Recall@20 {base[0]:.4f} NDCG@20 {base[1]:.4f}; run {args.run}")
 
 

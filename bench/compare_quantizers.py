@@ -173,16 +173,21 @@ def write_table(dataset, runs_dir) -> str:
     order = {name: i for i, name in enumerate(RUNS)}
     records.sort(key=lambda r: (order.get(r["run"].split("-seed")[0], 99), r["run"]))
     fp = next((r for r in records if r["run"] == "fp32"), None)
+    converged = dataset.endswith("-converged")
+    common = next((r for r in records if r["run"] != "fp32"), records[0] if records else {}).get("config", {})
     rows = []
     for r in records:
-        rel = (f"{r['recall@10'] / fp['recall@10']:.1%} / {r['ndcg@10'] / fp['ndcg@10']:.1%}" if fp else "-")
-        options = ", ".join(f"{k}={v}" for k, v in r.get("options", {}).items())
+        at = 20 if converged else 10  # converged tables compare at 20, as issue 11 asks
+        rel = (f"{r[f'recall@{at}'] / fp[f'recall@{at}']:.1%} / {r[f'ndcg@{at}'] / fp[f'ndcg@{at}']:.1%}" if fp else "-")
+        differs = {k: r["config"][k] for k in ("lr", "patience") if r["run"] != "fp32" and k in r["config"]
+                   and r["config"][k] != common.get(k)}
+        options = ", ".join(f"{k}={v}" for k, v in {**r.get("options", {}), **differs}.items())
         rows.append([r["run"], options or "-", r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
                      f"{r['ndcg@20']:.4f}", rel, f"{r['model_bytes']:,}", f"{r['compression']:.1f}x",
                      f"{r['seconds_per_epoch']:.1f}", f"{r['best_epoch']}/{r['epochs']}"])
-    table = markdown_table(["run", "options", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20", "R@10 / N@10 vs fp32",
+    table = markdown_table(["run", "options", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20",
+                            "R@20 / N@20 vs fp32" if converged else "R@10 / N@10 vs fp32",
                             "model bytes", "vs float32", "s/epoch (contended)", "best epoch"], rows)
-    converged = dataset.endswith("-converged")
     if records and converged:
         c = next(r for r in records if r["run"] != "fp32")["config"]
         table = (f"{dataset}: every quantizer fine-tuned from the converged full-precision run {c['init_from']} "

@@ -34,7 +34,7 @@ def trained_model(folder: Path, data):
     from gnaq.trainer import TrainConfig, Trainer
     saved = json.loads((folder / "config.json").read_text())
     saved.update(topk=tuple(saved["topk"]), progress=False, out=tempfile.mkdtemp(prefix="gnaq-frontier-"),
-                 init_from=None, device="cpu")
+                 init_from=None, distill=0.0, device="cpu")
     trainer = Trainer(TrainConfig(**saved), data)
     trainer.load_weights(folder / "best.npz")
     trainer.model.quantizer.on_epoch_start(10**9)  # past any warm-up: the deployed representation

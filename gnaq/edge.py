@@ -97,6 +97,7 @@ def _read(path):
 
 
 KINDS = ("float", "quantized", "propagate")
+MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
 MAX_LAYERS = 64
 
@@ -168,8 +169,6 @@ def _validate_header(path, version, header, data_bytes):
                 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w
                            and abs(w) != float("inf") for w in weights)):
             refuse(f"header field 'layer_weights' must be a list of 1 to {MAX_LAYERS} finite numbers")
-        sizes["graph_indptr"] = 8 * (n_users + 1)
-        variable["graph_indices"] = 4
     for side, n in (("user", n_users), ("item", n_items)):
         labels = header.get(f"{side}_labels")
         if labels is not None and (not isinstance(labels, list) or len(labels) != n
@@ -178,9 +177,19 @@ def _validate_header(path, version, header, data_bytes):
     layout = header.get("sections")
     if not isinstance(layout, dict):
         refuse("header field 'sections' is missing or not an object")
-    if "history_indptr" in layout or "history_indices" in layout:
-        sizes["history_indptr"] = 8 * (n_users + 1)
-        variable["history_indices"] = 4
+    for name, required in (("history", False), ("graph", kind == "propagate")):
+        raw = f"{name}_indptr" in layout or f"{name}_indices" in layout
+        packed = f"{name}_lengths" in layout or f"{name}_deltas" in layout
+        if raw and packed:
+            refuse(f"sections of '{name}' in two encodings")
+        if packed:  # delta + varint (format 3): one varint length per user, one varint gap per entry
+            if version < 3:
+                refuse(f"varint section '{name}_lengths' needs format version 3")
+            bounded[f"{name}_lengths"] = (n_users, MAX_VARINT_BYTES * n_users)
+            variable[f"{name}_deltas"] = 1
+        elif raw or required:
+            sizes[f"{name}_indptr"] = 8 * (n_users + 1)
+            variable[f"{name}_indices"] = 4
     expected = set(sizes) | set(variable) | set(bounded)
     missing, unknown = expected - set(layout), set(layout) - expected
     if missing:
@@ -256,12 +265,30 @@ class EdgeModel:
             self.item_float = _typed(sections["item_float"], "f")
             _check_finite(self.path, "user_float", self.user_float)
             _check_finite(self.path, "item_float", self.item_float)
-        self.has_history = "history_indptr" in sections
+        self.has_history = "history_indptr" in sections or "history_lengths" in sections
         if self.has_history:
-            self.history_indptr = _typed(sections["history_indptr"], "Q")
-            self.history_indices = _typed(sections["history_indices"], "I")
-            _check_csr(self.path, "history", self.history_indptr, self.history_indices, self.n_items)
+            self.history_indptr, self.history_indices = self._read_csr(sections, "history")
         self._np_cache = None
+
+    # ---- CSR sections: raw (uint64 indptr, uint32 indices) or delta + varint ----------------
+    def _read_csr(self, sections, name):
+        """(indptr 'Q', indices 'I') of a per-user CSR of item indices, checked.
+
+        Varint encoding: ``NAME_lengths`` holds n_users LEB128 varints (row lengths) and
+        ``NAME_deltas`` one varint per entry: the first item of a row, then gaps to the previous.
+        """
+        if f"{name}_indptr" in sections:
+            indptr, indices = _typed(sections[f"{name}_indptr"], "Q"), _typed(sections[f"{name}_indices"], "I")
+        else:
+            decode = _varints_numpy if self.backend != "python" else _varints_python
+            lengths = decode(bytes(sections[f"{name}_lengths"]), self.path, f"{name}_lengths")
+            deltas = decode(bytes(sections[f"{name}_deltas"]), self.path, f"{name}_deltas")
+            if len(lengths) != self.n_users or sum(lengths) != len(deltas):
+                raise EdgeFormatError(f"{self.path}: section '{name}_lengths' does not describe {self.n_users} rows "
+                                      f"of the {len(deltas)} entries in '{name}_deltas'")
+            indptr, indices = _undelta(lengths, deltas, self.path, name, self.n_items)
+        _check_csr(self.path, name, indptr, indices, self.n_items)
+        return indptr, indices
 
     # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
     def _read_widths(self, sections):
@@ -304,9 +331,7 @@ class EdgeModel:
     def _propagate(self, sections):
         h, d, b = self.header, self.dim, self.bits
         offset = 0.5 - 2 ** (b - 1)
-        indptr = _typed(sections["graph_indptr"], "Q")
-        indices = _typed(sections["graph_indices"], "I")
-        _check_csr(self.path, "graph", indptr, indices, self.n_items)
+        indptr, indices = self._read_csr(sections, "graph")
         tables = []
         for side, n in (("user", self.n_users), ("item", self.n_items)):
             codes, scales = bytes(sections[f"{side}_codes"]), _typed(sections[f"{side}_scales"], "f")
@@ -552,6 +577,54 @@ def _unpack_at(codes, start, d, b):
     """d codes of b bits from the row that starts at byte ``start`` (LSB-first bitstream)."""
     stream, mask = int.from_bytes(codes[start:start - (-d * b // 8)], "little"), (1 << b) - 1
     return [(stream >> (k * b)) & mask for k in range(d)]
+
+
+def _varints_python(blob, path, name):
+    """LEB128 varints (7 bits per byte, low first; high bit = more) as a list of ints."""
+    out, value, shift = [], 0, 0
+    for byte in blob:
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            out.append(value)
+            value = shift = 0
+        else:
+            shift += 7
+            if shift >= 7 * MAX_VARINT_BYTES:
+                raise EdgeFormatError(f"{path}: section {name!r} holds a varint longer than {MAX_VARINT_BYTES} bytes")
+    if shift:
+        raise EdgeFormatError(f"{path}: section {name!r} ends inside a varint")
+    return out
+
+
+def _varints_numpy(blob, path, name):
+    """The same decode, vectorised: byte k of a varint contributes (b & 0x7F) << 7k."""
+    import numpy as np
+    b = np.frombuffer(blob, dtype=np.uint8)
+    ends = b < 0x80
+    if len(b) and not ends[-1]:
+        raise EdgeFormatError(f"{path}: section {name!r} ends inside a varint")
+    starts = np.flatnonzero(np.r_[True, ends[:-1]]) if len(b) else np.empty(0, dtype=np.int64)
+    position = np.arange(len(b)) - np.repeat(starts, np.diff(np.r_[starts, len(b)]))
+    if len(b) and position.max() >= MAX_VARINT_BYTES:
+        raise EdgeFormatError(f"{path}: section {name!r} holds a varint longer than {MAX_VARINT_BYTES} bytes")
+    parts = (b & 0x7F).astype(np.int64) << (7 * position)
+    return np.add.reduceat(parts, starts).tolist() if len(b) else []
+
+
+def _undelta(lengths, deltas, path, name, n_cols):
+    """indptr from row lengths; indices as running sums of gaps restarted at each row."""
+    indptr, indices = array.array("Q", [0]), array.array("I")
+    p = 0
+    for length in lengths:
+        total = 0
+        for gap in deltas[p:p + length]:
+            total += gap
+            if total >= n_cols:
+                raise EdgeFormatError(f"{path}: section '{name}_deltas' runs past n_items ({n_cols})")
+            indices.append(total)
+        p += length
+        indptr.append(p)
+    return indptr, indices
 
 
 def index_bits(n_widths):

@@ -17,8 +17,11 @@ from .edge import FORMAT_VERSION, MAGIC, index_bits
 from .pack import SUPPORTED_PACK_BITS, pack
 
 
-def build_sections(model, data, history: bool = True) -> tuple:
-    """(header fields, {section name: bytes}) for a model and its Interactions."""
+def build_sections(model, data, history: bool = True, compact: bool = True) -> tuple:
+    """(header fields, {section name: bytes}) for a model and its Interactions.
+
+    compact: ids 0..n−1 left out and CSR sections delta + varint encoded (format 3); False
+    writes the layout older readers know (int64 ids, uint64 indptr + uint32 indices)."""
     if not model.quantizer.exportable:
         raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: the format stores "
                          "a quantized z (codes and per-node scales) and this model's scores need more")
@@ -57,23 +60,50 @@ def build_sections(model, data, history: bool = True) -> tuple:
             sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
         sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
     if deploys == "layer0":  # the device propagates the stored Ê⁽⁰⁾ over the training graph
-        graph = data.train.tocsr()
-        graph.sort_indices()
-        sections["graph_indptr"] = graph.indptr.astype("<u8").tobytes()
-        sections["graph_indices"] = graph.indices.astype("<u4").tobytes()
+        sections.update(csr_sections("graph", data.train, compact))
     for side, ids in (("user", np.asarray(data.user_ids)), ("item", np.asarray(data.item_ids))):
         if ids.dtype.kind not in "iu":  # raw ids that are not integers (strings): labels in the header
             header[f"{side}_labels"] = [str(v) for v in ids.tolist()]
-        elif np.array_equal(ids, np.arange(len(ids))):  # ids 0..n-1 need no bytes (format 3)
+        elif compact and np.array_equal(ids, np.arange(len(ids))):  # ids 0..n-1 need no bytes (format 3)
             header[f"{side}_ids"] = "range"
         else:
             sections[f"{side}_ids"] = ids.astype("<i8").tobytes()
     if history:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
-        seen.sort_indices()
-        sections["history_indptr"] = seen.indptr.astype("<u8").tobytes()
-        sections["history_indices"] = seen.indices.astype("<u4").tobytes()
+        sections.update(csr_sections("history", seen, compact))
     return header, sections
+
+
+def varints(values) -> bytes:
+    """LEB128: 7 bits per byte, low group first, high bit set on every byte but a value's last."""
+    values = np.asarray(values, dtype=np.uint64)
+    n_bytes = np.ones(len(values), dtype=np.int64)
+    for k in range(1, 10):
+        n_bytes += values >= np.uint64(1 << (7 * k))
+    starts = np.concatenate([[0], np.cumsum(n_bytes)[:-1]]).astype(np.int64)
+    out = np.zeros(int(n_bytes.sum()), dtype=np.uint8)
+    for k in range(int(n_bytes.max()) if len(values) else 0):
+        rows = np.flatnonzero(n_bytes > k)
+        group = (values[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = (n_bytes[rows] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[starts[rows] + k] = (group | more).astype(np.uint8)
+    return out.tobytes()
+
+
+def csr_sections(name: str, matrix, compact: bool = True) -> dict:
+    """A users × items CSR as NAME_lengths (varint row lengths) and NAME_deltas (varint: each row's
+    first item, then gaps to the previous one), as gnaq.edge reads them (format 3); not compact:
+    NAME_indptr (uint64) and NAME_indices (uint32)."""
+    csr = matrix.tocsr()
+    csr.sort_indices()
+    if not compact:
+        return {f"{name}_indptr": csr.indptr.astype("<u8").tobytes(), f"{name}_indices": csr.indices.astype("<u4").tobytes()}
+    indices = csr.indices.astype(np.int64)
+    gaps = indices.copy()
+    gaps[1:] -= indices[:-1]
+    starts = csr.indptr[:-1][np.diff(csr.indptr) > 0]
+    gaps[starts] = indices[starts]  # a row restarts from 0
+    return {f"{name}_lengths": varints(np.diff(csr.indptr)), f"{name}_deltas": varints(gaps)}
 
 
 def pack_mixed(codes, widths) -> bytes:
@@ -98,7 +128,8 @@ def encode(header: dict, sections: dict) -> bytes:
         layout[name] = [offset, len(blob)]
         offset += len(blob)
     omits_ids = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
-        or "item_labels" in header or "widths" in header  # (format 3 also added mixed widths)
+        or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
+    # (format 3 also added mixed widths and varint CSR sections)
     version = 3 if omits_ids else 2 if header.get("kind") == "propagate" else 1
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
@@ -107,10 +138,10 @@ def encode(header: dict, sections: dict) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def export_model(model, data, path, history: bool = True) -> dict:
+def export_model(model, data, path, history: bool = True, compact: bool = True) -> dict:
     """Write the .gnaq file; returns sizes: file bytes, bytes per section, and float32_file_bytes,
     the size of the same file holding float32 z instead (no graph): what the quantization saves."""
-    header, sections = build_sections(model, data, history)
+    header, sections = build_sections(model, data, history, compact)
     blob = encode(header, sections)
     atomic_write_bytes(str(path), lambda f: f.write(blob))
     embedding = sum(len(v) for k, v in sections.items() if k.split("_", 1)[1] in ("codes", "scales", "float"))

@@ -158,11 +158,16 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
     raw = replace(data, user_ids=np.arange(data.n_users) + 100, item_ids=np.arange(data.n_items) * 3)
     for options, source, version in ((Z, raw, 1), (LAYER0, raw, 2), (Z, data, 3)):
         path = tmp_path / f"v{version}.gnaq"
-        export_model(make_model(data, **options), source, path)
+        export_model(make_model(data, **options), source, path, compact=version == 3)
         assert int.from_bytes(path.read_bytes()[4:6], "little") == version
     # ids 0..n-1 cost no bytes (format 3): the file is smaller by exactly the two int64 id sections
-    saved = (tmp_path / "v1.gnaq").stat().st_size - (tmp_path / "v3.gnaq").stat().st_size
-    assert abs(saved - 8 * (data.n_users + data.n_items)) < 64  # up to the header's few changed characters
+    export_model(make_model(data, **Z), data, tmp_path / "v3-ids.gnaq", compact=False)  # v1 layout, ids 0..n-1
+    assert int.from_bytes((tmp_path / "v3-ids.gnaq").read_bytes()[4:6], "little") == 1
+    history = data.train.nnz + data.valid.nnz
+    saved = (tmp_path / "v3-ids.gnaq").stat().st_size - (tmp_path / "v3.gnaq").stat().st_size
+    assert saved > 8 * (data.n_users + data.n_items) + 2 * history  # no ids; ≤ 2 bytes per history entry
+    a, b = edge.load(tmp_path / "v3.gnaq"), edge.load(tmp_path / "v3-ids.gnaq")
+    assert all(a.seen_items(u) == b.seen_items(u) for u in range(data.n_users))
     assert not {"user_ids", "item_ids"} & set(edge._read(tmp_path / "v3.gnaq")[1])
     assert [(3 * i, s) for i, s in edge.load(tmp_path / "v3.gnaq").recommend(5, k=3)] == \
         edge.load(tmp_path / "v1.gnaq").recommend(105, k=3)  # the same model under its raw ids
@@ -242,3 +247,22 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load
+
+
+def test_varint_sections_decode_the_same_in_python_and_numpy(data, tmp_path):
+    from gnaq.edge import _varints_numpy, _varints_python
+    from gnaq.export import varints
+    values = [0, 1, 127, 128, 300, 16383, 16384, 2 ** 21, 2 ** 34 - 1] + list(range(0, 5000, 7))
+    blob = varints(values)
+    assert _varints_python(blob, "f", "s") == _varints_numpy(blob, "f", "s") == values
+    for bad, why in ((bytes([0x80]), "ends inside"), (bytes([0xFF] * 6 + [1]), "longer than")):
+        for decode in (_varints_python, _varints_numpy):
+            with pytest.raises(edge.EdgeFormatError, match=why):
+                decode(bad, "f", "s")
+    model = make_model(data, "gnaq", 2, **LAYER0)  # graph and history both varint-encoded
+    export_model(model, data, tmp_path / "c.gnaq")
+    export_model(model, data, tmp_path / "r.gnaq", compact=False)
+    assert {"graph_lengths", "history_deltas"} <= set(edge._read(tmp_path / "c.gnaq")[1])
+    for backend in ("python", "numpy"):
+        compact, raw = edge.load(tmp_path / "c.gnaq", backend), edge.load(tmp_path / "r.gnaq", backend)
+        assert compact.recommend(3, k=10) == raw.recommend(3, k=10)

@@ -13,7 +13,12 @@ item_codes (rows of ⌈D·b/8⌉ bytes, gnaq.pack's LSB-first bitstream) or user
 (float32 rows), user_scales/item_scales (float32, G per node), user_ids/item_ids (int64; format 3
 leaves them out when the header says "user_ids": "range" (ids 0..n-1) or gives string ids as
 "user_labels"/"item_labels" lists),
-and optionally history_indptr (uint64) + history_indices (uint32): each user's training items.
+and optionally history_indptr (uint64) + history_indices (uint32): each user's training items
+(format 3: history_lengths + history_deltas instead, LEB128 varints of the row lengths and of each
+row's first item then the gaps to the previous one; likewise graph_*). Format 3 may also mix
+widths: header "widths" [b₁ < b₂ …] (the first = "bits"), sections user_width_index/item_width_index
+(each node's index into "widths", packed at 1, 2 or 4 bits), and every row of user_codes/item_codes
+packed at its node's width, back to back.
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
 layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices

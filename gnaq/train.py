@@ -169,7 +169,8 @@ def main(argv=None) -> int:
         ratio = info["float32_file_bytes"] / info["file_bytes"]
         print(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
               f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
-              f"graph {info['graph_bytes']:,}, history {info['sections'].get('history_indices', 0) + info['sections'].get('history_indptr', 0):,})",
+              f"graph {info['graph_bytes']:,}, history "
+              f"{sum(n for k, n in info['sections'].items() if k.startswith('history_')):,})",
               file=sys.stderr)
     return 0
 

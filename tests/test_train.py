@@ -270,3 +270,14 @@ def test_distillation_pulls_the_students_scores_to_the_teacher(tmp_path, capsys)
         student = trainer.model.final_embeddings()
         gaps[distill] = float(np.mean((student[0] @ student[1].T - teacher[0] @ teacher[1].T) ** 2))
     assert gaps[5.0] < 0.5 * gaps[0.0]
+
+
+def test_export_line_gives_the_file_size_and_its_ratio_to_float32(tmp_path, capsys):
+    args = [a for a in FAST if a != "--no-export"]
+    assert train_cli.main(args + ["--epochs", "2", "--bits", "2", "--quant-option", "quantize=z",
+                                  "--out", str(tmp_path / "q")]) == 0
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("exported")][-1]
+    size = (tmp_path / "q" / "model.gnaq").stat().st_size
+    assert f"{size:,} bytes" in line and "smaller than the float32 file" in line
+    ratio = float(line.split(" bytes, ")[1].split("x")[0])
+    assert ratio > 3  # 2-bit codes + a scale per node against float32 rows, d = 16

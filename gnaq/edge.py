@@ -144,7 +144,7 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"header field 'bits' is {bits!r}; expected one of {PACK_BITS}")
         if not _integer(groups) or groups < 1 or dim % groups or (groups > 1 and (dim // groups) * bits % 8):
             refuse(f"header field 'groups' is {groups!r}; it must divide dim ({dim}) into groups of whole bytes")
-        row_bytes = -(-dim * bits // 8)
+        row_bytes = _row_bytes(dim, bits)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
@@ -157,7 +157,7 @@ def _validate_header(path, version, header, data_bytes):
                    f"from {PACK_BITS}, ascending, the first equal to 'bits', in a version-3 'quantized' file with 1 group")
         for side, n in (("user", n_users), ("item", n_items)):
             del sizes[f"{side}_codes"]
-            bounded[f"{side}_codes"] = (n * row_bytes, n * -(-dim * widths[-1] // 8))
+            bounded[f"{side}_codes"] = (n * row_bytes, n * _row_bytes(dim, widths[-1]))
             sizes[f"{side}_width_index"] = -(-n * index_bits(len(widths)) // 8)
     for side, n in (("user", n_users), ("item", n_items)):
         given = header.get(f"{side}_ids")
@@ -253,18 +253,18 @@ class EdgeModel:
             if len(index) != n:
                 raise EdgeFormatError(f"{self.path}: section '{side}_ids' repeats an id")
         if self.kind in ("quantized", "propagate"):
-            for side in ("user", "item"):
-                _check_finite(self.path, f"{side}_scales", _typed(sections[f"{side}_scales"], "f"))
+            scales = {side: _typed(sections[f"{side}_scales"], "f") for side in ("user", "item")}
+            for side, values in scales.items():
+                _check_finite(self.path, f"{side}_scales", values)
         if self.kind == "quantized":
-            self.row_bytes = -(-self.dim * self.bits // 8)
+            self.row_bytes = _row_bytes(self.dim, self.bits)
             self.user_codes = bytes(sections["user_codes"])
             self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
-            self.user_scales = list(_typed(sections["user_scales"], "f"))
-            self.item_scales = list(_typed(sections["item_scales"], "f"))
+            self.user_scales, self.item_scales = list(scales["user"]), list(scales["item"])
             self.offset = 0.5 - 2 ** (self.bits - 1)
         elif self.kind == "propagate":
-            self.user_float, self.item_float = self._propagate(sections)
+            self.user_float, self.item_float = self._propagate(sections, scales)
         else:
             self.user_float = _typed(sections["user_float"], "f")
             self.item_float = _typed(sections["item_float"], "f")
@@ -317,7 +317,7 @@ class EdgeModel:
             starts, total = [0] * n, 0
             for r, b in enumerate(node_widths):
                 starts[r] = total
-                total += -(-self.dim * b // 8)
+                total += _row_bytes(self.dim, b)
             codes = self.user_codes if side == "user" else self.item_codes
             if total != len(codes):
                 raise EdgeFormatError(f"{self.path}: section '{side}_codes' has {len(codes)} bytes; "
@@ -327,22 +327,23 @@ class EdgeModel:
         item_widths, item_starts = per_side["item"]
         self.item_groups = []
         for b in widths:
-            rb = -(-self.dim * b // 8)
+            rb = _row_bytes(self.dim, b)
             items = [i for i, w in enumerate(item_widths) if w == b]
             blob = b"".join(self.item_codes[item_starts[i]:item_starts[i] + rb] for i in items)
             self.item_groups.append((b, items, blob))
 
     # ---- kind "propagate": z from the layer-0 table and the training graph, once --------
-    def _propagate(self, sections):
+    def _propagate(self, sections, scales):
+        """z from the layer-0 codes and the (already checked) scales {"user": …, "item": …}."""
         h, d, b = self.header, self.dim, self.bits
         offset = 0.5 - 2 ** (b - 1)
         indptr, indices = self._read_csr(sections, "graph")
         tables = []
         for side, n in (("user", self.n_users), ("item", self.n_items)):
-            codes, scales = bytes(sections[f"{side}_codes"]), _typed(sections[f"{side}_scales"], "f")
+            codes, side_scales = bytes(sections[f"{side}_codes"]), scales[side]
             table = array.array("d", bytes(8 * n * d))
             for r in range(n):
-                s = scales[r]
+                s = side_scales[r]
                 table[r * d:(r + 1) * d] = array.array("d", (s * (c + offset) for c in _unpack_row(codes, r, d, b)))
             tables.append(table)
         if self.backend == "python":
@@ -396,7 +397,7 @@ class EdgeModel:
         constants per group, (1 − 2^b)·Σ_{k∈g} aᵤₖ."""
         G = self.groups
         per_group = self.dim // G
-        row_bytes = -(-self.dim * b // 8)
+        row_bytes = _row_bytes(self.dim, b)
         weight = [0] * (row_bytes * 8)
         consts = [0] * G
         for k, a in enumerate(a_user):
@@ -430,7 +431,7 @@ class EdgeModel:
         out = [0.0] * self.n_items
         for b, items, codes in self.item_groups:  # one group per width: its rows packed back to back
             tables, consts = self._tables(a_user, b)
-            rb = -(-self.dim * b // 8)
+            rb = _row_bytes(self.dim, b)
             bytes_per_group = rb // G
             for n, i in enumerate(items if items is not None else range(self.n_items)):
                 row = codes[n * rb:(n + 1) * rb]
@@ -452,7 +453,7 @@ class EdgeModel:
                     "users": np.asarray(self.user_float).reshape(self.n_users, self.dim)}
             else:
                 groups = [(b, None if items is None else np.asarray(items, dtype=np.int64),
-                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, -(-self.dim * b // 8)))
+                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, _row_bytes(self.dim, b)))
                           for b, items, codes in self.item_groups]
                 self._np_cache = {
                     "groups": groups,
@@ -573,14 +574,19 @@ class EdgeModel:
         return self._np_cache["history"][self.history_indptr[u]:self.history_indptr[u + 1]]
 
 
+def _row_bytes(d, b):
+    """⌈d·b/8⌉: bytes of one packed row of d codes at b bits."""
+    return -(-d * b // 8)
+
+
 def _unpack_row(codes, r, d, b):
     """Row r of a packed code blob (rows of ⌈d·b/8⌉ bytes, LSB-first) as d ints."""
-    return _unpack_at(codes, r * -(-d * b // 8), d, b)
+    return _unpack_at(codes, r * _row_bytes(d, b), d, b)
 
 
 def _unpack_at(codes, start, d, b):
     """d codes of b bits from the row that starts at byte ``start`` (LSB-first bitstream)."""
-    stream, mask = int.from_bytes(codes[start:start - (-d * b // 8)], "little"), (1 << b) - 1
+    stream, mask = int.from_bytes(codes[start:start + _row_bytes(d, b)], "little"), (1 << b) - 1
     return [(stream >> (k * b)) & mask for k in range(d)]
 
 

@@ -127,10 +127,10 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    omits_ids = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
+    # format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    # (format 3 also added mixed widths and varint CSR sections)
-    version = 3 if omits_ids else 2 if header.get("kind") == "propagate" else 1
+    version = 3 if needs_v3 else 2 if header.get("kind") == "propagate" else 1
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")

@@ -169,12 +169,8 @@ class Recommender:
         return self._data.item_ids[index], values
 
     def _similar(self, ids, factors, index, raw_ids, N, what):
-        self._check_fitted()
         single, ids = self._as_list(ids)
-        rows = self._rows(ids, index, what)
-        norms = np.linalg.norm(factors, axis=1).astype(np.float64)
-        unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
-        top, values = top_n(unit[rows] @ unit.T, min(N, len(factors)))
+        top, values = cosine_top_n(factors, self._rows(ids, index, what), N)
         return (raw_ids[top[0]], values[0]) if single else (raw_ids[top], values)
 
     def similar_items(self, itemid, N: int = 10):
@@ -200,6 +196,14 @@ class Recommender:
         data = Interactions("user_items", self._data.train, test=self._data.test, valid=rest,
                             user_ids=self._data.user_ids, item_ids=self._data.item_ids)
         return export_model(self.trainer_.model, data, path, history=history)
+
+
+def cosine_top_n(factors, rows, N: int):
+    """(index, values): for each row in `rows`, the N rows of `factors` (n, d) of largest cosine
+    similarity to it, best first (the row itself first, with score 1)."""
+    norms = np.linalg.norm(factors, axis=1).astype(np.float64)
+    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
+    return top_n(unit[rows] @ unit.T, min(N, len(factors)))
 
 
 def top_n(scores, n: int):
@@ -238,10 +242,7 @@ class PackedRecommender:
         """The N items most cosine-similar to itemid (itself first), from the dequantized item vectors."""
         if itemid not in self.model._item_index:
             raise KeyError(f"item {itemid!r} is not in {self.model.path}")
-        vectors = self.model.item_vectors()
-        norms = np.linalg.norm(vectors, axis=1)
-        unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-        index, values = top_n(unit[self.model._item_index[itemid]] @ unit.T, min(N, len(unit)))
+        index, values = cosine_top_n(self.model.item_vectors(), [self.model._item_index[itemid]], N)
         return self.item_ids[index[0]], values[0]
 
 

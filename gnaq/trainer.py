@@ -114,8 +114,7 @@ class Trainer:
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.teacher = None  # z of the --init-from model in full precision, for --distill
         if config.distill:
-            from .models import LightGCN as Teacher
-            teacher = Teacher(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers, None,
+            teacher = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers, None,
                               device=self.device, init_embedding=initial)
             self.teacher = teacher.xp.concatenate(teacher.final_embeddings())
         self.rng = np.random.default_rng(config.seed)
@@ -192,8 +191,7 @@ class Trainer:
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
-                "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
-                "shape": [self.data.n_users, self.data.n_items, self.config.dim]}
+                "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None)}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:

@@ -26,23 +26,16 @@ from _common import data_dir, markdown_table  # noqa: E402
 
 
 def quantize_rows(z, bits):
-    """ẑ with sₙ = Δ_{bₙ}·σ(zₙ), bits: (N,) ints."""
-    from gnaq.quant.uniform import optimal_step, row_rms
+    """ẑ with sₙ = Δ_{bₙ}·σ(zₙ), bits: (N,) ints (gnaq's per-row-width quantizer)."""
+    from gnaq.quant.uniform import optimal_step, quantize_forward, row_rms
     step = np.array([optimal_step(int(b)) for b in bits])[:, None]
-    half = 2.0 ** (bits[:, None] - 1)
-    s = step * row_rms(z)
-    q = np.clip(np.floor(z / s), -half, half - 1)
-    return s * (q + 0.5)
+    return quantize_forward(z, step * row_rms(z), bits[:, None].astype(float))[1]
 
 
 def choose(score, n_users, share, low=2, high=4):
     """Bits per node: `high` for the top `share` of users and of items by score, else `low`."""
-    bits = np.full(len(score), low)
-    for lo, hi in ((0, n_users), (n_users, len(score))):
-        k = int(round(share * (hi - lo)))
-        top = lo + np.argsort(-score[lo:hi], kind="stable")[:k]
-        bits[top] = high
-    return bits
+    from gnaq.quant.gnaq import widths_by_score
+    return widths_by_score(score, n_users, low, high, share)
 
 
 def main():

@@ -203,8 +203,14 @@ def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -
     degree = np.diff(to_numpy(model.norm_adj).indptr)
     if by == "random":
         degree = np.random.default_rng(0).random(len(degree))
-    widths = np.full(len(degree), low, dtype=np.int64)
-    for lo, hi in ((0, model.n_users), (model.n_users, len(degree))):
-        top = lo + np.argsort(-degree[lo:hi], kind="stable")[: int(round(share * (hi - lo)))]
+    return widths_by_score(degree, model.n_users, low, high, share)
+
+
+def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> np.ndarray:
+    """(N,) widths: `high` for the `share` of users (rows < n_users) and, separately, of items with
+    the largest score (ties → smaller index), `low` for the rest."""
+    widths = np.full(len(score), low, dtype=np.int64)
+    for lo, hi in ((0, n_users), (n_users, len(score))):
+        top = lo + np.argsort(-score[lo:hi], kind="stable")[: int(round(share * (hi - lo)))]
         widths[top] = high
     return widths

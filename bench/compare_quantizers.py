@@ -138,7 +138,7 @@ def run_one(name, args, data):
         "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
         "valid_curve": [(r["epoch"], round(r["ndcg@20"], 5)) for r in curve],
         "config": {k: getattr(cfg, k) for k in ("dim", "layers", "epochs", "batch_size", "lr", "reg", "seed",
-                                                 "init_from", "patience")},
+                                                 "init_from", "patience", "device")},
     }
 
 
@@ -184,7 +184,8 @@ def write_table(dataset, runs_dir) -> str:
         options = ", ".join(f"{k}={v}" for k, v in {**r.get("options", {}), **differs}.items())
         rows.append([r["run"], options or "-", r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
                      f"{r['ndcg@20']:.4f}", rel, f"{r['model_bytes']:,}", f"{r['compression']:.1f}x",
-                     f"{r['seconds_per_epoch']:.1f}", f"{r['best_epoch']}/{r['epochs']}"])
+                     f"{r['seconds_per_epoch']:.1f}" + (" (GPU)" if r["config"].get("device", "cpu") != "cpu" else ""),
+                     f"{r['best_epoch']}/{r['epochs']}"])
     table = markdown_table(["run", "options", "bits", "Recall@10", "NDCG@10", "Recall@20", "NDCG@20",
                             "R@20 / N@20 vs fp32" if converged else "R@10 / N@10 vs fp32",
                             "model bytes", "vs float32", "s/epoch (contended)", "best epoch"], rows)
@@ -194,7 +195,8 @@ def write_table(dataset, runs_dir) -> str:
                  f"(the fp32 row: its own test result), no warm-up; d={c['dim']}, L={c['layers']}, batch "
                  f"{c['batch_size']}, lr {c['lr']}, reg {c['reg']}, at most {c['epochs']} epochs, early stop after "
                  f"{c['patience']} evaluations without validation NDCG@20 gain; test metrics at the best "
-                 "validation NDCG@20. Model bytes: the embedding sections. s/epoch: contended, indicative only.\n\n"
+                 "validation NDCG@20. Model bytes: the embedding sections. s/epoch: contended, indicative only; "
+                 "(GPU): that run was trained on a GPU (bench/results/gpu-h200*.md).\n\n"
                  + table)
     elif records:
         c = records[0]["config"]

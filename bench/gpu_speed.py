@@ -52,6 +52,7 @@ def main():
             evaluation = time.perf_counter() - t0
             rows.append([name, f"gnaq {'fp32' if bits == 32 else 'GNAQ 2-bit'}", f"{epoch:.2f}", f"{evaluation:.2f}",
                          f"{pool.total_bytes() / 2**20:.0f}"])
+            print(*rows[-1], sep=" | ", flush=True)  # as it comes, for a time-boxed run
             del trainer
             pool.free_all_blocks()
         try:
@@ -81,6 +82,7 @@ def main():
         evaluation = time.perf_counter() - t0
         rows.append([name, "torch reference", f"{epoch:.2f}", f"{evaluation:.2f} (gnaq.metrics)",
                      f"{torch.cuda.max_memory_allocated() / 2**20:.0f}"])
+        print(*rows[-1], sep=" | ", flush=True)
     print(markdown_table(["dataset", "model", "epoch s", "full evaluation s", "peak GPU MB"], rows))
 
 

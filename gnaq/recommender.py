@@ -45,12 +45,14 @@ class Recommender:
     def __init__(self, factors=_DEFAULTS.dim, layers=_DEFAULTS.layers, bits=2, quantizer=_DEFAULTS.quantizer,
                  epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
-                 validation_fraction=0.1, patience=_DEFAULTS.patience, device="auto",
+                 validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
+                 sampler=_DEFAULTS.sampler, device="auto",
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.regularization, self.quant_options, self.init_from = regularization, quant_options, init_from
         self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
+        self.lr_drops, self.sampler = lr_drops, sampler
         self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
@@ -79,6 +81,7 @@ class Recommender:
             dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(self.quant_options or {}),
             dim=self.factors, layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.learning_rate, reg=self.regularization, init_from=self.init_from, patience=self.patience,
+            lr_drops=self.lr_drops, sampler=self.sampler,
             seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
             progress=self.progress)
 

@@ -55,7 +55,11 @@ def build_parser():
     p.add_argument("--distill", type=float, default=defaults.distill, metavar="LAMBDA",
                    help="score distillation from the --init-from model: + λ·mean squared score gap on each batch's pairs")
     p.add_argument("--reg", type=float, default=defaults.reg)
+    p.add_argument("--sampler", choices=("interactions", "users"), default=defaults.sampler,
+                   help="BPR triplets: one per training interaction, or users drawn uniformly (LightGCN's)")
     p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
+    p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
+                   help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
     p.add_argument("--patience", type=int, default=defaults.patience,
                    help="evaluations without NDCG@20 gain before stopping")
@@ -108,8 +112,8 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg,
-        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
+        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)
 

@@ -52,9 +52,11 @@ class TrainConfig:
     init_from: str | None = None  # a run folder or checkpoint: start from its E⁽⁰⁾ (no warm-up needed)
     distill: float = 0.0  # λ of score distillation from the --init-from model (its full-precision z)
     reg: float = 1e-4
+    sampler: str = "interactions"  # BPR triplets per interaction, or per uniform user (LightGCN's)
     topk: tuple = (10, 20)
     eval_every: int = 1
     patience: int = 5
+    lr_drops: int = 0  # on a plateau: restore the best epoch, lr ÷ 10, fresh Adam — this many times, then stop
     seed: int = 2020
     device: str = "cpu"
     out: str = "runs/latest"
@@ -71,6 +73,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         from .quant import QUANTIZERS, SUPPORTED_BITS
+        from .sampling import SAMPLERS
         checks = [
             (self.dim > 0, f"--dim must be positive, got {self.dim}"),
             (self.layers >= 0, f"--layers must be ≥ 0, got {self.layers}"),
@@ -79,8 +82,10 @@ class TrainConfig:
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.quant_lr is None or self.quant_lr > 0, f"--quant-lr must be positive, got {self.quant_lr}"),
             (self.reg >= 0, f"--reg must be ≥ 0, got {self.reg}"),
+            (self.sampler in SAMPLERS, f"--sampler {self.sampler!r} unknown; choose from {SAMPLERS}"),
             (self.distill >= 0, f"--distill must be ≥ 0, got {self.distill}"),
             (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
+            (self.lr_drops >= 0, f"--lr-drops must be ≥ 0, got {self.lr_drops}"),
             (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
@@ -121,6 +126,7 @@ class Trainer:
         self.epoch = 0
         self.best = {"score": -math.inf, "epoch": 0}
         self.bad_evals = 0
+        self.lr_drops_done = 0  # learning-rate drops taken so far (each ÷ 10)
         self.warmup_state = {"score": -math.inf, "epoch": 0, "bad": 0}  # the "auto" warm-up's progress
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
@@ -133,7 +139,7 @@ class Trainer:
         cfg, timings = self.config, self.timings
         sync = synchronize if self.profile else (lambda device: None)
         t0 = time.perf_counter()
-        users, pos, neg = sample_bpr_epoch(self.data.train, self.rng)
+        users, pos, neg = sample_bpr_epoch(self.data.train, self.rng, by=cfg.sampler)
         users, pos, neg = (to_device(a, self.device) for a in (users, pos, neg))  # once per epoch
         timings["sampling"] += time.perf_counter() - t0
         n_batches = math.ceil(len(users) / cfg.batch_size)
@@ -191,7 +197,8 @@ class Trainer:
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
-                "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None)}
+                "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
+                "lr_drops_done": self.lr_drops_done}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:
@@ -203,6 +210,7 @@ class Trainer:
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
         self.warmup_state = meta.get("warmup_state", self.warmup_state)
+        self.lr_drops_done = meta.get("lr_drops_done", 0)
         if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
@@ -231,6 +239,17 @@ class Trainer:
             quantizer.warmup = self.epoch  # on_epoch_start(self.epoch) initialises from the restored weights
             log.info("full precision converged at epoch %d (best %d); quantizing from it", self.epoch, state["epoch"])
 
+    # ---- learning-rate drops on a plateau -------------------------------------------------
+    def _drop_lr(self) -> None:
+        """Validation stopped improving: continue from the best epoch at a tenth of the rate, with
+        a fresh Adam (its moments belong to the discarded epochs). Sets the patience count back."""
+        self.load_weights(self._path("best.npz"))
+        self.optimizer = Adam(self.model.parameters(), lr=self.optimizer.lr)
+        self.lr_drops_done += 1
+        self.bad_evals = 0
+        log.info("no gain for %d evaluations: back to epoch %d, learning rate ÷ 10 (drop %d of %d)",
+                 self.config.patience, self.best["epoch"], self.lr_drops_done, self.config.lr_drops)
+
     # ---- the whole run -----------------------------------------------------------------
     def fit(self, on_eval=None) -> dict:
         """Train until --epochs or early stopping; returns test metrics of the best checkpoint."""
@@ -242,7 +261,8 @@ class Trainer:
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
             quantizer.on_epoch_start(self.epoch)
             # a function of the schedule's state only, so a resumed run gets the same rate
-            self.optimizer.lr = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
+            base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
+            self.optimizer.lr = base * 0.1 ** self.lr_drops_done
             t0 = time.perf_counter()
             loss = self.train_epoch()
             train_seconds = time.perf_counter() - t0
@@ -252,7 +272,7 @@ class Trainer:
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
-                          "quantized": bool(quantizer.active) and cfg.bits != 32,
+                          "quantized": bool(quantizer.active) and cfg.bits != 32, "lr": self.optimizer.lr,
                           **{k: v for k, v in metrics.items() if k != "users"},
                           "train_seconds": round(train_seconds, 3),
                           "eval_seconds": round(time.perf_counter() - t1, 3)}
@@ -264,6 +284,8 @@ class Trainer:
                     self.save("best.npz")
                 else:
                     self.bad_evals += 1
+                    if self.bad_evals >= cfg.patience and self.lr_drops_done < cfg.lr_drops:
+                        self._drop_lr()
             self.save("last.npz")  # before the log line, so a resumed run never repeats a line
             if record is not None:
                 with open(self._path("metrics.jsonl"), "a") as f:

@@ -35,6 +35,29 @@ def test_sampling_is_vectorised_correct_and_seeded():
     np.testing.assert_array_equal(n, n2)
 
 
+def test_user_sampler_weighs_every_user_the_same():
+    """LightGCN's sampler: u uniform over users with items, p uniform over u's items."""
+    import scipy.sparse as sp
+    rows = np.array([0] * 40 + [1] * 2 + [3] * 6)                  # user 2 has no items
+    cols = np.concatenate([np.arange(40), [0, 7], np.arange(10, 16)])
+    train = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(4, 60))
+    dense = train.toarray() > 0
+    counts_u, counts_p = np.zeros(4), np.zeros((4, 60))
+    for seed in range(200):
+        u, p, n = sample_bpr_epoch(train, np.random.default_rng(seed), by="users")
+        assert len(u) == train.nnz and dense[u, p].all() and not dense[u, n].any()
+        np.add.at(counts_u, u, 1)
+        np.add.at(counts_p, (u, p), 1)
+    assert counts_u[2] == 0
+    share = counts_u[[0, 1, 3]] / counts_u.sum()                  # 1/3 each, not 40:2:6
+    np.testing.assert_allclose(share, 1 / 3, atol=0.02)
+    np.testing.assert_allclose(counts_p[1, [0, 7]] / counts_u[1], 0.5, atol=0.05)
+    by_interaction, _, _ = sample_bpr_epoch(train, np.random.default_rng(0))
+    assert np.sum(by_interaction == 0) == 40                       # the other sampler: by degree
+    with pytest.raises(ValueError, match="sampler"):
+        sample_bpr_epoch(train, np.random.default_rng(0), by="items")
+
+
 def test_few_epochs_learn_far_above_random(tmp_path):
     data = make_synthetic(seed=0)
     cfg = TrainConfig(dim=16, layers=2, epochs=8, batch_size=256, lr=0.01, progress=False, out=str(tmp_path))
@@ -281,3 +304,50 @@ def test_export_line_gives_the_file_size_and_its_ratio_to_float32(tmp_path, caps
     assert f"{size:,} bytes" in line and "smaller than the float32 file" in line
     ratio = float(line.split(" bytes, ")[1].split("x")[0])
     assert ratio > 3  # 2-bit codes + a scale per node against float32 rows, d = 16
+
+
+def test_lr_drop_restores_the_best_epoch_at_a_tenth_of_the_rate(tmp_path, monkeypatch):
+    """Validation scores scripted 0.1, 0.3, 0.2, 0.25: at epoch 3 (patience 1) the run goes back to
+    epoch 2's weights with lr ÷ 10 and a fresh Adam, and goes on instead of stopping."""
+    from gnaq.checkpoint import load_checkpoint
+    scripted = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.1])
+    original = Trainer.evaluate
+
+    def evaluate(self, split="valid"):
+        metrics = original(self, split)
+        return {**metrics, "ndcg@20": next(scripted)} if split == "valid" else metrics
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    cfg = TrainConfig(dim=16, layers=2, epochs=6, batch_size=256, lr=0.01, patience=1, lr_drops=1,
+                      progress=False, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg, make_synthetic(seed=0))
+    seen = []
+    trainer.fit(on_eval=lambda record: seen.append((record["epoch"], record["lr"], trainer.optimizer.t,
+                                                     trainer.model.embedding.data.copy())))
+    lrs = [lr for _, lr, _, _ in seen]
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.001])   # no gain at 3 → ÷ 10; none at 4 → stop
+    assert trainer.lr_drops_done == 1 and trainer.best["epoch"] == 2
+    best = load_checkpoint(tmp_path / "run" / "best.npz")[0]["model.embedding"]
+    np.testing.assert_array_equal(seen[2][3], seen[1][3])          # after epoch 3: epoch 2's weights back
+    assert seen[2][2] == 0 and seen[3][2] > 0                       # Adam started afresh
+    assert not np.array_equal(seen[3][3], best)                     # and training went on from there
+
+
+def test_lr_drops_resume_exactly(tmp_path, monkeypatch):
+    args = FAST + ["--epochs", "10", "--patience", "1", "--lr", "0.05", "--lr-drops", "2"]
+    assert train_cli.main(args + ["--out", str(tmp_path / "full")]) == 0
+    lines = read_lines(tmp_path / "full" / "metrics.jsonl")
+    drop = next(i for i, line in enumerate(lines) if line["lr"] < 0.05)  # first epoch at the lower rate
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == drop + 1:  # just after the drop: restored weights, fresh Adam, lower rate
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    assert train_cli.main(args + ["--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(lines)

@@ -49,6 +49,7 @@ RUNS = {
     "gnaq-l0-b3": ("gnaq", 3, L0),
     "gnaq-l0-b4": ("gnaq", 4, L0),
     "gnaq-l0-b2-global-init": ("gnaq", 2, {**L0, "node_aware": False}),
+    "gnaq-l0-b2-mix25": ("gnaq", 2, {**L0, "mix_share": 0.25}),
     "gnaq-official-b2": ("gnaq-official", 2, L0 | {"quantize": None}),  # the authors' released code
     "gnaq-official-b1": ("gnaq-official", 1, L0 | {"quantize": None}),
     "gnaq-official-b2-quant-lr": ("gnaq-official", 2, {"warmup": "third", "quant_lr": 1e-3}),
@@ -123,6 +124,7 @@ def run_one(name, args, data):
                       dim=args.dim, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, quant_lr=quant_lr, reg=args.reg, eval_every=args.eval_every,
                       patience=args.patience or 10**6, init_from=args.init_from, distill=distill,
+                      lr_drops=args.lr_drops, sampler=args.sampler,
                       seed=args.seed, device=args.device, out=str(out), progress=False)
     trainer = Trainer(cfg, data)
     curve = []
@@ -138,7 +140,7 @@ def run_one(name, args, data):
         "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
         "valid_curve": [(r["epoch"], round(r["ndcg@20"], 5)) for r in curve],
         "config": {k: getattr(cfg, k) for k in ("dim", "layers", "epochs", "batch_size", "lr", "reg", "seed",
-                                                 "init_from", "patience", "device")},
+                                                 "init_from", "patience", "device", "lr_drops", "sampler")},
     }
 
 
@@ -179,7 +181,7 @@ def write_table(dataset, runs_dir) -> str:
     for r in records:
         at = 20 if converged else 10  # converged tables compare at 20, as issue 11 asks
         rel = (f"{r[f'recall@{at}'] / fp[f'recall@{at}']:.1%} / {r[f'ndcg@{at}'] / fp[f'ndcg@{at}']:.1%}" if fp else "-")
-        differs = {k: r["config"][k] for k in ("lr", "patience") if r["run"] != "fp32" and k in r["config"]
+        differs = {k: r["config"][k] for k in ("lr", "patience", "lr_drops", "sampler") if r["run"] != "fp32" and k in r["config"]
                    and r["config"][k] != common.get(k)}
         options = ", ".join(f"{k}={v}" for k, v in {**r.get("options", {}), **differs}.items())
         rows.append([r["run"], options or "-", r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
@@ -225,6 +227,8 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--reg", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--lr-drops", type=int, default=0, help="learning-rate drops on a plateau (gnaq.train --lr-drops)")
+    parser.add_argument("--sampler", default="interactions", choices=("interactions", "users"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--suffix", default="", help="appended to run names (e.g. -seed2021 for a repeat)")
     parser.add_argument("--table", action="store_true", help="only merge finished runs into the table")

@@ -150,11 +150,12 @@ def _validate_header(path, version, header, data_bytes):
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
     widths = header.get("widths")
     if widths is not None:
-        if (kind != "quantized" or version < 3 or groups != 1 or not isinstance(widths, list)
+        if (kind not in ("quantized", "propagate") or version < 3 or groups != 1 or not isinstance(widths, list)
                 or not 2 <= len(widths) <= len(PACK_BITS) or not all(_integer(b) and b in PACK_BITS for b in widths)
                 or widths != sorted(set(widths)) or widths[0] != bits):
             refuse(f"header field 'widths' is {widths!r}; mixed widths are 2 to {len(PACK_BITS)} distinct widths "
-                   f"from {PACK_BITS}, ascending, the first equal to 'bits', in a version-3 'quantized' file with 1 group")
+                   f"from {PACK_BITS}, ascending, the first equal to 'bits', in a version-3 'quantized' or 'propagate' "
+                   "file with 1 group")
         for side, n in (("user", n_users), ("item", n_items)):
             del sizes[f"{side}_codes"]
             bounded[f"{side}_codes"] = (n * row_bytes, n * _row_bytes(dim, widths[-1]))
@@ -296,6 +297,25 @@ class EdgeModel:
         return indptr, indices
 
     # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
+    def _node_widths(self, sections, side, n, codes):
+        """(widths, starts) of one side's n rows: each node's width (uniform: ``bits``) and the byte
+        where its packed row begins in ``codes``; the codes section must be exactly that long."""
+        widths, rb = self.header.get("widths"), _row_bytes(self.dim, self.bits)
+        if not widths:
+            return [self.bits] * n, list(range(0, n * rb, rb))
+        index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, index_bits(len(widths)))
+        if any(i >= len(widths) for i in index):
+            raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width beyond 'widths'")
+        node_widths = [widths[i] for i in index]
+        starts, total = [0] * n, 0
+        for r, b in enumerate(node_widths):
+            starts[r] = total
+            total += _row_bytes(self.dim, b)
+        if total != len(codes):
+            raise EdgeFormatError(f"{self.path}: section '{side}_codes' has {len(codes)} bytes; "
+                                  f"the node widths imply {total}")
+        return node_widths, starts
+
     def _read_widths(self, sections):
         """Per-node widths (header "widths" + packed width-index sections) and per-width item groups.
 
@@ -307,24 +327,8 @@ class EdgeModel:
         if not widths:
             self.item_groups = [(self.bits, None, self.item_codes)]
             return
-        width_bits = index_bits(len(widths))
-        per_side = {}
-        for side, n in (("user", self.n_users), ("item", self.n_items)):
-            index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, width_bits)
-            if any(i >= len(widths) for i in index):
-                raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width beyond 'widths'")
-            node_widths = [widths[i] for i in index]
-            starts, total = [0] * n, 0
-            for r, b in enumerate(node_widths):
-                starts[r] = total
-                total += _row_bytes(self.dim, b)
-            codes = self.user_codes if side == "user" else self.item_codes
-            if total != len(codes):
-                raise EdgeFormatError(f"{self.path}: section '{side}_codes' has {len(codes)} bytes; "
-                                      f"the node widths imply {total}")
-            per_side[side] = (node_widths, starts)
-        self.user_width, self.user_start = per_side["user"]
-        item_widths, item_starts = per_side["item"]
+        self.user_width, self.user_start = self._node_widths(sections, "user", self.n_users, self.user_codes)
+        item_widths, item_starts = self._node_widths(sections, "item", self.n_items, self.item_codes)
         self.item_groups = []
         for b in widths:
             rb = _row_bytes(self.dim, b)
@@ -334,17 +338,19 @@ class EdgeModel:
 
     # ---- kind "propagate": z from the layer-0 table and the training graph, once --------
     def _propagate(self, sections, scales):
-        """z from the layer-0 codes and the (already checked) scales {"user": …, "item": …}."""
-        h, d, b = self.header, self.dim, self.bits
-        offset = 0.5 - 2 ** (b - 1)
+        """z from the layer-0 codes (each row at its node's width) and the (already checked) scales
+        {"user": …, "item": …}: Ê⁽⁰⁾ₙ = sₙ·(c + ½ − 2^(bₙ−1)), then z = Σₗ αₗ Âˡ Ê⁽⁰⁾."""
+        h, d = self.header, self.dim
         indptr, indices = self._read_csr(sections, "graph")
         tables = []
         for side, n in (("user", self.n_users), ("item", self.n_items)):
             codes, side_scales = bytes(sections[f"{side}_codes"]), scales[side]
+            node_widths, starts = self._node_widths(sections, side, n, codes)
             table = array.array("d", bytes(8 * n * d))
             for r in range(n):
-                s = side_scales[r]
-                table[r * d:(r + 1) * d] = array.array("d", (s * (c + offset) for c in _unpack_row(codes, r, d, b)))
+                s, b = side_scales[r], node_widths[r]
+                offset = 0.5 - 2 ** (b - 1)
+                table[r * d:(r + 1) * d] = array.array("d", (s * (c + offset) for c in _unpack_at(codes, starts[r], d, b)))
             tables.append(table)
         if self.backend == "python":
             return _propagate_python(tables, indptr, indices, d, h["layer_weights"])
@@ -577,11 +583,6 @@ class EdgeModel:
 def _row_bytes(d, b):
     """⌈d·b/8⌉: bytes of one packed row of d codes at b bits."""
     return -(-d * b // 8)
-
-
-def _unpack_row(codes, r, d, b):
-    """Row r of a packed code blob (rows of ⌈d·b/8⌉ bytes, LSB-first) as d ints."""
-    return _unpack_at(codes, r * _row_bytes(d, b), d, b)
 
 
 def _unpack_at(codes, start, d, b):

@@ -78,12 +78,13 @@ Z = {"quantize": "z"}
     ("gnaq", 1, Z), ("gnaq", 2, Z), ("gnaq", 3, Z), ("gnaq", 4, Z), ("gnaq", 8, Z), ("bigear", 1, {}),
     ("bigear", 2, {}), ("n2uq", 2, {}), ("gnaq", 32, {}), ("gnaq", 2, LAYER0), ("gnaq", 1, LAYER0),
     ("gnaq", 2, {**Z, "mix_share": 0.3}), ("gnaq", 1, {**Z, "mix_share": 0.2, "mix_bits": 8}),
-    ("gnaq", 3, {**Z, "mix_share": 0.5, "mix_bits": 4})])
+    ("gnaq", 3, {**Z, "mix_share": 0.5, "mix_bits": 4}), ("gnaq", 2, {**LAYER0, "mix_share": 0.3}),
+    ("gnaq", 1, {**LAYER0, "mix_share": 0.25, "mix_bits": 8})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
     info = export_model(model, data, path)
-    layer0 = options == LAYER0
+    layer0 = options.get("quantize") == "layer0"
     assert (info["graph_bytes"] > 0) == layer0  # a layer-0 table travels with its graph
     reference = reference_scores(model, data)
     backends = ["python", "numpy"] + (["numba"] if HAVE_NUMBA else [])
@@ -228,12 +229,14 @@ def test_recommend_cli(data, tmp_path, capsys):
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
-    """Thousands of seeded variants of three real files (quantized, propagate, float), under a
+    """Thousands of seeded variants of five real files (quantized, propagate, float, mixed widths
+    graph-free and layer-0), under a
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
     for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
-                                           ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3})]:
+                                           ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}),
+                                           ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3})]:
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
         sources.append(str(path))
@@ -243,7 +246,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 4 * 700  # every variant, two backends
+    assert total >= 2 * 5 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load

@@ -80,8 +80,6 @@ class GNAQQuantizer(Quantizer):
         if mix_by not in ("degree", "random"):
             raise ValueError(f"gnaq: mix_by must be 'degree' or 'random', got {mix_by!r}")
         self.mix_share, self.mix_bits, self.mix_by = float(mix_share), int(mix_bits), mix_by
-        if self.mix_share and quantize == "layer0":
-            self.exportable = False  # the .gnaq format mixes widths in graph-free ("quantized") files only
         self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)
@@ -186,10 +184,11 @@ class GNAQQuantizer(Quantizer):
     def export(self) -> dict:
         if self.deploys == "layer0":
             e0, s0 = self.model.embedding.data, self.model.xp.exp(self.log_s0.data)
-            return {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
-        with ag.no_grad():
-            z_pre, z_scale = self.forward()
-        out = {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width), "scales": z_scale.data}
+            out = {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
+        else:
+            with ag.no_grad():
+                z_pre, z_scale = self.forward()
+            out = {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width), "scales": z_scale.data}
         if self.mix_share:
             out["widths"] = self.width.ravel().astype(np.int64)
         return out

@@ -181,8 +181,9 @@ def write_table(dataset, runs_dir) -> str:
     for r in records:
         at = 20 if converged else 10  # converged tables compare at 20, as issue 11 asks
         rel = (f"{r[f'recall@{at}'] / fp[f'recall@{at}']:.1%} / {r[f'ndcg@{at}'] / fp[f'ndcg@{at}']:.1%}" if fp else "-")
+        unset = {"lr_drops": 0, "sampler": "interactions"}  # what records from before these options ran with
         differs = {k: r["config"][k] for k in ("lr", "patience", "lr_drops", "sampler") if r["run"] != "fp32" and k in r["config"]
-                   and r["config"][k] != common.get(k)}
+                   and r["config"][k] != common.get(k, unset.get(k))}
         options = ", ".join(f"{k}={v}" for k, v in {**r.get("options", {}), **differs}.items())
         rows.append([r["run"], options or "-", r["bits"], f"{r['recall@10']:.4f}", f"{r['ndcg@10']:.4f}", f"{r['recall@20']:.4f}",
                      f"{r['ndcg@20']:.4f}", rel, f"{r['model_bytes']:,}", f"{r['compression']:.1f}x",

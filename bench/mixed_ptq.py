@@ -34,7 +34,7 @@ def quantize_rows(z, bits):
 
 def choose(score, n_users, share, low=2, high=4):
     """Bits per node: `high` for the top `share` of users and of items by score, else `low`."""
-    from gnaq.quant.gnaq import widths_by_score
+    from gnaq.quant.widths import widths_by_score
     return widths_by_score(score, n_users, low, high, share)
 
 

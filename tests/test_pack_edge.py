@@ -79,7 +79,9 @@ Z = {"quantize": "z"}
     ("bigear", 2, {}), ("n2uq", 2, {}), ("gnaq", 32, {}), ("gnaq", 2, LAYER0), ("gnaq", 1, LAYER0),
     ("gnaq", 2, {**Z, "mix_share": 0.3}), ("gnaq", 1, {**Z, "mix_share": 0.2, "mix_bits": 8}),
     ("gnaq", 3, {**Z, "mix_share": 0.5, "mix_bits": 4}), ("gnaq", 2, {**LAYER0, "mix_share": 0.3}),
-    ("gnaq", 1, {**LAYER0, "mix_share": 0.25, "mix_bits": 8})])
+    ("gnaq", 1, {**LAYER0, "mix_share": 0.25, "mix_bits": 8}), ("ste", 2, {"mix_share": 0.25}),
+    ("lsq", 2, {"mix_share": 0.25}), ("lsq", 3, {**LAYER0, "mix_share": 0.3, "mix_bits": 8}),
+    ("ste", 1, {**LAYER0, "mix_share": 0.5})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"

@@ -167,6 +167,35 @@ def refinement_against_dense(seed=0):
     return _rel(z_scale.data, expected)
 
 
+def lsq_mixed_closed_form(seed=0):
+    """LSQ with mixed widths: ẑ and ∂L/∂log s_w vs a loop over nodes (one learned step per width,
+    gradient scale 1/√(N_w·d·2^(w−1)), the 40% highest-degree nodes of each side at 4 bits)."""
+    from ..models import LightGCN
+    from .lsq import LSQQuantizer
+    adj = _tiny_graph(seed=seed)
+    quantizer = LSQQuantizer(2, mix_share=0.4, mix_bits=4)
+    model = LightGCN(5, 4, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64, init_std=0.5)
+    quantizer.log_s.data[:] = np.log([[0.4], [0.15]])
+    x = quantizer.combination()
+    g = np.random.default_rng(seed).standard_normal(x.shape)
+    z = quantizer.combine(model.layers())
+    z.backward(g)
+    widths = quantizer.width.ravel().astype(int)
+    steps = {2: 0.4, 4: 0.15}
+    zhat, grad = np.empty_like(x), {2: 0.0, 4: 0.0}
+    for i in range(len(x)):
+        b = widths[i]
+        s, half, count = steps[b], 2 ** (b - 1), int((widths == b).sum())
+        for k in range(x.shape[1]):
+            q = min(max(math.floor(x[i, k] / s), -half), half - 1)
+            zhat[i, k] = s * (q + 0.5)
+            inside = -half <= x[i, k] / s < half
+            grad[b] += g[i, k] * ((q + 0.5) - inside * x[i, k] / s) / math.sqrt(count * x.shape[1] * 2 ** (b - 1))
+    expected = np.array([[grad[2] * steps[2]], [grad[4] * steps[4]]])  # d/d log s = s · d/ds
+    assert set(widths) == {2, 4}
+    return max(_rel(z.data, zhat), _rel(quantizer.log_s.grad, expected))
+
+
 def official_gnaq_checks(bits=2, seed=0):
     """gnaq-official: z = Σₗ αₗ Âˡ tanh(C[K]) vs a dense loop, and ∂(Σ g ⊙ z)/∂C vs its closed form
     Σ_{k: Kₙₖ = j} (1 − tanh²)·(Σₗ αₗ (Âᵀ)ˡ g)ₙₖ and vs central finite differences (codes fixed)."""
@@ -210,6 +239,7 @@ def quantizer_checks():
         yield f"uniform/gnaq estimator closed form (b={bits}, δ=0.5, graph term)", uniform_closed_form(bits, 0.5, bits)
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0)", uniform_closed_form(2, 0.0, 5, mixed=True)
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0.5)", uniform_closed_form(2, 0.5, 6, mixed=True)
+    yield "lsq mixed widths 2/4, one step per width, estimator closed form", lsq_mixed_closed_form(3)
     for bits in (1, 2, 3):
         closed, relaxed = n2uq_checks(bits, seed=bits)
         yield f"n2uq estimator closed form (b={bits})", closed

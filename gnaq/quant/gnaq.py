@@ -53,6 +53,7 @@ from .. import autograd as ag
 from ..spmm import spmm
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
+from .widths import check_mix, mean_bits, node_widths_and_steps
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
@@ -74,12 +75,8 @@ class GNAQQuantizer(Quantizer):
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree"):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
-        if not 0 <= mix_share < 1 or mix_bits not in (2, 3, 4, 8) or (mix_share and mix_bits <= bits):
-            raise ValueError(f"gnaq: mix_share must be in [0, 1) and mix_bits in (2, 3, 4, 8) above bits ({bits}); "
-                             f"got {mix_share}, {mix_bits}")
-        if mix_by not in ("degree", "random"):
-            raise ValueError(f"gnaq: mix_by must be 'degree' or 'random', got {mix_by!r}")
-        self.mix_share, self.mix_bits, self.mix_by = float(mix_share), int(mix_bits), mix_by
+        self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
+        self.mix_share = self.mix[0]
         self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)
@@ -93,11 +90,7 @@ class GNAQQuantizer(Quantizer):
         super().setup(model)
         xp = model.xp
         e0 = model.embedding.data
-        self.width = self.bits  # one width, or (N, 1) widths per node (rule 6)
-        if self.mix_share:
-            widths = mixed_widths(model, self.bits, self.mix_bits, self.mix_share, self.mix_by)
-            self.width = xp.asarray(widths[:, None].astype(e0.dtype))
-            self.step = xp.asarray(np.array([optimal_step(int(b)) for b in widths], dtype=e0.dtype)[:, None])
+        self.width, self.step = node_widths_and_steps(model, self.bits, self.mix)  # one width or (N, 1) (rule 6)
         self.log_s0 = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_s0")
         self.theta = [ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name=f"theta{layer}")
                       for layer in range(model.n_layers)]  # λₗ = sigmoid(θₗ), one per propagation step
@@ -132,7 +125,7 @@ class GNAQQuantizer(Quantizer):
     # ---- forward ---------------------------------------------------------------------
     @property
     def mean_bits(self) -> float:
-        return float(self.width.mean()) if self.mix_share else float(self.bits)
+        return mean_bits(self.width)
 
     def _quantize(self, x, s):
         if self.mix_share:  # per-node LSQ gradient scale 1/√(d·2^(bₙ−1))
@@ -193,23 +186,3 @@ class GNAQQuantizer(Quantizer):
             out["widths"] = self.width.ravel().astype(np.int64)
         return out
 
-
-def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -> np.ndarray:
-    """Rule 6: (N,) widths — `high` for the `share` of users and of items with the largest degree
-    (ties → smaller index), `low` for the rest. Degree is the graph's, so it is fixed for a run;
-    ``by="random"`` (the control) ranks by a seeded random key instead."""
-    from ..backend import to_numpy
-    degree = np.diff(to_numpy(model.norm_adj).indptr)
-    if by == "random":
-        degree = np.random.default_rng(0).random(len(degree))
-    return widths_by_score(degree, model.n_users, low, high, share)
-
-
-def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> np.ndarray:
-    """(N,) widths: `high` for the `share` of users (rows < n_users) and, separately, of items with
-    the largest score (ties → smaller index), `low` for the rest."""
-    widths = np.full(len(score), low, dtype=np.int64)
-    for lo, hi in ((0, n_users), (n_users, len(score))):
-        top = lo + np.argsort(-score[lo:hi], kind="stable")[: int(round(share * (hi - lo)))]
-        widths[top] = high
-    return widths

@@ -1,0 +1,62 @@
+"""Node-aware mixed precision, shared by the gnaq, ste and lsq quantizers.
+
+The ``mix_share`` of users and, separately, of items with the largest degree get ``mix_bits``
+(default 4), the others ``bits``: on average bits + share·(mix_bits − bits) per value. Degree is
+the graph's, so the widths are fixed for a run (exact on resume); ``mix_by="random"`` ranks by a
+seeded random key instead (the control). Each node's step Δ_{bₙ} follows its width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .uniform import optimal_step
+
+MIX_BITS = (2, 3, 4, 8)
+
+
+def check_mix(name: str, bits: int, mix_share: float, mix_bits: int, mix_by: str) -> tuple:
+    """Validated (share, high bits, ranking) of a quantizer's mix_* options."""
+    if not 0 <= mix_share < 1 or mix_bits not in MIX_BITS or (mix_share and mix_bits <= bits):
+        raise ValueError(f"{name}: mix_share must be in [0, 1) and mix_bits in {MIX_BITS} above bits ({bits}); "
+                         f"got {mix_share}, {mix_bits}")
+    if mix_by not in ("degree", "random"):
+        raise ValueError(f"{name}: mix_by must be 'degree' or 'random', got {mix_by!r}")
+    return float(mix_share), int(mix_bits), mix_by
+
+
+def node_widths_and_steps(model, bits: int, mix: tuple):
+    """(width, step) for a model: the plain ``bits`` and Δ_b, or, when mix's share > 0, (N, 1)
+    arrays of each node's width and Δ_{bₙ} in the embedding's dtype, on its device."""
+    share, high, by = mix
+    if not share:
+        return bits, optimal_step(bits)
+    dtype = model.embedding.data.dtype
+    widths = mixed_widths(model, bits, high, share, by)
+    steps = np.array([optimal_step(int(b)) for b in widths], dtype=dtype)[:, None]
+    return model.xp.asarray(widths[:, None].astype(dtype)), model.xp.asarray(steps)
+
+
+def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -> np.ndarray:
+    """(N,) widths — `high` for the `share` of users and of items with the largest degree
+    (ties → smaller index), `low` for the rest."""
+    from ..backend import to_numpy
+    degree = np.diff(to_numpy(model.norm_adj).indptr)
+    if by == "random":
+        degree = np.random.default_rng(0).random(len(degree))
+    return widths_by_score(degree, model.n_users, low, high, share)
+
+
+def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> np.ndarray:
+    """(N,) widths: `high` for the `share` of users (rows < n_users) and, separately, of items with
+    the largest score (ties → smaller index), `low` for the rest."""
+    widths = np.full(len(score), low, dtype=np.int64)
+    for lo, hi in ((0, n_users), (n_users, len(score))):
+        top = lo + np.argsort(-score[lo:hi], kind="stable")[: int(round(share * (hi - lo)))]
+        widths[top] = high
+    return widths
+
+
+def mean_bits(width) -> float:
+    """Average bits per value of a width (int) or per-node widths ((N, 1) array)."""
+    return float(width.mean()) if np.ndim(width) else float(width)

@@ -82,6 +82,10 @@ RUNS = {
     # node-aware mixed precision: 25% of users and of items (largest degree) at 4 bits, the rest at 2 (2.5 on average)
     "gnaq-b2-mix25": ("gnaq", 2, {**GNAQ, "mix_share": 0.25}),
     "gnaq-b2-mix25-distill1": ("gnaq", 2, {**GNAQ, "mix_share": 0.25, "distill": 1.0}),
+    "ste-b2-mix25": ("ste", 2, {"mix_share": 0.25}),
+    "lsq-b2-mix25": ("lsq", 2, {"mix_share": 0.25}),
+    "ste-l0-b2-mix25": ("ste", 2, {"quantize": "layer0", "mix_share": 0.25}),
+    "lsq-l0-b2-mix25": ("lsq", 2, {"quantize": "layer0", "mix_share": 0.25}),
     "gnaq-b2-mix25-random": ("gnaq", 2, {**GNAQ, "mix_share": 0.25, "mix_by": "random"}),
 }
 

@@ -52,7 +52,7 @@ class TrainConfig:
     init_from: str | None = None  # a run folder or checkpoint: start from its E⁽⁰⁾ (no warm-up needed)
     distill: float = 0.0  # λ of score distillation from the --init-from model (its full-precision z)
     reg: float = 1e-4
-    sampler: str = "interactions"  # BPR triplets per interaction, or per uniform user (LightGCN's)
+    sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     topk: tuple = (10, 20)
     eval_every: int = 1
     patience: int = 5

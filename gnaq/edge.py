@@ -289,10 +289,11 @@ class EdgeModel:
             decode = _varints_numpy if self.backend != "python" else _varints_python
             lengths = decode(bytes(sections[f"{name}_lengths"]), self.path, f"{name}_lengths")
             deltas = decode(bytes(sections[f"{name}_deltas"]), self.path, f"{name}_deltas")
-            if len(lengths) != self.n_users or sum(lengths) != len(deltas):
+            if len(lengths) != self.n_users or int(sum(lengths) if self.backend == "python" else lengths.sum()) != len(deltas):
                 raise EdgeFormatError(f"{self.path}: section '{name}_lengths' does not describe {self.n_users} rows "
                                       f"of the {len(deltas)} entries in '{name}_deltas'")
-            indptr, indices = _undelta(lengths, deltas, self.path, name, self.n_items)
+            undelta = _undelta_numpy if self.backend != "python" else _undelta
+            indptr, indices = undelta(lengths, deltas, self.path, name, self.n_items)
         _check_csr(self.path, name, indptr, indices, self.n_items)
         return indptr, indices
 
@@ -609,7 +610,7 @@ def _varints_python(blob, path, name):
 
 
 def _varints_numpy(blob, path, name):
-    """The same decode, vectorised: byte k of a varint contributes (b & 0x7F) << 7k."""
+    """The same decode, vectorised, as an int64 array: byte k of a varint contributes (b & 0x7F) << 7k."""
     import numpy as np
     b = np.frombuffer(blob, dtype=np.uint8)
     ends = b < 0x80
@@ -620,7 +621,7 @@ def _varints_numpy(blob, path, name):
     if len(b) and position.max() >= MAX_VARINT_BYTES:
         raise EdgeFormatError(f"{path}: section {name!r} holds a varint longer than {MAX_VARINT_BYTES} bytes")
     parts = (b & 0x7F).astype(np.int64) << (7 * position)
-    return np.add.reduceat(parts, starts).tolist() if len(b) else []
+    return np.add.reduceat(parts, starts) if len(b) else np.zeros(0, dtype=np.int64)
 
 
 def _undelta(lengths, deltas, path, name, n_cols):
@@ -637,6 +638,21 @@ def _undelta(lengths, deltas, path, name, n_cols):
         p += length
         indptr.append(p)
     return indptr, indices
+
+
+def _undelta_numpy(lengths, deltas, path, name, n_cols):
+    """The same, vectorised: per-row running sums as the global cumsum minus its value before the row.
+    Gaps are < 2^35 (MAX_VARINT_BYTES) and each is checked < n_cols first, so no sum overflows."""
+    import numpy as np
+    lengths, gaps = np.asarray(lengths, dtype=np.int64), np.asarray(deltas, dtype=np.int64)
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    total = np.cumsum(gaps)
+    before_row = np.r_[0, total][indptr[:-1]]
+    indices = total - np.repeat(before_row, lengths)
+    if len(gaps) and (gaps.max() >= n_cols or indices.max() >= n_cols):
+        raise EdgeFormatError(f"{path}: section '{name}_deltas' runs past n_items ({n_cols})")
+    return (array.array("Q", indptr.astype("<u8").tobytes()), array.array("I", indices.astype("<u4").tobytes()))
 
 
 def index_bits(n_widths):

@@ -259,7 +259,7 @@ def test_varint_sections_decode_the_same_in_python_and_numpy(data, tmp_path):
     from gnaq.export import varints
     values = [0, 1, 127, 128, 300, 16383, 16384, 2 ** 21, 2 ** 34 - 1] + list(range(0, 5000, 7))
     blob = varints(values)
-    assert _varints_python(blob, "f", "s") == _varints_numpy(blob, "f", "s") == values
+    assert _varints_python(blob, "f", "s") == _varints_numpy(blob, "f", "s").tolist() == values
     for bad, why in ((bytes([0x80]), "ends inside"), (bytes([0xFF] * 6 + [1]), "longer than")):
         for decode in (_varints_python, _varints_numpy):
             with pytest.raises(edge.EdgeFormatError, match=why):
@@ -271,3 +271,17 @@ def test_varint_sections_decode_the_same_in_python_and_numpy(data, tmp_path):
     for backend in ("python", "numpy"):
         compact, raw = edge.load(tmp_path / "c.gnaq", backend), edge.load(tmp_path / "r.gnaq", backend)
         assert compact.recommend(3, k=10) == raw.recommend(3, k=10)
+
+
+def test_undelta_is_the_same_in_python_and_numpy():
+    from gnaq.edge import _undelta, _undelta_numpy
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 6, size=40).tolist() + [0, 0]
+    rows = [sorted(rng.choice(50, size=n, replace=False).tolist()) for n in lengths]
+    deltas = [g for row in rows for g in np.diff([0] + row).tolist()]
+    py, vec = _undelta(lengths, deltas, "f", "history", 50), _undelta_numpy(lengths, deltas, "f", "history", 50)
+    assert py == vec and list(py[1]) == [i for row in rows for i in row]
+    for bad in ([3, 60], [40, 10], [49, 0, 1]):  # a gap, or a running sum, past n_items
+        for undelta in (_undelta, _undelta_numpy):
+            with pytest.raises(edge.EdgeFormatError, match="runs past n_items"):
+                undelta([len(bad)], bad, "f", "history", 50)

@@ -347,6 +347,10 @@ class EdgeModel:
         for side, n in (("user", self.n_users), ("item", self.n_items)):
             codes, side_scales = bytes(sections[f"{side}_codes"]), scales[side]
             node_widths, starts = self._node_widths(sections, side, n, codes)
+            if self.backend != "python":
+                import numpy as np
+                tables.append(_dequantize_numpy(np, codes, node_widths, starts, side_scales, d))
+                continue
             table = array.array("d", bytes(8 * n * d))
             for r in range(n):
                 s, b = side_scales[r], node_widths[r]
@@ -703,6 +707,21 @@ def _propagate_python(tables, indptr, indices, d, weights):
             for j, v in enumerate(layer):
                 out[j] += alpha * v
     return z
+
+
+def _dequantize_numpy(np, codes, widths, starts, scales, d):
+    """(n·d,) float64 rows sₙ·(c + ½ − 2^(bₙ−1)), row n's d codes packed LSB-first at bₙ bits from
+    byte starts[n] — the loop of ``_propagate`` (its oracle), one width group at a time."""
+    widths, starts = np.asarray(widths, dtype=np.int64), np.asarray(starts, dtype=np.int64)
+    scales, blob = np.asarray(scales, dtype=np.float64), np.frombuffer(codes, dtype=np.uint8)
+    table = np.empty((len(widths), d))
+    for b in np.unique(widths).tolist():
+        rows = np.flatnonzero(widths == b)
+        packed = blob[starts[rows][:, None] + np.arange(_row_bytes(d, b))]
+        bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : d * b]
+        c = (bits.reshape(len(rows), d, b).astype(np.int64) << np.arange(b)).sum(2)
+        table[rows] = scales[rows, None] * (c + 0.5 - 2 ** (b - 1))
+    return table.ravel()
 
 
 def _propagate_numpy(np, tables, indptr, indices, d, weights):

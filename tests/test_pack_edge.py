@@ -285,3 +285,16 @@ def test_undelta_is_the_same_in_python_and_numpy():
         for undelta in (_undelta, _undelta_numpy):
             with pytest.raises(edge.EdgeFormatError, match="runs past n_items"):
                 undelta([len(bad)], bad, "f", "history", 50)
+
+
+def test_layer0_dequantization_vectorised_equals_the_python_loop():
+    from gnaq.edge import _dequantize_numpy, _row_bytes, _unpack_at
+    from gnaq.export import pack_mixed
+    rng = np.random.default_rng(1)
+    d, widths = 12, rng.choice([1, 2, 4, 8], size=30)
+    codes = np.stack([rng.integers(0, 2 ** int(b), size=d) for b in widths]).astype(np.uint8)
+    blob, scales = pack_mixed(codes, widths), rng.random(30).tolist()
+    starts = np.concatenate([[0], np.cumsum([_row_bytes(d, int(b)) for b in widths])[:-1]]).tolist()
+    loop = [scales[r] * (c + 0.5 - 2 ** (int(widths[r]) - 1)) for r in range(30)
+            for c in _unpack_at(blob, starts[r], d, int(widths[r]))]
+    assert _dequantize_numpy(np, blob, widths.tolist(), starts, scales, d).tolist() == loop

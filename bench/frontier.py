@@ -111,7 +111,7 @@ def main():
                 cells = [f"{timing[b][0]:.2f} / {timing[b][1]:.2f}" if b in timing else "-"
                          for b in ("numba", "numpy", "python")]
                 bits = getattr(model.quantizer, "mean_bits", rec["bits"])  # mixed widths: the average
-                rows.append([run, deploy, f"{bits:g}", "yes" if history else "no", f"{info['file_bytes']:,}",
+                rows.append([run, deploy, f"{bits:.3g}", "yes" if history else "no", f"{info['file_bytes']:,}",
                              f"{info['float32_file_bytes'] / info['file_bytes']:.1f}x", f"{rel[0]:.1%}", f"{rel[1]:.1%}",
                              *cells])
                 if not history:

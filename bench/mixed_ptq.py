@@ -4,7 +4,8 @@ z (N, d) of the fp32 run is quantized per node with its own step, sₙ = Δ_{b�
 bₙ per node (σ: the row's RMS; Δ_b: the Gaussian MSE-optimal step), and test Recall/NDCG@20 are
 measured on ẑ. Uniform widths 2, 3, 4 against mixed 2/4-bit assignments with the same average
 (a share of the nodes at 4 bits, e.g. 25% → 2.5 bits), the 4-bit nodes chosen by one statistic:
-degree, embedding norm, 2-bit quantization error ‖zₙ − ẑₙ‖², or at random.
+degree, embedding norm, 2-bit quantization error ‖zₙ − ẑₙ‖², or at random. Last rows: the same after
+rotating z by an orthogonal R (Hadamard, random), which scores ignore: (zᵤR)·(zᵢR) = zᵤ·zᵢ.
 Shares are taken within users and within items separately, so both sides keep the average.
 
     python bench/mixed_ptq.py --run ~/.cache/gnaq-runs/ml1m-fp32 [--dataset ml-1m] [--share 0.25]
@@ -36,6 +37,16 @@ def choose(score, n_users, share, low=2, high=4):
     """Bits per node: `high` for the top `share` of users and of items by score, else `low`."""
     from gnaq.quant.widths import widths_by_score
     return widths_by_score(score, n_users, low, high, share)
+
+
+def hadamard(n):
+    """Sylvester's n × n Hadamard matrix / √n (n a power of 2): orthogonal, spreads a row's outliers."""
+    h = np.ones((1, 1))
+    while len(h) < n:
+        h = np.block([[h, h], [h, -h]])
+    if len(h) != n:
+        raise ValueError(f"no Sylvester Hadamard matrix of size {n}")
+    return h / np.sqrt(n)
 
 
 def main():
@@ -82,6 +93,15 @@ def main():
         r, n = measure(quantize_rows(z, bits))
         rows.append([f"mixed {low}/{high} by degree ({share:.0%} at {high} bits)", f"{bits.mean():.2f}",
                      f"{r / base[0]:.1%}", f"{n / base[1]:.1%}"])
+    # a rotation R (d × d orthogonal) before quantizing is free on the device: (zᵤR)·(zᵢR) = zᵤ·zᵢ
+    mixed = choose(degree.astype(float), n_users, 0.25)
+    for name, rotations in (("Hadamard", [hadamard(z.shape[1])]),
+                            ("random orthogonal, 4 seeds", [np.linalg.qr(np.random.default_rng(s).standard_normal(
+                                (z.shape[1], z.shape[1])))[0] for s in range(4)])):
+        for label, bits in (("uniform 2-bit", np.full(len(z), 2)), ("mixed 2/4 by degree (25% at 4 bits)", mixed)):
+            got = np.mean([measure(quantize_rows(z @ R, bits)) for R in rotations], axis=0)
+            rows.append([f"{label}, after a {name} rotation", f"{bits.mean():.2f}",
+                         f"{got[0] / base[0]:.1%}", f"{got[1] / base[1]:.1%}"])
     print(markdown_table(["z quantized (no training after)", "mean bits", "Recall@20 vs fp32", "NDCG@20 vs fp32"],
                          rows), flush=True)
     print(f"\nfp32 test Recall@20 {base[0]:.4f} NDCG@20 {base[1]:.4f}; run {args.run}")

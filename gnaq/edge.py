@@ -360,7 +360,8 @@ class EdgeModel:
         if self.backend == "python":
             return _propagate_python(tables, indptr, indices, d, h["layer_weights"])
         import numpy as np
-        return _propagate_numpy(np, tables, indptr, indices, d, h["layer_weights"])
+        spread = _numba_kernels()["spread"] if self.backend == "numba" else None
+        return _propagate_numpy(np, tables, indptr, indices, d, h["layer_weights"], spread)
 
     # ---- backend selection -----------------------------------------------------------
     @staticmethod
@@ -724,21 +725,32 @@ def _dequantize_numpy(np, codes, widths, starts, scales, d):
     return table.ravel()
 
 
-def _propagate_numpy(np, tables, indptr, indices, d, weights):
-    """As _propagate_python; Â·X one column at a time with bincount (no N×nnz temporaries)."""
-    users = np.asarray(tables[0]).reshape(-1, d)
-    items = np.asarray(tables[1]).reshape(-1, d)
+def _propagate_numpy(np, tables, indptr, indices, d, weights, spread=None):
+    """As _propagate_python. Â·X one column at a time with bincount (no N×nnz temporaries), or,
+    given ``spread`` (the numba kernel), row by row over each side's CSR (items' via a stable
+    transpose built once): out[r] = Σ_{e ∈ row r} w[e]·src[neighbour[e]]."""
+    users = np.asarray(tables[0], dtype=np.float64).reshape(-1, d)
+    items = np.asarray(tables[1], dtype=np.float64).reshape(-1, d)
     indptr = np.asarray(indptr, dtype=np.int64)
     cols = np.asarray(indices, dtype=np.int64)
     rows = np.repeat(np.arange(len(users)), np.diff(indptr))
     deg_u, deg_i = np.diff(indptr), np.bincount(cols, minlength=len(items))
     w = 1.0 / np.sqrt(deg_u[rows] * deg_i[cols]) if len(cols) else np.zeros(0)
+    if spread is not None:
+        order = np.argsort(cols, kind="stable")  # item-major, users of an item in user order
+        item_ptr = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum(deg_i, out=item_ptr[1:])
+        item_users, item_w = rows[order], w[order]
     z_u, z_i = weights[0] * users, weights[0] * items
     for alpha in weights[1:]:
         new_u, new_i = np.empty_like(users), np.empty_like(items)
-        for k in range(d):
-            new_u[:, k] = np.bincount(rows, weights=w * items[cols, k], minlength=len(users))
-            new_i[:, k] = np.bincount(cols, weights=w * users[rows, k], minlength=len(items))
+        if spread is not None:
+            spread(indptr, cols, w, items, new_u)
+            spread(item_ptr, item_users, item_w, users, new_i)
+        else:
+            for k in range(d):
+                new_u[:, k] = np.bincount(rows, weights=w * items[cols, k], minlength=len(users))
+                new_i[:, k] = np.bincount(cols, weights=w * users[rows, k], minlength=len(items))
         users, items = new_u, new_i
         z_u += alpha * users
         z_i += alpha * items
@@ -816,8 +828,20 @@ def _numba_kernels():
                     filled += 1
             return filled
 
+        @njit(cache=False)
+        def spread(ptr, neighbours, w, src, out):  # pragma: no cover - jitted
+            """out[r] = Σ_{e ∈ [ptr[r], ptr[r+1])} w[e]·src[neighbours[e]] (a CSR product, serial)."""
+            for r in range(out.shape[0]):
+                for k in range(out.shape[1]):
+                    out[r, k] = 0.0
+                for e in range(ptr[r], ptr[r + 1]):
+                    c, we = neighbours[e], w[e]
+                    for k in range(out.shape[1]):
+                        out[r, k] += we * src[c, k]
+
         _KERNEL["score"] = score
         _KERNEL["top_k"] = top_k
+        _KERNEL["spread"] = spread
     return _KERNEL
 
 

@@ -5,7 +5,8 @@ bₙ per node (σ: the row's RMS; Δ_b: the Gaussian MSE-optimal step), and test
 measured on ẑ. Uniform widths 2, 3, 4 against mixed 2/4-bit assignments with the same average
 (a share of the nodes at 4 bits, e.g. 25% → 2.5 bits), the 4-bit nodes chosen by one statistic:
 degree, embedding norm, 2-bit quantization error ‖zₙ − ẑₙ‖², or at random. Last rows: the same after
-rotating z by an orthogonal R (Hadamard, random), which scores ignore: (zᵤR)·(zᵢR) = zᵤ·zᵢ.
+rotating z by an orthogonal R (Hadamard, random), which scores ignore: (zᵤR)·(zᵢR) = zᵤ·zᵢ, and
+transform coding: R = z's principal axes (the KLT), each axis at its own width (reverse water-filling).
 Shares are taken within users and within items separately, so both sides keep the average.
 
     python bench/mixed_ptq.py --run ~/.cache/gnaq-runs/ml1m-fp32 [--dataset ml-1m] [--share 0.25]
@@ -37,6 +38,28 @@ def choose(score, n_users, share, low=2, high=4):
     """Bits per node: `high` for the top `share` of users and of items by score, else `low`."""
     from gnaq.quant.widths import widths_by_score
     return widths_by_score(score, n_users, low, high, share)
+
+
+def allocate_bits(variance, total: int, max_bits: int = 4):
+    """Integer widths per axis summing to ``total``: greedily give the next bit to the axis whose
+    expected squared error λₖ·4^(−bₖ) it cuts most (reverse water-filling, 6 dB per bit)."""
+    widths = np.zeros(len(variance), dtype=np.int64)
+    for _ in range(total):
+        gain = np.where(widths < max_bits, variance * 4.0 ** (-widths), -1.0)
+        widths[int(np.argmax(gain))] += 1
+    return widths
+
+
+def quantize_axes(zr, widths, variance):
+    """ẑ on rotated axes: axis k at widths[k] bits (0: dropped), node n's step Δ_{bₖ}·RMS(zₙ)·√(λₖ/mean λ)."""
+    from gnaq.quant.uniform import optimal_step, quantize_forward, row_rms
+    out = np.zeros_like(zr)
+    rms = row_rms(zr)
+    for k, b in enumerate(widths.tolist()):
+        if b:
+            step = optimal_step(b) * rms * np.sqrt(variance[k] / variance.mean())
+            out[:, k] = quantize_forward(zr[:, k:k + 1], step, b)[1][:, 0]
+    return out
 
 
 def hadamard(n):
@@ -102,6 +125,20 @@ def main():
             got = np.mean([measure(quantize_rows(z @ R, bits)) for R in rotations], axis=0)
             rows.append([f"{label}, after a {name} rotation", f"{bits.mean():.2f}",
                          f"{got[0] / base[0]:.1%}", f"{got[1] / base[1]:.1%}"])
+    # transform coding: rotate onto z's principal axes (the KLT, again free on the device) and give each
+    # axis k its own width bₖ ∈ {0..4} (0: dropped) by reverse water-filling on its variance λₖ under the
+    # same budget Σₖ bₖ = 2d; step of node n on axis k: Δ_{bₖ} · RMS(zₙR) · √(λₖ / mean λ)
+    lam, axes = np.linalg.eigh(z.T @ z / len(z))
+    lam, axes = lam[::-1], axes[:, ::-1]
+    zr = z @ axes
+    for budget in (2.0, 2.5):
+        widths = allocate_bits(lam, int(round(budget * z.shape[1])), max_bits=4)
+        zq = quantize_axes(zr, widths, lam)
+        r, n = measure(zq)
+        rows.append([f"KLT + bits per axis ({', '.join(f'{np.sum(widths == b)}×{b}' for b in range(5) if np.sum(widths == b))})",
+                     f"{widths.mean():.2f}", f"{r / base[0]:.1%}", f"{n / base[1]:.1%}"])
+    r, n = measure(quantize_rows(zr, np.full(len(z), 2)))
+    rows.append(["uniform 2-bit after the KLT (no per-axis widths)", "2.00", f"{r / base[0]:.1%}", f"{n / base[1]:.1%}"])
     print(markdown_table(["z quantized (no training after)", "mean bits", "Recall@20 vs fp32", "NDCG@20 vs fp32"],
                          rows), flush=True)
     print(f"\nfp32 test Recall@20 {base[0]:.4f} NDCG@20 {base[1]:.4f}; run {args.run}")

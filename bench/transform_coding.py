@@ -75,6 +75,7 @@ def main():
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr-drops", type=int, default=0)
     parser.add_argument("--sampler", default="interactions", choices=("interactions", "users"))
     parser.add_argument("--out", default="/tmp/gnaq-transform-coding")
     args = parser.parse_args()
@@ -83,7 +84,7 @@ def main():
     QUANTIZERS["klt"] = klt_quantizer(args.budget)
     cfg = TrainConfig(dataset=args.dataset, data_dir=data_dir(), bits=2, quantizer="klt",
                       init_from=str(Path(args.run).expanduser()), lr=args.lr, patience=args.patience,
-                      epochs=args.epochs, sampler=args.sampler, progress=False, out=args.out)
+                      epochs=args.epochs, sampler=args.sampler, lr_drops=args.lr_drops, progress=False, out=args.out)
     trainer = Trainer(cfg)
     widths = trainer.model.quantizer.widths
     print("axes per width (0..4 bits):", np.bincount(widths, minlength=5).tolist(), flush=True)
@@ -91,7 +92,7 @@ def main():
     print("before training: test R@20 / N@20 vs fp32 %.1f%% / %.1f%%" % tuple(100 * v for v in rel(trainer.evaluate("test"))), flush=True)
     result = trainer.fit(on_eval=lambda r: print(f"epoch {r['epoch']}: valid NDCG@20 {r['ndcg@20']:.4f}", flush=True))
     r, n = rel(result, "test_")
-    print(f"budget {args.budget} bits, lr {args.lr}: best epoch {result['best_epoch']} of {result['epochs_run']}, "
+    print(f"budget {args.budget} bits, lr {args.lr}, lr drops {args.lr_drops}: best epoch {result['best_epoch']} of {result['epochs_run']}, "
           f"test Recall@20 {result['test_recall@20']:.4f} NDCG@20 {result['test_ndcg@20']:.4f} = {r:.1%} / {n:.1%} of fp32")
 
 

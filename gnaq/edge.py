@@ -480,8 +480,7 @@ class EdgeModel:
             widest = max(b for b, _, _ in arrays["groups"])
             a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if widest < 8 else np.int16)
             for b, items, codes in arrays["groups"]:
-                bits = np.unpackbits(codes, axis=1, bitorder="little")[:, : self.dim * b]
-                c = (bits.reshape(len(codes), self.dim, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
+                c = _unpack_numpy(np, codes, self.dim, b)
                 a_items[slice(None) if items is None else items] = 2 * c + 1 - (1 << b)
             arrays["a_items"] = a_items
         return arrays["a_items"]
@@ -710,6 +709,12 @@ def _propagate_python(tables, indptr, indices, d, weights):
     return z
 
 
+def _unpack_numpy(np, packed, d, b):
+    """(n, d) int16 codes of n packed rows (uint8, ⌈d·b/8⌉ bytes each, LSB-first) — _unpack_at's twin."""
+    bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : d * b]
+    return (bits.reshape(len(packed), d, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
+
+
 def _dequantize_numpy(np, codes, widths, starts, scales, d):
     """(n·d,) float64 rows sₙ·(c + ½ − 2^(bₙ−1)), row n's d codes packed LSB-first at bₙ bits from
     byte starts[n] — the loop of ``_propagate`` (its oracle), one width group at a time."""
@@ -718,9 +723,7 @@ def _dequantize_numpy(np, codes, widths, starts, scales, d):
     table = np.empty((len(widths), d))
     for b in np.unique(widths).tolist():
         rows = np.flatnonzero(widths == b)
-        packed = blob[starts[rows][:, None] + np.arange(_row_bytes(d, b))]
-        bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : d * b]
-        c = (bits.reshape(len(rows), d, b).astype(np.int64) << np.arange(b)).sum(2)
+        c = _unpack_numpy(np, blob[starts[rows][:, None] + np.arange(_row_bytes(d, b))], d, b)
         table[rows] = scales[rows, None] * (c + 0.5 - 2 ** (b - 1))
     return table.ravel()
 

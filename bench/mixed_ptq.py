@@ -50,15 +50,22 @@ def allocate_bits(variance, total: int, max_bits: int = 4):
     return widths
 
 
+def axis_steps(widths, variance):
+    """(d,) relative step per axis, Δ_{bₖ}·√(λₖ / mean λ) (Δ taken as 1 for a dropped axis, bₖ = 0);
+    node n's step on axis k is RMS(zₙ) times it."""
+    from gnaq.quant.uniform import optimal_step
+    delta = np.array([optimal_step(int(b)) if b else 1.0 for b in widths])
+    return delta * np.sqrt(variance / variance.mean())
+
+
 def quantize_axes(zr, widths, variance):
-    """ẑ on rotated axes: axis k at widths[k] bits (0: dropped), node n's step Δ_{bₖ}·RMS(zₙ)·√(λₖ/mean λ)."""
-    from gnaq.quant.uniform import optimal_step, quantize_forward, row_rms
+    """ẑ on rotated axes: axis k at widths[k] bits (0: dropped), node n's step RMS(zₙ)·axis_steps[k]."""
+    from gnaq.quant.uniform import quantize_forward, row_rms
     out = np.zeros_like(zr)
-    rms = row_rms(zr)
+    steps = row_rms(zr) * axis_steps(widths, variance)[None, :]
     for k, b in enumerate(widths.tolist()):
         if b:
-            step = optimal_step(b) * rms * np.sqrt(variance[k] / variance.mean())
-            out[:, k] = quantize_forward(zr[:, k:k + 1], step, b)[1][:, 0]
+            out[:, k] = quantize_forward(zr[:, k:k + 1], steps[:, k:k + 1], b)[1][:, 0]
     return out
 
 

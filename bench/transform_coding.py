@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import data_dir  # noqa: E402
-from mixed_ptq import allocate_bits  # noqa: E402
+from mixed_ptq import allocate_bits, axis_steps  # noqa: E402
 
 
 def klt_quantizer(budget: float):
     from gnaq import autograd as ag
     from gnaq.quant.base import Quantizer, weighted_sum
-    from gnaq.quant.uniform import fake_quantize, optimal_step, row_rms
+    from gnaq.quant.uniform import fake_quantize, row_rms
 
     class KLTQuantizer(Quantizer):
         name = "klt"
@@ -47,11 +47,10 @@ def klt_quantizer(budget: float):
             lam, axes = np.linalg.eigh(z.T @ z / len(z))
             lam, axes = lam[::-1], axes[:, ::-1]
             self.widths = allocate_bits(lam, int(round(budget * z.shape[1])), max_bits=4)
-            step = np.array([optimal_step(int(b)) if b else 1.0 for b in self.widths])
             dtype = model.embedding.data.dtype
             self.R = ag.Tensor(axes.astype(dtype))
             self.axis_bits = self.widths[None, :].astype(dtype)
-            self.axis_step = ag.Tensor((step * np.sqrt(lam / lam.mean()))[None, :].astype(dtype))
+            self.axis_step = ag.Tensor(axis_steps(self.widths, lam)[None, :].astype(dtype))
             self.log_node = ag.Tensor(np.log(row_rms(z @ axes)).astype(dtype), requires_grad=True, name="log_node")
 
         def parameters(self) -> list:

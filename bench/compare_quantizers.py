@@ -87,6 +87,11 @@ RUNS = {
     "ste-l0-b2-mix25": ("ste", 2, {"quantize": "layer0", "mix_share": 0.25}),
     "lsq-l0-b2-mix25": ("lsq", 2, {"quantize": "layer0", "mix_share": 0.25}),
     "gnaq-b2-mix25-random": ("gnaq", 2, {**GNAQ, "mix_share": 0.25, "mix_by": "random"}),
+    # transform coding: z on its principal axes, a width per axis (same bits per node as uniform)
+    "gnaq-b2-klt": ("gnaq", 2, {**GNAQ, "transform": "klt"}),
+    "gnaq-b2-klt-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "distill": 1.0}),
+    "gnaq-b1-klt": ("gnaq", 1, {**GNAQ, "transform": "klt"}),
+    "gnaq-b3-klt": ("gnaq", 3, {**GNAQ, "transform": "klt"}),
 }
 
 
@@ -98,6 +103,8 @@ def model_bytes(model) -> tuple:
     if "float" in exported:
         return float_bytes, float_bytes
     codes, bits = exported["codes"], model.quantizer.bits
+    if "column_widths" in exported:  # transform coding: one bitstream of Σₖ bₖ bits per row
+        return n * -(-int(np.sum(exported["column_widths"])) // 8) + exported["scales"].size * 4, float_bytes
     if "widths" in exported:  # mixed precision: each node's row at its own width
         rows = -(-codes.shape[1] * np.asarray(exported["widths"]) // 8)
         return int(rows.sum()) + exported["scales"].size * 4, float_bytes

@@ -40,29 +40,13 @@ def choose(score, n_users, share, low=2, high=4):
     return widths_by_score(score, n_users, low, high, share)
 
 
-def allocate_bits(variance, total: int, max_bits: int = 4):
-    """Integer widths per axis summing to ``total``: greedily give the next bit to the axis whose
-    expected squared error λₖ·4^(−bₖ) it cuts most (reverse water-filling, 6 dB per bit)."""
-    widths = np.zeros(len(variance), dtype=np.int64)
-    for _ in range(total):
-        gain = np.where(widths < max_bits, variance * 4.0 ** (-widths), -1.0)
-        widths[int(np.argmax(gain))] += 1
-    return widths
-
-
-def axis_steps(widths, variance):
-    """(d,) relative step per axis, Δ_{bₖ}·√(λₖ / mean λ) (Δ taken as 1 for a dropped axis, bₖ = 0);
-    node n's step on axis k is RMS(zₙ) times it."""
-    from gnaq.quant.uniform import optimal_step
-    delta = np.array([optimal_step(int(b)) if b else 1.0 for b in widths])
-    return delta * np.sqrt(variance / variance.mean())
-
-
 def quantize_axes(zr, widths, variance):
-    """ẑ on rotated axes: axis k at widths[k] bits (0: dropped), node n's step RMS(zₙ)·axis_steps[k]."""
-    from gnaq.quant.uniform import quantize_forward, row_rms
+    """ẑ on rotated axes: axis k at widths[k] bits (0: dropped), node n's step on axis k
+    RMS(zₙ)·Δ_{bₖ}·√(λₖ / mean λ) (gnaq.quant.axes.relative_steps times Δ_2)."""
+    from gnaq.quant.axes import relative_steps
+    from gnaq.quant.uniform import optimal_step, quantize_forward, row_rms
     out = np.zeros_like(zr)
-    steps = row_rms(zr) * axis_steps(widths, variance)[None, :]
+    steps = row_rms(zr) * (relative_steps(widths, variance, 2) * optimal_step(2))[None, :]
     for k, b in enumerate(widths.tolist()):
         if b:
             out[:, k] = quantize_forward(zr[:, k:k + 1], steps[:, k:k + 1], b)[1][:, 0]
@@ -135,8 +119,8 @@ def main():
     # transform coding: rotate onto z's principal axes (the KLT, again free on the device) and give each
     # axis k its own width bₖ ∈ {0..4} (0: dropped) by reverse water-filling on its variance λₖ under the
     # same budget Σₖ bₖ = 2d; step of node n on axis k: Δ_{bₖ} · RMS(zₙR) · √(λₖ / mean λ)
-    lam, axes = np.linalg.eigh(z.T @ z / len(z))
-    lam, axes = lam[::-1], axes[:, ::-1]
+    from gnaq.quant.axes import allocate_bits, principal_axes
+    lam, axes = principal_axes(z)
     zr = z @ axes
     for budget in (2.0, 2.5):
         widths = allocate_bits(lam, int(round(budget * z.shape[1])), max_bits=4)

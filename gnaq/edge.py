@@ -18,7 +18,11 @@ and optionally history_indptr (uint64) + history_indices (uint32): each user's t
 row's first item then the gaps to the previous one; likewise graph_*). Format 3 may also mix
 widths: header "widths" [b₁ < b₂ …] (the first = "bits"), sections user_width_index/item_width_index
 (each node's index into "widths", packed at 1, 2 or 4 bits), and every row of user_codes/item_codes
-packed at its node's width, back to back.
+packed at its node's width, back to back. Format 4 may instead give each column its own width
+and an integer weight (transform coding, gnaq's ``transform="klt"``): header "column_widths"
+[b₁ … b_D] (1-4 bits; "bits" = the largest) and "column_weights" [W₁ … W_D] (1-4096); a row is
+one LSB-first bitstream with column k at stream bits Σ_{k'<k} b_k' …, ⌈Σₖ bₖ/8⌉ bytes, and the
+code c of column k is worth sₙ·√Wₖ·(c + ½ − 2^(bₖ−1)).
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
 layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices
@@ -30,7 +34,8 @@ O(L·nnz·D) row sums, 14 s there), and then scores like a float model, ŷᵤᵢ
 Score of a quantized model, groups g of D/G columns, with the odd integers
 aₖ = 2cₖ + 1 − 2^b = 2(cₖ + ½ − 2^(b−1)) (so a dequantized value is s·aₖ/2):
     ŷᵤᵢ = Σ_g (¼ sᵤ_g) sᵢ_g · Σ_{k∈g} aᵤₖ aᵢₖ
-The inner sum is an exact integer on every path, and the float products are taken in the
+With column weights the inner sum is Σₖ Wₖ aᵤₖ aᵢₖ (the user's aᵤₖ are multiplied by Wₖ
+first: still integers). The inner sum is an exact integer on every path, and the float products are taken in the
 same order, so all backends return bit-identical scores:
 - python: aᵢₖ is linear in the item's bits, so for one user every byte position j of an item
   row gets an integer table Tⱼ[v] = Σ_{bits p set in v} aᵤₖ₍ₚ₎·2^(t₍ₚ₎+1), and
@@ -50,8 +55,8 @@ import sys
 import zlib
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 3  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels); files are
-# written with the oldest version that reads them
+FORMAT_VERSION = 4  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
+# widths and weights; files are written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 
@@ -104,6 +109,7 @@ def _read(path):
 KINDS = ("float", "quantized", "propagate")
 MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
+MAX_COLUMN_BITS, MAX_COLUMN_WEIGHT = 4, 4096  # int32 inner sums: D·W·(2^b − 1)² < 2^31
 MAX_LAYERS = 64
 
 
@@ -147,6 +153,20 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = _row_bytes(dim, bits)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
+    columns, weights = header.get("column_widths"), header.get("column_weights")
+    if columns is not None or weights is not None:
+        if (kind != "quantized" or version < 4 or groups != 1 or "widths" in header
+                or not isinstance(columns, list) or len(columns) != dim
+                or not all(_integer(b) and 1 <= b <= MAX_COLUMN_BITS for b in columns) or bits != max(columns)):
+            refuse(f"header field 'column_widths' must list dim ({dim}) widths from 1 to {MAX_COLUMN_BITS}, the "
+                   "largest equal to 'bits', in a version-4 'quantized' file with 1 group and no node 'widths'")
+        if (not isinstance(weights, list) or len(weights) != dim
+                or not all(_integer(w) and 1 <= w <= MAX_COLUMN_WEIGHT for w in weights)
+                or dim * MAX_COLUMN_WEIGHT * (2 ** MAX_COLUMN_BITS - 1) ** 2 >= 2 ** 31):
+            refuse(f"header field 'column_weights' must list dim ({dim}) integers from 1 to {MAX_COLUMN_WEIGHT} "
+                   f"(dim at most {(2 ** 31 - 1) // (MAX_COLUMN_WEIGHT * (2 ** MAX_COLUMN_BITS - 1) ** 2)})")
+        row_bytes = -(-sum(columns) // 8)
+        sizes.update(user_codes=n_users * row_bytes, item_codes=n_items * row_bytes)
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
     widths = header.get("widths")
     if widths is not None:
@@ -257,13 +277,14 @@ class EdgeModel:
             scales = {side: _typed(sections[f"{side}_scales"], "f") for side in ("user", "item")}
             for side, values in scales.items():
                 _check_finite(self.path, f"{side}_scales", values)
+        # transform coding (format 4): column k at column_widths[k] bits, weight column_weights[k]
+        self.column_widths, self.column_weights = h.get("column_widths"), h.get("column_weights")
         if self.kind == "quantized":
-            self.row_bytes = _row_bytes(self.dim, self.bits)
+            self.row_bytes = self._layout(self.bits)[2]
             self.user_codes = bytes(sections["user_codes"])
             self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
             self.user_scales, self.item_scales = list(scales["user"]), list(scales["item"])
-            self.offset = 0.5 - 2 ** (self.bits - 1)
         elif self.kind == "propagate":
             self.user_float, self.item_float = self._propagate(sections, scales)
         else:
@@ -390,32 +411,46 @@ class EdgeModel:
             raise UnknownUserError(f"user {user_raw_id!r} is not in {self.path} "
                                    f"({self.n_users} users)") from None
 
+    def _layout(self, b):
+        """(bit offsets, widths, row bytes) of a row's columns: column k at b bits from bit k·b, or,
+        with column widths, at column_widths[k] bits from Σ_{k'<k} column_widths[k']."""
+        widths = self.column_widths or [b] * self.dim
+        offsets, total = [], 0
+        for w in widths:
+            offsets.append(total)
+            total += w
+        return offsets, widths, -(-total // 8)
+
     def _user_codes(self, u):
         """The user's codes as ints (pure Python unpack of one row) and the user's width."""
         b = self.user_width[u] if self.user_width else self.bits
         start = self.user_start[u] if self.user_width else u * self.row_bytes
-        return _unpack_at(self.user_codes, start, self.dim, b), b
+        offsets, widths, rb = self._layout(b)
+        stream = int.from_bytes(self.user_codes[start:start + rb], "little")
+        return [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)], b
 
     def _user_terms(self, u):
-        """(aᵤ as ints, ¼·sᵤ_g per group): everything the item scan needs from the user."""
+        """(aᵤ as ints, times Wₖ with column weights; ¼·sᵤ_g per group): all the item scan needs from the user."""
         codes, b = self._user_codes(u)
-        levels = 1 << b
-        a_user = [2 * c + 1 - levels for c in codes]
+        _, widths, _ = self._layout(b)
+        a_user = [2 * c + 1 - (1 << w) for c, w in zip(codes, widths)]
+        if self.column_weights:
+            a_user = [a * w for a, w in zip(a_user, self.column_weights)]
         G = self.groups
         return a_user, [0.25 * s for s in self.user_scales[u * G:(u + 1) * G]]
 
     def _tables(self, a_user, b):
         """For items of width b: integer tables Tⱼ[v] (doubling: T[v + 2^p] = T[v] + w[p]) and
-        constants per group, (1 − 2^b)·Σ_{k∈g} aᵤₖ."""
+        constants per group, Σ_{k∈g} (1 − 2^bₖ)·aᵤₖ."""
         G = self.groups
         per_group = self.dim // G
-        row_bytes = _row_bytes(self.dim, b)
+        offsets, widths, row_bytes = self._layout(b)
         weight = [0] * (row_bytes * 8)
         consts = [0] * G
         for k, a in enumerate(a_user):
-            consts[k // per_group] += (1 - (1 << b)) * a
-            for t in range(b):
-                weight[k * b + t] = a << (t + 1)
+            consts[k // per_group] += (1 - (1 << widths[k])) * a
+            for t in range(widths[k]):
+                weight[offsets[k] + t] = a << (t + 1)
         tables = []
         for j in range(row_bytes):
             table = [0] * 256
@@ -443,7 +478,7 @@ class EdgeModel:
         out = [0.0] * self.n_items
         for b, items, codes in self.item_groups:  # one group per width: its rows packed back to back
             tables, consts = self._tables(a_user, b)
-            rb = _row_bytes(self.dim, b)
+            rb = self._layout(b)[2]
             bytes_per_group = rb // G
             for n, i in enumerate(items if items is not None else range(self.n_items)):
                 row = codes[n * rb:(n + 1) * rb]
@@ -465,7 +500,7 @@ class EdgeModel:
                     "users": np.asarray(self.user_float).reshape(self.n_users, self.dim)}
             else:
                 groups = [(b, None if items is None else np.asarray(items, dtype=np.int64),
-                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, _row_bytes(self.dim, b)))
+                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, self._layout(b)[2]))
                           for b, items, codes in self.item_groups]
                 self._np_cache = {
                     "groups": groups,
@@ -480,8 +515,12 @@ class EdgeModel:
             widest = max(b for b, _, _ in arrays["groups"])
             a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if widest < 8 else np.int16)
             for b, items, codes in arrays["groups"]:
-                c = _unpack_numpy(np, codes, self.dim, b)
-                a_items[slice(None) if items is None else items] = 2 * c + 1 - (1 << b)
+                if self.column_widths:
+                    widths = np.asarray(self.column_widths)
+                    a = 2 * _unpack_columns_numpy(np, codes, widths) + 1 - (1 << widths)
+                else:
+                    a = 2 * _unpack_numpy(np, codes, self.dim, b) + 1 - (1 << b)
+                a_items[slice(None) if items is None else items] = a
             arrays["a_items"] = a_items
         return arrays["a_items"]
 
@@ -535,6 +574,8 @@ class EdgeModel:
         if self.kind in ("float", "propagate"):
             return self._arrays()["items"].astype(np.float64)
         scales = np.repeat(self._arrays()["scales"], self.dim // self.groups, axis=1)
+        if self.column_weights:
+            scales = scales * np.sqrt(np.asarray(self.column_weights, dtype=np.float64))
         return 0.5 * scales * self._item_ints()
 
     def seen_items(self, user_raw_id):
@@ -713,6 +754,19 @@ def _unpack_numpy(np, packed, d, b):
     """(n, d) int16 codes of n packed rows (uint8, ⌈d·b/8⌉ bytes each, LSB-first) — _unpack_at's twin."""
     bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : d * b]
     return (bits.reshape(len(packed), d, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
+
+
+def _unpack_columns_numpy(np, packed, widths):
+    """(n, D) int16 codes of n packed rows whose column k takes widths[k] bits of the LSB-first
+    stream from bit Σ_{k'<k} widths[k'] — the column layout of ``_user_codes``, for all rows."""
+    bits = np.unpackbits(packed, axis=1, bitorder="little").astype(np.int16)
+    out = np.zeros((len(packed), len(widths)), dtype=np.int16)
+    offset = 0
+    for k, w in enumerate(widths.tolist()):
+        for t in range(w):
+            out[:, k] |= bits[:, offset + t] << t
+        offset += w
+    return out
 
 
 def _dequantize_numpy(np, codes, widths, starts, scales, d):

@@ -14,7 +14,7 @@ import numpy as np
 from .backend import to_numpy
 from .checkpoint import atomic_write_bytes
 from .edge import FORMAT_VERSION, MAGIC, index_bits
-from .pack import SUPPORTED_PACK_BITS, pack
+from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 
 
 def build_sections(model, data, history: bool = True, compact: bool = True) -> tuple:
@@ -38,6 +38,8 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
         sections["user_float"], sections["item_float"] = z[:n_users].tobytes(), z[n_users:].tobytes()
     else:
         bits = model.quantizer.bits
+        if "column_widths" in exported:  # transform coding: each column at its own width and weight
+            bits = int(exported["column_widths"].max())
         if bits not in SUPPORTED_PACK_BITS:
             raise ValueError(f"cannot pack {bits}-bit codes; supported: {SUPPORTED_PACK_BITS}")
         codes, scales = exported["codes"], exported["scales"].astype("<f4")
@@ -46,7 +48,13 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
             raise ValueError("each scale group must fill whole bytes (D/G·b divisible by 8)")
         header.update(kind="quantized" if deploys == "z" else "propagate", dim=codes.shape[1], bits=bits,
                       groups=groups, level_offset=0.5 - 2 ** (bits - 1))
-        if "widths" in exported:  # mixed precision: each row packed at its node's width
+        if "column_widths" in exported:
+            columns = [int(b) for b in exported["column_widths"]]
+            header.update(column_widths=columns, column_weights=[int(w) for w in exported["column_weights"]])
+            del header["level_offset"]  # one per column: 0.5 − 2^(bₖ−1)
+            packed = pack_columns(codes, columns)
+            sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
+        elif "widths" in exported:  # mixed precision: each row packed at its node's width
             node_widths = to_numpy(exported["widths"])
             widths = sorted(set(node_widths.tolist()))
             header.update(bits=widths[0], widths=widths)
@@ -127,10 +135,10 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 4: column widths and weights; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    version = 3 if needs_v3 else 2 if header.get("kind") == "propagate" else 1
+    version = 4 if "column_widths" in header else 3 if needs_v3 else 2 if header.get("kind") == "propagate" else 1
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")

@@ -11,7 +11,7 @@ from gnaq.data import make_synthetic
 from gnaq.export import export_model
 from gnaq.graph import normalized_adjacency
 from gnaq.models import LightGCN
-from gnaq.pack import pack, pack_numpy, row_bytes, unpack
+from gnaq.pack import pack, pack_columns, pack_numpy, row_bytes, unpack
 from gnaq.quant import make_quantizer
 from gnaq.recommend import main as recommend_main
 from gnaq.spmm import HAVE_NUMBA
@@ -40,6 +40,21 @@ def test_bit_order_is_lsb_first():
     assert pack_numpy(np.array([[1, 2, 3, 0]], dtype=np.uint8), 2).tolist() == [[0b00111001]]
     # 3 bits straddle: codes 7, 0, 5 -> bits 111 000 101 -> byte0 = 0b01_000_111, byte1 = 0b1
     assert pack(np.array([[7, 0, 5]]), 3, "numpy").tolist() == [[0b01000111, 0b1]]
+
+
+def test_column_widths_pack_one_bitstream_per_row():
+    rng = np.random.default_rng(3)
+    for b in (1, 2, 3, 4, 8):  # uniform widths: the same bytes as pack
+        codes = rng.integers(0, 2 ** b, size=(7, 11)).astype(np.uint8)
+        assert pack_columns(codes, [b] * 11).tobytes() == pack(codes, b, "numpy").tobytes()
+    # widths 3, 1, 2, 4: codes 5, 1, 2, 9; stream bits p0.. = 1,0,1 | 1 | 0,1 | 1,0,0,1 (each LSB first)
+    # → byte 0 = p7…p0 = 0b0_1_10_1_101, byte 1 = p9 p8 = 0b10
+    assert pack_columns(np.array([[5, 1, 2, 9]]), [3, 1, 2, 4]).tolist() == [[0b01101101, 0b10]]
+    widths = np.array([4, 1, 3, 2, 2, 1, 3])
+    codes = (rng.integers(0, 256, size=(5, 7)) % (2 ** widths)).astype(np.uint8)
+    np.testing.assert_array_equal(edge._unpack_columns_numpy(np, pack_columns(codes, widths), widths), codes)
+    with pytest.raises(ValueError, match="widths"):
+        pack_columns(np.array([[4, 0]]), [2, 1])
 
 
 def test_pack_rejects_bad_input():
@@ -81,7 +96,8 @@ Z = {"quantize": "z"}
     ("gnaq", 3, {**Z, "mix_share": 0.5, "mix_bits": 4}), ("gnaq", 2, {**LAYER0, "mix_share": 0.3}),
     ("gnaq", 1, {**LAYER0, "mix_share": 0.25, "mix_bits": 8}), ("ste", 2, {"mix_share": 0.25}),
     ("lsq", 2, {"mix_share": 0.25}), ("lsq", 3, {**LAYER0, "mix_share": 0.3, "mix_bits": 8}),
-    ("ste", 1, {**LAYER0, "mix_share": 0.5})])
+    ("ste", 1, {**LAYER0, "mix_share": 0.5}), ("gnaq", 2, {**Z, "transform": "klt"}),
+    ("gnaq", 1, {**Z, "transform": "klt"}), ("gnaq", 3, {**Z, "transform": "klt"})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
@@ -163,6 +179,8 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
         path = tmp_path / f"v{version}.gnaq"
         export_model(make_model(data, **options), source, path, compact=version == 3)
         assert int.from_bytes(path.read_bytes()[4:6], "little") == version
+    export_model(make_model(data, transform="klt", **Z), data, tmp_path / "v4.gnaq")  # column widths
+    assert int.from_bytes((tmp_path / "v4.gnaq").read_bytes()[4:6], "little") == 4
     # ids 0..n-1 cost no bytes (format 3): the file is smaller by exactly the two int64 id sections
     export_model(make_model(data, **Z), data, tmp_path / "v3-ids.gnaq", compact=False)  # v1 layout, ids 0..n-1
     assert int.from_bytes((tmp_path / "v3-ids.gnaq").read_bytes()[4:6], "little") == 1
@@ -182,6 +200,45 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
     monkeypatch.setattr(edge, "FORMAT_VERSION", 2)  # a reader from before header ids
     with pytest.raises(edge.EdgeFormatError, match="version 3 is newer"):
         edge.load(tmp_path / "v3.gnaq")
+    monkeypatch.setattr(edge, "FORMAT_VERSION", 3)  # a reader from before column widths
+    with pytest.raises(edge.EdgeFormatError, match="version 4 is newer"):
+        edge.load(tmp_path / "v4.gnaq")
+
+
+def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
+    """A transform-coded file whose header lies about its columns is refused, naming the field."""
+    import json
+    import struct
+    import zlib
+    path = tmp_path / "klt.gnaq"
+    export_model(make_model(data, transform="klt", **Z), data, path)
+    blob = path.read_bytes()
+    n = struct.unpack_from("<I", blob, 6)[0]
+    header, rest = json.loads(blob[10:10 + n]), blob[10 + n:-4]
+    widths = header["column_widths"]
+
+    def write(edit):
+        h = json.loads(json.dumps(header))
+        edit(h)
+        body = json.dumps(h).encode()
+        out = blob[:4] + struct.pack("<HI", h["format"], len(body)) + body + rest
+        (tmp_path / "bad.gnaq").write_bytes(out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF))
+        return tmp_path / "bad.gnaq"
+    cases = [
+        (lambda h: h.update(column_widths=widths[:-1]), "column_widths"),                       # one column short
+        (lambda h: h.update(column_widths=[min(b + 1, 4) for b in widths]), "column_widths|user_codes"),
+        (lambda h: h.update(column_widths=[5] * len(widths), bits=5), "bits|column_widths"),
+        (lambda h: h.update(column_weights=[5000] * len(widths)), "column_weights"),              # int32 sums
+        (lambda h: h.update(column_weights=[0] * len(widths)), "column_weights"),
+        (lambda h: h.pop("column_weights"), "column_weights"),
+        (lambda h: h.update(format=3), "column_widths"),                                          # version 4 field
+        (lambda h: h.update(widths=[2, 4]), "column_widths"),                                     # not with node widths
+        (lambda h: h.update(kind="propagate"), "column_widths|layer_weights|graph"),
+    ]
+    for edit, field in cases:
+        with pytest.raises(edge.EdgeFormatError, match=field):
+            edge.load(write(edit))
+    edge.load(write(lambda h: None))  # the unedited header still loads
 
 
 def test_export_is_atomic_and_keeps_the_old_file_on_failure(data, tmp_path, monkeypatch):
@@ -231,14 +288,15 @@ def test_recommend_cli(data, tmp_path, capsys):
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
-    """Thousands of seeded variants of five real files (quantized, propagate, float, mixed widths
-    graph-free and layer-0), under a
+    """Thousands of seeded variants of six real files (quantized, propagate, float, mixed widths
+    graph-free and layer-0, column widths), under a
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
     for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
                                            ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}),
-                                           ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3})]:
+                                           ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
+                                           ("klt", "gnaq", 2, {**Z, "transform": "klt"})]:
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
         sources.append(str(path))
@@ -248,7 +306,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 5 * 700  # every variant, two backends
+    assert total >= 2 * 6 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load

@@ -195,3 +195,51 @@ def test_mixed_widths_follow_degree_and_quantize_each_node_at_its_width(data, tm
     assert (mixed_widths(model, 2, 4, 0.25, "random") != widths).any()
     with pytest.raises(ValueError, match="mix_share"):
         make_quantizer("gnaq", 4, mix_share=0.25, mix_bits=4)
+
+
+def test_allocate_bits_is_reverse_water_filling_by_hand():
+    from gnaq.quant.axes import allocate_bits, column_weights
+    # gains λ·4^(−b): [16, 4, 1, ¼] → axis 0; [4, 4, 1, ¼] → axis 0 (tie: smaller index);
+    # [1, 4, 1, ¼] → axis 1; [1, 1, 1, ¼] → axis 0
+    np.testing.assert_array_equal(allocate_bits([16, 4, 1, 0.25], 4), [3, 1, 0, 0])
+    np.testing.assert_array_equal(allocate_bits([16, 4, 1, 0.25], 16), [4, 4, 4, 4])
+    with pytest.raises(ValueError, match="cannot spread"):
+        allocate_bits([1.0, 1.0], 9)
+    weights, unit = column_weights(np.array([2.0, 1.0, 0.5]))
+    np.testing.assert_array_equal(weights, [4096, 1024, 256])
+    np.testing.assert_allclose(unit * np.sqrt(weights), [2.0, 1.0, 0.5])
+
+
+def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data):
+    adj = normalized_adjacency(data.train)
+    rng = np.random.default_rng(2)
+    init = rng.standard_normal((data.n_nodes, 12)) * np.geomspace(3, 0.03, 12)  # anisotropic: axes matter
+    q = make_quantizer("gnaq", 2, quantize="z", transform="klt")
+    model = LightGCN(data.n_users, data.n_items, adj, dim=12, n_layers=2, quantizer=q, init_embedding=init,
+                     dtype=np.float64)
+    z = q.combination()
+    R, widths = q.axes.rotation, q.axes.widths
+    assert widths.sum() == 2 * 12 and q.mean_bits == 2.0 and (widths >= 1).all()
+    assert len(widths) < 12 and widths[0] == 4 and (np.diff(widths) <= 0).all()  # low-variance axes dropped
+    np.testing.assert_allclose(R.T @ R, np.eye(len(widths)), atol=1e-12)
+    cov = R.T @ (z.T @ z / len(z)) @ R  # R's columns: eigenvectors, variances descending
+    np.testing.assert_allclose(cov, np.diag(np.diag(cov)), atol=1e-9 * cov.max())
+    assert (np.diff(np.diag(cov)) <= 0).all()
+    exported = q.export()
+    assert exported["codes"].shape == (data.n_nodes, len(widths)) and (exported["codes"] < 2 ** widths).all()
+    values = exported["codes"] + 0.5 - 2.0 ** (widths - 1)
+    with ag.no_grad():
+        zq = model.representation().data
+    np.testing.assert_allclose(exported["scales"] * np.sqrt(exported["column_weights"]) * values, zq, atol=1e-12)
+    zr = z @ R  # the node scale starts at Δ_2·σ(zₙR)
+    np.testing.assert_allclose(np.exp(q.log_node.data), optimal_step(2) * np.sqrt((zr ** 2).mean(1, keepdims=True)))
+    # at the same bits, per-axis widths (dropped axes counted as error) beat one width per node on z
+    step = optimal_step(2) * np.sqrt((z ** 2).mean(1, keepdims=True))
+    uniform = (levels(z, step, 2) + 0.5) * step
+    error, error_uniform = ((zq @ R.T - z) ** 2).sum(), ((uniform - z) ** 2).sum()
+    assert error < 0.5 * error_uniform, (error, error_uniform)
+    for bad in ({"quantize": "layer0"}, {"quantize": "z", "mix_share": 0.25}, {"quantize": "z", "bits": 8}):
+        with pytest.raises(ValueError, match="transform='klt'"):
+            make_quantizer("gnaq", bad.pop("bits", 2), transform="klt", **bad)
+    with pytest.raises(ValueError, match="transform must be"):
+        make_quantizer("gnaq", 2, quantize="z", transform="pca")

@@ -253,8 +253,11 @@ def test_auto_warmup_quantizes_from_the_best_full_precision_epoch(tmp_path):
     assert all(line["quantized"] for line in lines[switch:])
 
 
-def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
-    args = FAST + ["--bits", "2", "--epochs", "9", "--patience", "2", "--lr", "0.05"]
+@pytest.mark.parametrize("options", [[], ["--quant-option", "quantize=z", "--quant-option", "transform=klt"]],
+                         ids=["layer0", "klt"])
+def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, options):
+    """klt: the axes are fitted when quantization starts and travel with the checkpoint."""
+    args = FAST + ["--bits", "2", "--epochs", "9", "--patience", "2", "--lr", "0.05"] + options
     assert train_cli.main(args + ["--out", str(tmp_path / "full")]) == 0
     full = read_lines(tmp_path / "full" / "metrics.jsonl")
     switch = sum(not line["quantized"] for line in full)

@@ -35,6 +35,15 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    chosen by bench/mixed_ptq.py: on a converged MovieLens-1M model (no training), 25% of the nodes
    at 4 bits by degree keep 95.5% / 96.4% of fp32's Recall/NDCG@20 vs 87.6% for uniform 2 bits,
    as good as by norm or by quantization error and far above a random choice (90.8%).
+7. Transform coding (``transform="klt"``, graph-free only, one width): z is rotated onto its
+   principal axes, fitted when the intervals are (rule 1: from the converged model), and each axis
+   gets its own width and step (quant/axes.py), with one learned scale per node on z itself:
+       ẑ = Q(z R; sₙ · u√Wₖ, bₖ),   sₙ = exp(log sₙ), init Δ_b · σ(zₙR)
+   R (d, d'), widths bₖ ≥ 1 summing to b·d (dropped axes left out); LSQ gradient scale per axis
+   1/√(d'·2^(bₖ−1)). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
+   MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~2% of valid NDCG@20
+   below it. This is what brings graph-free files near layer-0 accuracy at the same bytes per node
+   (bench/transform_coding.py).
 5. Full-precision warm-up (``warmup`` epochs, z = Σₗ αₗ E⁽ˡ⁾ unquantized): the intervals
    are then (re)initialised by rule 1 from the trained embeddings, when nodes' statistics
    differ, and κ as in 3. The trainer selects and exports only quantized epochs.
@@ -51,6 +60,7 @@ import numpy as np
 
 from .. import autograd as ag
 from ..spmm import spmm
+from .axes import MAX_AXIS_BITS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 from .widths import check_mix, mean_bits, node_widths_and_steps
@@ -72,11 +82,18 @@ class GNAQQuantizer(Quantizer):
 
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
-                 mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree"):
+                 mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none"):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
         self.mix_share = self.mix[0]
+        if transform not in ("none", "klt"):
+            raise ValueError(f"gnaq: transform must be 'none' or 'klt', got {transform!r}")
+        if transform == "klt" and (quantize != "z" or mix_share or per_layer or messages or bits > MAX_AXIS_BITS):
+            raise ValueError(f"gnaq: transform='klt' codes the graph-free z at one average width ≤ {MAX_AXIS_BITS} "
+                             "(quantize='z', no mix_share, per_layer or messages)")
+        self.transform = transform
+        self.axes = None  # the AxisCode of transform="klt", fitted with the intervals
         self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)
@@ -95,6 +112,8 @@ class GNAQQuantizer(Quantizer):
         self.theta = [ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name=f"theta{layer}")
                       for layer in range(model.n_layers)]  # λₗ = sigmoid(θₗ), one per propagation step
         self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
+        if self.transform == "klt":  # node scales on z (rule 7)
+            self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
         self.initialise_intervals()
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -118,16 +137,47 @@ class GNAQQuantizer(Quantizer):
             _, z_scale = self.forward(messages=False)
             target = self.step * row_rms(weighted_sum(model.layers(), model.layer_weights).data)
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
+        if self.transform == "klt":
+            from ..backend import to_numpy
+            z = self.combination()
+            self._set_axes(AxisCode.fit(to_numpy(z), self.bits))
+            self.log_node.data[...] = xp.log(self.step * row_rms(z @ self.rotation.data))
+
+    def _set_axes(self, axes: AxisCode) -> None:
+        xp, dtype = self.model.xp, self.model.embedding.data.dtype
+        self.axes = axes
+        self.rotation = ag.Tensor(xp.asarray(axes.rotation, dtype=dtype))
+        self.axis_steps = ag.Tensor(xp.asarray(axes.steps[None, :], dtype=dtype))
+        self.axis_widths = xp.asarray(axes.widths[None, :].astype(dtype))
 
     def parameters(self) -> list:
+        if self.transform == "klt":  # its node scales are learned on z (rule 7)
+            return [self.log_node]
         return [self.log_s0, *self.theta, self.log_kappa]
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.axes is not None:
+            state.update(self.axes.state())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.transform == "klt" and "axes_rotation" in state:
+            from ..backend import to_numpy
+            self._set_axes(AxisCode.from_state({k: to_numpy(v) for k, v in state.items() if k.startswith("axes_")}))
 
     # ---- forward ---------------------------------------------------------------------
     @property
     def mean_bits(self) -> float:
+        if self.axes is not None:
+            return float(self.axes.widths.sum()) / self.model.dim
         return mean_bits(self.width)
 
     def _quantize(self, x, s):
+        if self.axes is not None:  # transform coding: per-axis widths, LSQ scale 1/√(d'·2^(bₖ−1))
+            return graph_quantize(x, s, self.axis_widths, 1.0 / self.model.xp.sqrt(x.shape[1] * 2.0 ** (self.axis_widths - 1)),
+                                  self.model.norm_adj, self.delta)
         if self.mix_share:  # per-node LSQ gradient scale 1/√(d·2^(bₙ−1))
             grad_scale = 1.0 / self.model.xp.sqrt(x.shape[1] * 2.0 ** (self.width - 1))
         else:
@@ -167,6 +217,9 @@ class GNAQQuantizer(Quantizer):
             return weighted_sum(model.layers(), model.layer_weights)
         if self.deploys == "layer0":  # z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision
             return super().represent()
+        if self.axes is not None:  # ẑ = Q(z R; sₙ·u√Wₖ, bₖ) (rule 7)
+            z = weighted_sum(model.layers(), model.layer_weights)
+            return self._quantize(ag.matmul(z, self.rotation), ag.exp(self.log_node) * self.axis_steps)
         z_pre, z_scale = self.forward()
         return self._quantize(z_pre, z_scale)
 
@@ -179,6 +232,11 @@ class GNAQQuantizer(Quantizer):
             e0, s0 = self.model.embedding.data, self.model.xp.exp(self.log_s0.data)
             out = {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
         else:
+            if self.axes is not None:  # rotated rows; the file's per-node scale is sₙ·u, columns weigh Wₖ
+                zr, s = self.combination() @ self.rotation.data, self.model.xp.exp(self.log_node.data)
+                codes = codes_of(levels(zr, s * self.axis_steps.data, self.axis_widths), self.axis_widths)
+                return {"codes": codes, "scales": s * self.axes.unit,
+                        "column_widths": self.axes.widths, "column_weights": self.axes.weights}
             with ag.no_grad():
                 z_pre, z_scale = self.forward()
             out = {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width), "scales": z_scale.data}

@@ -163,6 +163,8 @@ def init_record(args) -> dict:
     """The fp32 row of a converged comparison: the --init-from run's own test result."""
     folder = Path(args.init_from).expanduser()
     result = json.loads((folder / "result.json").read_text())
+    config_file = folder / "config.json"  # the run's own settings, not this comparison's
+    saved = json.loads(config_file.read_text()) if config_file.exists() else {}
     lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()] \
         if (folder / "metrics.jsonl").exists() else []
     return {"run": "fp32", "quantizer": "fp32", "bits": 32, "options": {"source": str(args.init_from)},
@@ -170,9 +172,8 @@ def init_record(args) -> dict:
             "model_bytes": 0, "compression": 1.0,
             "seconds_per_epoch": float(np.median([x["train_seconds"] for x in lines])) if lines else 0.0,
             "best_epoch": result["best_epoch"], "epochs": result["epochs_run"], "valid_curve": [],
-            "config": {"dim": args.dim, "layers": args.layers, "epochs": result["epochs_run"],
-                       "batch_size": args.batch_size, "lr": args.lr, "reg": args.reg, "seed": args.seed,
-                       "init_from": None, "patience": None}}
+            "config": {**{k: saved.get(k, getattr(args, k)) for k in ("dim", "layers", "batch_size", "lr", "reg", "seed")},
+                       "epochs": result["epochs_run"], "init_from": None, "patience": None}}
 
 
 def write_table(dataset, runs_dir) -> str:

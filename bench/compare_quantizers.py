@@ -90,6 +90,8 @@ RUNS = {
     # transform coding: z on its principal axes, a width per axis (same bits per node as uniform)
     "gnaq-b2-klt": ("gnaq", 2, {**GNAQ, "transform": "klt"}),
     "gnaq-b2-klt-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "distill": 1.0}),
+    # … and the 25% busiest users and items at 3 bits a value, the others fewer: still 2 bits on average
+    "gnaq-b2-klt-busy25": ("gnaq", 2, {**GNAQ, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
     "gnaq-b1-klt": ("gnaq", 1, {**GNAQ, "transform": "klt"}),
     "gnaq-b3-klt": ("gnaq", 3, {**GNAQ, "transform": "klt"}),
 }

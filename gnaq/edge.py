@@ -19,10 +19,13 @@ row's first item then the gaps to the previous one; likewise graph_*). Format 3 
 widths: header "widths" [b₁ < b₂ …] (the first = "bits"), sections user_width_index/item_width_index
 (each node's index into "widths", packed at 1, 2 or 4 bits), and every row of user_codes/item_codes
 packed at its node's width, back to back. Format 4 may instead give each column its own width
-and an integer weight (transform coding, gnaq's ``transform="klt"``): header "column_widths"
-[b₁ … b_D] (1-4 bits; "bits" = the largest) and "column_weights" [W₁ … W_D] (1-4096); a row is
-one LSB-first bitstream with column k at stream bits Σ_{k'<k} b_k' …, ⌈Σₖ bₖ/8⌉ bytes, and the
-code c of column k is worth sₙ·√Wₖ·(c + ½ − 2^(bₖ−1)).
+and integer step (transform coding, gnaq's ``transform="klt"``), per node group g: header
+"column_widths" [[b^g_1 … b^g_D] for each g] (0-4 bits; "bits" = the largest) and "column_steps"
+[[m^g_1 … m^g_D] …] (1-64, 0 exactly where b = 0); with several groups, sections
+user_width_index/item_width_index give each node's group (packed as for mixed widths). A row of
+group g is one LSB-first bitstream with column k at stream bits Σ_{k'<k} b^g_k' …, ⌈Σₖ b^g_k/8⌉
+bytes (rows back to back), and the code c of column k is worth sₙ·m^g_k·(c + ½ − 2^(b^g_k−1))
+(0 where b^g_k = 0).
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
 layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices
@@ -34,8 +37,8 @@ O(L·nnz·D) row sums, 14 s there), and then scores like a float model, ŷᵤᵢ
 Score of a quantized model, groups g of D/G columns, with the odd integers
 aₖ = 2cₖ + 1 − 2^b = 2(cₖ + ½ − 2^(b−1)) (so a dequantized value is s·aₖ/2):
     ŷᵤᵢ = Σ_g (¼ sᵤ_g) sᵢ_g · Σ_{k∈g} aᵤₖ aᵢₖ
-With column weights the inner sum is Σₖ Wₖ aᵤₖ aᵢₖ (the user's aᵤₖ are multiplied by Wₖ
-first: still integers). The inner sum is an exact integer on every path, and the float products are taken in the
+With column steps the inner sum is Σₖ (m^{g(u)}_k aᵤₖ)(m^{g(i)}_k aᵢₖ) (aₖ = 0 at 0 bits):
+still integers. The inner sum is an exact integer on every path, and the float products are taken in the
 same order, so all backends return bit-identical scores:
 - python: aᵢₖ is linear in the item's bits, so for one user every byte position j of an item
   row gets an integer table Tⱼ[v] = Σ_{bits p set in v} aᵤₖ₍ₚ₎·2^(t₍ₚ₎+1), and
@@ -109,7 +112,7 @@ def _read(path):
 KINDS = ("float", "quantized", "propagate")
 MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
-MAX_COLUMN_BITS, MAX_COLUMN_WEIGHT = 4, 4096  # int32 inner sums: D·W·(2^b − 1)² < 2^31
+MAX_COLUMN_BITS, MAX_COLUMN_STEP = 4, 64  # int32 inner sums: D·m²·(2^b − 1)² < 2^31
 MAX_LAYERS = 64
 
 
@@ -153,21 +156,32 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = _row_bytes(dim, bits)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
-    columns, weights = header.get("column_widths"), header.get("column_weights")
-    if columns is not None or weights is not None:
-        if (kind != "quantized" or version < 4 or groups != 1 or "widths" in header
-                or not isinstance(columns, list) or len(columns) != dim
-                or not all(_integer(b) and 1 <= b <= MAX_COLUMN_BITS for b in columns) or bits != max(columns)):
-            refuse(f"header field 'column_widths' must list dim ({dim}) widths from 1 to {MAX_COLUMN_BITS}, the "
-                   "largest equal to 'bits', in a version-4 'quantized' file with 1 group and no node 'widths'")
-        if (not isinstance(weights, list) or len(weights) != dim
-                or not all(_integer(w) and 1 <= w <= MAX_COLUMN_WEIGHT for w in weights)
-                or dim * MAX_COLUMN_WEIGHT * (2 ** MAX_COLUMN_BITS - 1) ** 2 >= 2 ** 31):
-            refuse(f"header field 'column_weights' must list dim ({dim}) integers from 1 to {MAX_COLUMN_WEIGHT} "
-                   f"(dim at most {(2 ** 31 - 1) // (MAX_COLUMN_WEIGHT * (2 ** MAX_COLUMN_BITS - 1) ** 2)})")
-        row_bytes = -(-sum(columns) // 8)
-        sizes.update(user_codes=n_users * row_bytes, item_codes=n_items * row_bytes)
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
+    columns, steps = header.get("column_widths"), header.get("column_steps")
+    if columns is not None or steps is not None:
+        def table(value, low, high):  # 1-4 lists of dim integers in [low, high]
+            return (isinstance(value, list) and 1 <= len(value) <= 4 and all(
+                isinstance(row, list) and len(row) == dim and all(_integer(v) and low <= v <= high for v in row)
+                for row in value))
+        if (kind != "quantized" or version < 4 or groups != 1 or "widths" in header
+                or not table(columns, 0, MAX_COLUMN_BITS) or not all(sum(row) for row in columns)
+                or bits != max(max(row) for row in columns)):
+            refuse(f"header field 'column_widths' must hold 1 to 4 lists of dim ({dim}) widths from 0 to "
+                   f"{MAX_COLUMN_BITS}, none all 0, the largest equal to 'bits', in a version-4 'quantized' file "
+                   "with 1 group and no node 'widths'")
+        if (not table(steps, 0, MAX_COLUMN_STEP) or len(steps) != len(columns)
+                or any((m == 0) != (b == 0) for ms, bs in zip(steps, columns) for m, b in zip(ms, bs))
+                or dim * MAX_COLUMN_STEP ** 2 * (2 ** MAX_COLUMN_BITS - 1) ** 2 >= 2 ** 31):
+            refuse(f"header field 'column_steps' must match 'column_widths' with integers from 1 to {MAX_COLUMN_STEP} "
+                   f"(0 exactly at 0 bits; dim at most {(2 ** 31 - 1) // (MAX_COLUMN_STEP ** 2 * (2 ** MAX_COLUMN_BITS - 1) ** 2)})")
+        row_bytes = [-(-sum(row) // 8) for row in columns]
+        for side, n in (("user", n_users), ("item", n_items)):
+            del sizes[f"{side}_codes"]
+            if len(columns) == 1:
+                sizes[f"{side}_codes"] = n * row_bytes[0]
+            else:
+                bounded[f"{side}_codes"] = (n * min(row_bytes), n * max(row_bytes))
+                sizes[f"{side}_width_index"] = -(-n * index_bits(len(columns)) // 8)
     widths = header.get("widths")
     if widths is not None:
         if (kind not in ("quantized", "propagate") or version < 3 or groups != 1 or not isinstance(widths, list)
@@ -277,10 +291,12 @@ class EdgeModel:
             scales = {side: _typed(sections[f"{side}_scales"], "f") for side in ("user", "item")}
             for side, values in scales.items():
                 _check_finite(self.path, f"{side}_scales", values)
-        # transform coding (format 4): column k at column_widths[k] bits, weight column_weights[k]
-        self.column_widths, self.column_weights = h.get("column_widths"), h.get("column_weights")
+        # transform coding (format 4): per node group g, column k at column_widths[g][k] bits, step column_steps[g][k]
+        self.column_widths, self.column_steps = h.get("column_widths"), h.get("column_steps")
+        # a row's kind: its width (uniform, mixed widths) or its node group (column files)
+        self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
         if self.kind == "quantized":
-            self.row_bytes = self._layout(self.bits)[2]
+            self.row_bytes = self._layout(self.row_keys[0])[2]
             self.user_codes = bytes(sections["user_codes"])
             self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
@@ -320,19 +336,23 @@ class EdgeModel:
 
     # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
     def _node_widths(self, sections, side, n, codes):
-        """(widths, starts) of one side's n rows: each node's width (uniform: ``bits``) and the byte
-        where its packed row begins in ``codes``; the codes section must be exactly that long."""
-        widths, rb = self.header.get("widths"), _row_bytes(self.dim, self.bits)
-        if not widths:
-            return [self.bits] * n, list(range(0, n * rb, rb))
-        index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, index_bits(len(widths)))
-        if any(i >= len(widths) for i in index):
-            raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width beyond 'widths'")
-        node_widths = [widths[i] for i in index]
+        """(keys, starts) of one side's n rows: each node's row key (its width, or its node group in
+        column files; uniform: ``bits``) and the byte where its packed row begins in ``codes``; the
+        codes section must be exactly that long."""
+        keys = self.row_keys
+        row_bytes = {key: self._layout(key)[2] for key in keys}
+        if len(keys) == 1:
+            rb = row_bytes[keys[0]]
+            return [keys[0]] * n, list(range(0, n * rb, rb))
+        index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, index_bits(len(keys)))
+        if any(i >= len(keys) for i in index):
+            raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width or group beyond "
+                                  f"'{'column_widths' if self.column_widths else 'widths'}'")
+        node_widths = [keys[i] for i in index]
         starts, total = [0] * n, 0
         for r, b in enumerate(node_widths):
             starts[r] = total
-            total += _row_bytes(self.dim, b)
+            total += row_bytes[b]
         if total != len(codes):
             raise EdgeFormatError(f"{self.path}: section '{side}_codes' has {len(codes)} bytes; "
                                   f"the node widths imply {total}")
@@ -344,16 +364,16 @@ class EdgeModel:
         Uniform files: one group of every item at ``bits``. Mixed files: row r of a side starts
         at Σ_{r' < r} ⌈D·b_r'/8⌉; the codes section must be exactly that long.
         """
-        widths = self.header.get("widths")
+        keys = self.row_keys
         self.user_width = None
-        if not widths:
-            self.item_groups = [(self.bits, None, self.item_codes)]
+        if len(keys) == 1:
+            self.item_groups = [(keys[0], None, self.item_codes)]
             return
         self.user_width, self.user_start = self._node_widths(sections, "user", self.n_users, self.user_codes)
         item_widths, item_starts = self._node_widths(sections, "item", self.n_items, self.item_codes)
         self.item_groups = []
-        for b in widths:
-            rb = _row_bytes(self.dim, b)
+        for b in keys:
+            rb = self._layout(b)[2]
             items = [i for i, w in enumerate(item_widths) if w == b]
             blob = b"".join(self.item_codes[item_starts[i]:item_starts[i] + rb] for i in items)
             self.item_groups.append((b, items, blob))
@@ -411,10 +431,10 @@ class EdgeModel:
             raise UnknownUserError(f"user {user_raw_id!r} is not in {self.path} "
                                    f"({self.n_users} users)") from None
 
-    def _layout(self, b):
-        """(bit offsets, widths, row bytes) of a row's columns: column k at b bits from bit k·b, or,
-        with column widths, at column_widths[k] bits from Σ_{k'<k} column_widths[k']."""
-        widths = self.column_widths or [b] * self.dim
+    def _layout(self, key):
+        """(bit offsets, widths, row bytes) of a row's columns: column k at b = key bits from bit k·b,
+        or, in column files, at column_widths[g][k] bits from Σ_{k'<k} column_widths[g][k'], g = key."""
+        widths = self.column_widths[key] if self.column_widths else [key] * self.dim
         offsets, total = [], 0
         for w in widths:
             offsets.append(total)
@@ -423,19 +443,20 @@ class EdgeModel:
 
     def _user_codes(self, u):
         """The user's codes as ints (pure Python unpack of one row) and the user's width."""
-        b = self.user_width[u] if self.user_width else self.bits
+        b = self.user_width[u] if self.user_width else self.row_keys[0]
         start = self.user_start[u] if self.user_width else u * self.row_bytes
         offsets, widths, rb = self._layout(b)
         stream = int.from_bytes(self.user_codes[start:start + rb], "little")
         return [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)], b
 
     def _user_terms(self, u):
-        """(aᵤ as ints, times Wₖ with column weights; ¼·sᵤ_g per group): all the item scan needs from the user."""
-        codes, b = self._user_codes(u)
-        _, widths, _ = self._layout(b)
-        a_user = [2 * c + 1 - (1 << w) for c, w in zip(codes, widths)]
-        if self.column_weights:
-            a_user = [a * w for a, w in zip(a_user, self.column_weights)]
+        """(aᵤ as ints — times the user group's steps m_k in column files, 0 at 0 bits —, ¼·sᵤ_g per
+        group): all the item scan needs from the user."""
+        codes, key = self._user_codes(u)
+        _, widths, _ = self._layout(key)
+        a_user = [2 * c + 1 - (1 << w) if w else 0 for c, w in zip(codes, widths)]
+        if self.column_steps:
+            a_user = [a * m for a, m in zip(a_user, self.column_steps[key])]
         G = self.groups
         return a_user, [0.25 * s for s in self.user_scales[u * G:(u + 1) * G]]
 
@@ -447,6 +468,8 @@ class EdgeModel:
         offsets, widths, row_bytes = self._layout(b)
         weight = [0] * (row_bytes * 8)
         consts = [0] * G
+        if self.column_steps:  # items of group b: their steps m_k multiply in (0 at 0 bits)
+            a_user = [a * m for a, m in zip(a_user, self.column_steps[b])]
         for k, a in enumerate(a_user):
             consts[k // per_group] += (1 - (1 << widths[k])) * a
             for t in range(widths[k]):
@@ -508,16 +531,18 @@ class EdgeModel:
         return self._np_cache
 
     def _item_ints(self):
-        """aᵢₖ = 2cᵢₖ + 1 − 2^bᵢ for all items, (n_items, D) int8 (int16 with 8-bit items), built once."""
+        """aᵢₖ = 2cᵢₖ + 1 − 2^bᵢ for all items, (n_items, D) int8 (int16 with 8-bit items, and in column
+        files, where it is m_k·aᵢₖ), built once."""
         arrays = self._arrays()
         if "a_items" not in arrays:
             import numpy as np
             widest = max(b for b, _, _ in arrays["groups"])
-            a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if widest < 8 else np.int16)
+            small = widest < 8 and not self.column_widths
+            a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if small else np.int16)
             for b, items, codes in arrays["groups"]:
-                if self.column_widths:
-                    widths = np.asarray(self.column_widths)
-                    a = 2 * _unpack_columns_numpy(np, codes, widths) + 1 - (1 << widths)
+                if self.column_widths:  # m_k·aₖ, 0 at 0 bits
+                    widths, steps = np.asarray(self.column_widths[b]), np.asarray(self.column_steps[b])
+                    a = (2 * _unpack_columns_numpy(np, codes, widths) + 1 - (1 << widths)) * steps
                 else:
                     a = 2 * _unpack_numpy(np, codes, self.dim, b) + 1 - (1 << b)
                 a_items[slice(None) if items is None else items] = a
@@ -574,8 +599,6 @@ class EdgeModel:
         if self.kind in ("float", "propagate"):
             return self._arrays()["items"].astype(np.float64)
         scales = np.repeat(self._arrays()["scales"], self.dim // self.groups, axis=1)
-        if self.column_weights:
-            scales = scales * np.sqrt(np.asarray(self.column_weights, dtype=np.float64))
         return 0.5 * scales * self._item_ints()
 
     def seen_items(self, user_raw_id):

@@ -48,12 +48,15 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
             raise ValueError("each scale group must fill whole bytes (D/G·b divisible by 8)")
         header.update(kind="quantized" if deploys == "z" else "propagate", dim=codes.shape[1], bits=bits,
                       groups=groups, level_offset=0.5 - 2 ** (bits - 1))
-        if "column_widths" in exported:
-            columns = [int(b) for b in exported["column_widths"]]
-            header.update(column_widths=columns, column_weights=[int(w) for w in exported["column_weights"]])
+        if "column_widths" in exported:  # per node group g: column widths and integer steps
+            columns = np.asarray(exported["column_widths"]).reshape(-1, codes.shape[1])
+            header.update(column_widths=columns.tolist(), column_steps=np.asarray(exported["column_steps"]).tolist())
             del header["level_offset"]  # one per column: 0.5 − 2^(bₖ−1)
-            packed = pack_columns(codes, columns)
-            sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
+            group = np.asarray(exported.get("column_group", np.zeros(len(codes), dtype=np.int64)))
+            for side, rows in (("user", slice(0, n_users)), ("item", slice(n_users, None))):
+                sections[f"{side}_codes"] = pack_rows(codes[rows], group[rows], columns)
+                if len(columns) > 1:
+                    sections[f"{side}_width_index"] = pack(group[rows][None, :], index_bits(len(columns))).tobytes()
         elif "widths" in exported:  # mixed precision: each row packed at its node's width
             node_widths = to_numpy(exported["widths"])
             widths = sorted(set(node_widths.tolist()))
@@ -117,13 +120,20 @@ def csr_sections(name: str, matrix, compact: bool = True) -> dict:
 def pack_mixed(codes, widths) -> bytes:
     """Rows of (n, D) codes, row r packed at widths[r] bits, back to back (row r starts at
     Σ_{r' < r} ⌈D·b_r'/8⌉ bytes)."""
-    d = codes.shape[1]
-    row_bytes = -(-d * np.asarray(widths) // 8)
+    widths = np.asarray(widths)
+    distinct, index = np.unique(widths, return_inverse=True)
+    return pack_rows(codes, index, np.repeat(distinct[:, None], codes.shape[1], axis=1))
+
+
+def pack_rows(codes, group, columns) -> bytes:
+    """Rows of (n, D) codes, row r packed with the column widths of its group, columns[group[r]]
+    (pack_columns), back to back."""
+    row_bytes = -(-columns.sum(1)[group] // 8)
     starts = np.concatenate([[0], np.cumsum(row_bytes)[:-1]]).astype(np.int64)
     out = np.zeros(int(row_bytes.sum()), dtype=np.uint8)
-    for b in np.unique(widths):
-        rows = np.flatnonzero(widths == b)
-        packed = pack(codes[rows], int(b))
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        packed = pack_columns(codes[rows], columns[g])
         out[starts[rows][:, None] + np.arange(packed.shape[1])] = packed
     return out.tobytes()
 

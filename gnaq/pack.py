@@ -72,14 +72,16 @@ def unpack_numpy(packed, bits: int, dim: int):
 
 def pack_columns(codes, widths):
     """(n, D) codes, column k in [0, 2^widths[k]) → (n, ⌈Σₖ widths[k]/8⌉) uint8: each row one LSB-first
-    bitstream with column k at stream bits Σ_{k'<k} widths[k'] … (uniform widths b: ``pack(codes, b)``)."""
+    bitstream with column k at stream bits Σ_{k'<k} widths[k'] … (uniform widths b: ``pack(codes, b)``;
+    a column at 0 bits takes no bits and its codes must be 0)."""
     codes, widths = np.asarray(codes), np.asarray(widths, dtype=np.int64)
-    if codes.ndim != 2 or widths.shape != (codes.shape[1],) or (widths < 1).any() or (widths > 8).any():
-        raise ValueError(f"need (n, D) codes and D widths in 1..8; got shapes {codes.shape} and {widths.shape}")
+    if codes.ndim != 2 or widths.shape != (codes.shape[1],) or (widths < 0).any() or (widths > 8).any():
+        raise ValueError(f"need (n, D) codes and D widths in 0..8; got shapes {codes.shape} and {widths.shape}")
     if codes.size and ((codes < 0).any() or (codes >= 2 ** widths).any()):
         raise ValueError("codes must lie in [0, 2^widths[k]) in every column k")
-    stream = np.concatenate([(codes[:, k:k + 1].astype(np.uint8) >> np.arange(w, dtype=np.uint8)) & 1
-                             for k, w in enumerate(widths.tolist())], axis=1)
+    stream = np.concatenate([np.zeros((len(codes), 0), dtype=np.uint8)] + [
+        (codes[:, k:k + 1].astype(np.uint8) >> np.arange(w, dtype=np.uint8)) & 1 for k, w in enumerate(widths.tolist())],
+        axis=1)
     return np.packbits(stream, axis=1, bitorder="little")
 
 

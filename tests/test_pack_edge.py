@@ -55,6 +55,8 @@ def test_column_widths_pack_one_bitstream_per_row():
     np.testing.assert_array_equal(edge._unpack_columns_numpy(np, pack_columns(codes, widths), widths), codes)
     with pytest.raises(ValueError, match="widths"):
         pack_columns(np.array([[4, 0]]), [2, 1])
+    # a column at 0 bits takes no bits: widths 2, 0, 2 pack like widths 2, 2 without the middle column
+    np.testing.assert_array_equal(pack_columns(np.array([[3, 0, 1]]), [2, 0, 2]), pack(np.array([[3, 1]]), 2, "numpy"))
 
 
 def test_pack_rejects_bad_input():
@@ -97,7 +99,9 @@ Z = {"quantize": "z"}
     ("gnaq", 1, {**LAYER0, "mix_share": 0.25, "mix_bits": 8}), ("ste", 2, {"mix_share": 0.25}),
     ("lsq", 2, {"mix_share": 0.25}), ("lsq", 3, {**LAYER0, "mix_share": 0.3, "mix_bits": 8}),
     ("ste", 1, {**LAYER0, "mix_share": 0.5}), ("gnaq", 2, {**Z, "transform": "klt"}),
-    ("gnaq", 1, {**Z, "transform": "klt"}), ("gnaq", 3, {**Z, "transform": "klt"})])
+    ("gnaq", 1, {**Z, "transform": "klt"}), ("gnaq", 3, {**Z, "transform": "klt"}),
+    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
+    ("gnaq", 1, {**Z, "transform": "klt", "busy_share": 0.3, "busy_bits": 3})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
@@ -211,11 +215,12 @@ def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
     import struct
     import zlib
     path = tmp_path / "klt.gnaq"
-    export_model(make_model(data, transform="klt", **Z), data, path)
+    export_model(make_model(data, transform="klt", busy_share=0.25, busy_bits=3, **Z), data, path)
     blob = path.read_bytes()
     n = struct.unpack_from("<I", blob, 6)[0]
     header, rest = json.loads(blob[10:10 + n]), blob[10 + n:-4]
-    widths = header["column_widths"]
+    widths, steps = header["column_widths"], header["column_steps"]
+    assert len(widths) == 2 and "user_width_index" in header["sections"]  # two node groups
 
     def write(edit):
         h = json.loads(json.dumps(header))
@@ -224,13 +229,18 @@ def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
         out = blob[:4] + struct.pack("<HI", h["format"], len(body)) + body + rest
         (tmp_path / "bad.gnaq").write_bytes(out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF))
         return tmp_path / "bad.gnaq"
+    d = len(widths[0])
     cases = [
-        (lambda h: h.update(column_widths=widths[:-1]), "column_widths"),                       # one column short
-        (lambda h: h.update(column_widths=[min(b + 1, 4) for b in widths]), "column_widths|user_codes"),
-        (lambda h: h.update(column_widths=[5] * len(widths), bits=5), "bits|column_widths"),
-        (lambda h: h.update(column_weights=[5000] * len(widths)), "column_weights"),              # int32 sums
-        (lambda h: h.update(column_weights=[0] * len(widths)), "column_weights"),
-        (lambda h: h.pop("column_weights"), "column_weights"),
+        (lambda h: h.update(column_widths=[row[:-1] for row in widths]), "column_widths"),       # one column short
+        (lambda h: h.update(column_widths=widths[1:]), "column_steps"),                         # one group, two steps
+        (lambda h: h.update(column_widths=widths * 3, column_steps=steps * 3), "column_widths"),  # six groups
+        (lambda h: h.update(column_widths=[[min(b + 1, 4) for b in row] for row in widths]),
+         "column_steps|_codes|bits"),                                                            # more bits than bytes
+        (lambda h: h.update(column_widths=[[0] * d, widths[1]]), "column_widths"),               # a group with no bits
+        (lambda h: h.update(column_widths=[[5] * d] * 2, bits=5), "bits|column_widths"),
+        (lambda h: h.update(column_steps=[[65] * d] * 2), "column_steps"),                       # int32 sums
+        (lambda h: h.update(column_widths=[widths[0][:-1] + [0], widths[1]]), "column_steps"),   # a step at 0 bits
+        (lambda h: h.pop("column_steps"), "column_steps"),
         (lambda h: h.update(format=3), "column_widths"),                                          # version 4 field
         (lambda h: h.update(widths=[2, 4]), "column_widths"),                                     # not with node widths
         (lambda h: h.update(kind="propagate"), "column_widths|layer_weights|graph"),
@@ -296,7 +306,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
                                            ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}),
                                            ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
-                                           ("klt", "gnaq", 2, {**Z, "transform": "klt"})]:
+                                           ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25})]:
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
         sources.append(str(path))

@@ -198,16 +198,16 @@ def test_mixed_widths_follow_degree_and_quantize_each_node_at_its_width(data, tm
 
 
 def test_allocate_bits_is_reverse_water_filling_by_hand():
-    from gnaq.quant.axes import allocate_bits, column_weights
+    from gnaq.quant.axes import allocate_bits, integer_steps
     # gains λ·4^(−b): [16, 4, 1, ¼] → axis 0; [4, 4, 1, ¼] → axis 0 (tie: smaller index);
     # [1, 4, 1, ¼] → axis 1; [1, 1, 1, ¼] → axis 0
     np.testing.assert_array_equal(allocate_bits([16, 4, 1, 0.25], 4), [3, 1, 0, 0])
     np.testing.assert_array_equal(allocate_bits([16, 4, 1, 0.25], 16), [4, 4, 4, 4])
     with pytest.raises(ValueError, match="cannot spread"):
         allocate_bits([1.0, 1.0], 9)
-    weights, unit = column_weights(np.array([2.0, 1.0, 0.5]))
-    np.testing.assert_array_equal(weights, [4096, 1024, 256])
-    np.testing.assert_allclose(unit * np.sqrt(weights), [2.0, 1.0, 0.5])
+    m, unit = integer_steps(np.array([[2.0, 1.0, 0.5], [2.5, 0.7, 9.0]]), np.array([[1, 2, 3], [4, 1, 0]]))
+    np.testing.assert_array_equal(m, [[51, 26, 13], [64, 18, 0]])  # the largest coded step is 64 units
+    assert unit == 2.5 / 64
 
 
 def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data):
@@ -218,8 +218,8 @@ def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data
     model = LightGCN(data.n_users, data.n_items, adj, dim=12, n_layers=2, quantizer=q, init_embedding=init,
                      dtype=np.float64)
     z = q.combination()
-    R, widths = q.axes.rotation, q.axes.widths
-    assert widths.sum() == 2 * 12 and q.mean_bits == 2.0 and (widths >= 1).all()
+    R, widths = q.axes.rotation, q.axes.widths[0]
+    assert q.axes.widths.shape == (1, len(widths)) and widths.sum() == 2 * 12 and q.mean_bits == 2.0 and (widths >= 1).all()
     assert len(widths) < 12 and widths[0] == 4 and (np.diff(widths) <= 0).all()  # low-variance axes dropped
     np.testing.assert_allclose(R.T @ R, np.eye(len(widths)), atol=1e-12)
     cov = R.T @ (z.T @ z / len(z)) @ R  # R's columns: eigenvectors, variances descending
@@ -230,7 +230,7 @@ def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data
     values = exported["codes"] + 0.5 - 2.0 ** (widths - 1)
     with ag.no_grad():
         zq = model.representation().data
-    np.testing.assert_allclose(exported["scales"] * np.sqrt(exported["column_weights"]) * values, zq, atol=1e-12)
+    np.testing.assert_allclose(exported["scales"] * exported["column_steps"] * values, zq, atol=1e-12)
     zr = z @ R  # the node scale starts at Δ_2·σ(zₙR)
     np.testing.assert_allclose(np.exp(q.log_node.data), optimal_step(2) * np.sqrt((zr ** 2).mean(1, keepdims=True)))
     # at the same bits, per-axis widths (dropped axes counted as error) beat one width per node on z
@@ -238,8 +238,28 @@ def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data
     uniform = (levels(z, step, 2) + 0.5) * step
     error, error_uniform = ((zq @ R.T - z) ** 2).sum(), ((uniform - z) ** 2).sum()
     assert error < 0.5 * error_uniform, (error, error_uniform)
+    # busy nodes: the 25% highest-degree users and items code 3 bits a value, the rest fewer, same axes
+    q = make_quantizer("gnaq", 2, quantize="z", transform="klt", busy_share=0.25, busy_bits=3)
+    model = LightGCN(data.n_users, data.n_items, adj, dim=12, n_layers=2, quantizer=q, init_embedding=init,
+                     dtype=np.float64)
+    group, widths = q.node_group, q.axes.widths
+    degree = np.diff(adj.indptr)
+    for lo, hi in ((0, data.n_users), (data.n_users, data.n_nodes)):
+        busy = group[lo:hi] == 1
+        assert busy.sum() == round(0.25 * (hi - lo)) and degree[lo:hi][busy].min() >= degree[lo:hi][~busy].max()
+    assert widths.sum(1).tolist() == [(12 * (2 - 0.75)) // 0.75, 36] and q.mean_bits <= 2
+    np.testing.assert_array_equal(q.axes.integer_steps == 0, widths == 0)
+    exported = q.export()
+    values = np.where(widths[group] > 0, exported["codes"] + 0.5 - 2.0 ** (widths[group] - 1), 0.0)
+    with ag.no_grad():
+        zq = model.representation().data
+    np.testing.assert_allclose(exported["scales"] * exported["column_steps"][group] * values, zq, atol=1e-12)
+    assert (zq[widths[group] == 0] == 0).all() and (exported["codes"][widths[group] == 0] == 0).all()
     for bad in ({"quantize": "layer0"}, {"quantize": "z", "mix_share": 0.25}, {"quantize": "z", "bits": 8}):
         with pytest.raises(ValueError, match="transform='klt'"):
             make_quantizer("gnaq", bad.pop("bits", 2), transform="klt", **bad)
     with pytest.raises(ValueError, match="transform must be"):
         make_quantizer("gnaq", 2, quantize="z", transform="pca")
+    for busy in ({"busy_share": 0.5, "busy_bits": 4}, {"busy_share": 0.25, "busy_bits": 2}, {"busy_share": 0.25}):
+        with pytest.raises(ValueError, match="busy_share"):
+            make_quantizer("gnaq", 2, quantize="z", **({"transform": "klt"} if "busy_bits" in busy else {}), **busy)

@@ -5,28 +5,30 @@ Scores are dot products, so an orthogonal rotation R costs nothing on the device
 principal axes (the KLT: eigenvectors of the d × d second-moment matrix zᵀz/N, variances λₖ
 descending) most of z's variance sits in few axes, and bits go where the variance is:
 
-    widths bₖ ∈ {0..max_bits}, Σₖ bₖ = budget · d, by reverse water-filling (allocate_bits):
+    widths bₖ ∈ {0..max_bits}, Σₖ bₖ = B (a row's bits), by reverse water-filling (allocate_bits):
         the next bit to the axis whose expected squared error λₖ·4^(−bₖ) it cuts most
-    an axis at 0 bits is dropped (its column is not stored: R keeps d' < d columns)
     relative step of axis k:  rₖ = (Δ_{bₖ} / Δ_b) · √(λₖ / mean λ)   (Δ_b: uniform.optimal_step)
 
 so that node n with scale sₙ = Δ_b·σₙ steps Δ_{bₖ}·σₙ·√(λₖ/mean λ) on axis k: the Gaussian
-MSE-optimal step for that axis's spread. The file keeps scores exact integers per user: the
-squared relative steps are rounded to integer column weights, rₖ² ≈ u²·Wₖ with
-Wₖ = round(MAX_WEIGHT · rₖ² / max rₖ²) ≥ 1, and the quantizer trains with those rounded steps
-(u·√Wₖ), so what is trained is what is stored. A code c of node n on axis k is worth
-sₙ·u·√Wₖ·(c + ½ − 2^(bₖ−1)), and ŷᵤᵢ = ¼ (sᵤu)(sᵢu) Σₖ Wₖ aᵤₖ aᵢₖ with the odd integers a.
+MSE-optimal step for that axis's spread. Node groups (``mix_share``: the busiest nodes) may get
+more bits per row B_g than the others, on the same axes: each group g its widths b^g_k and steps.
+An axis no group codes is dropped (R keeps d' < d columns); a group at 0 bits on a kept axis
+stores nothing there and its value is 0.
+
+The file keeps scores exact integers: every step is an integer multiple of one unit,
+r^g_k ≈ u·m^g_k with m^g_k = round(MAX_STEP · r^g_k / max r) ∈ [1, MAX_STEP], and the quantizer
+trains with those rounded steps, so what is trained is what is stored. A code c of node n (group
+g) on axis k is worth sₙ·u·m^g_k·(c + ½ − 2^(b^g_k−1)), and
+ŷᵤᵢ = ¼ (sᵤu)(sᵢu) Σₖ (m^{g(u)}_k aᵤₖ)(m^{g(i)}_k aᵢₖ) with the odd integers a (0 where b = 0).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from .uniform import optimal_step
 
-MAX_WEIGHT = 4096  # the largest column weight: |Σₖ Wₖ aᵤₖ aᵢₖ| < 2^31 for d ≤ 2330 at 4 bits
+MAX_STEP = 64      # the largest step multiplier: |Σₖ m aᵤ · m aᵢ| < 2^31 for d ≤ 2330 at 4 bits
 MAX_AXIS_BITS = 4
 
 
@@ -52,48 +54,51 @@ def allocate_bits(variance, total: int, max_bits: int = MAX_AXIS_BITS) -> np.nda
 
 
 def relative_steps(widths, variance, bits: int) -> np.ndarray:
-    """(d,) rₖ = (Δ_{bₖ}/Δ_b)·√(λₖ / mean λ) (Δ taken as 1 on a dropped axis, bₖ = 0)."""
+    """(d,) rₖ = (Δ_{bₖ}/Δ_b)·√(λₖ / mean λ) (Δ taken as 1 on an axis at 0 bits)."""
     variance = np.asarray(variance, dtype=np.float64)
     delta = np.array([optimal_step(int(b)) if b else 1.0 for b in widths])
     return delta / optimal_step(bits) * np.sqrt(np.maximum(variance, 1e-30) / max(variance.mean(), 1e-30))
 
 
-def column_weights(steps) -> tuple:
-    """(W (d',) int64 in [1, MAX_WEIGHT], u) with u·√Wₖ ≈ stepsₖ: the integer weights of the file."""
-    steps = np.asarray(steps, dtype=np.float64)
-    square_max = float((steps ** 2).max())
-    weights = np.maximum(np.rint(MAX_WEIGHT * steps ** 2 / square_max), 1).astype(np.int64)
-    return weights, math.sqrt(square_max / MAX_WEIGHT)
+def integer_steps(steps, widths) -> tuple:
+    """(m (G, d') int64, u): u·m ≈ steps where widths > 0, m ∈ [1, MAX_STEP] there and 0 elsewhere."""
+    steps, coded = np.asarray(steps, dtype=np.float64), np.asarray(widths) > 0
+    largest = float(steps[coded].max())
+    m = np.where(coded, np.clip(np.rint(MAX_STEP * steps / largest), 1, MAX_STEP), 0).astype(np.int64)
+    return m, largest / MAX_STEP
 
 
 class AxisCode:
-    """The transform of one run: R (d, d') onto the kept principal axes, their widths (d',) and
-    integer weights (d',), and the unit u; fixed once chosen (saved with the checkpoint)."""
+    """The transform of one run, fixed once chosen (saved with the checkpoint): R (d, d') onto the
+    kept principal axes, per node group g its widths (G, d') and integer steps (G, d'), the unit u."""
 
-    def __init__(self, rotation, widths, weights, unit: float):
+    def __init__(self, rotation, widths, steps, unit: float):
         self.rotation = np.asarray(rotation)
-        self.widths = np.asarray(widths, dtype=np.int64)
-        self.weights = np.asarray(weights, dtype=np.int64)
+        self.widths = np.asarray(widths, dtype=np.int64).reshape(-1, self.rotation.shape[1])
+        self.integer_steps = np.asarray(steps, dtype=np.int64).reshape(self.widths.shape)
         self.unit = float(unit)
 
     @classmethod
-    def fit(cls, z, bits: int, max_bits: int = MAX_AXIS_BITS) -> "AxisCode":
-        """KLT of z (N, d) with widths for an average of ``bits`` per dimension of z."""
+    def fit(cls, z, bits: int, row_bits=None, max_bits: int = MAX_AXIS_BITS) -> "AxisCode":
+        """KLT of z (N, d); ``row_bits``: bits per row of each node group (default one group of
+        bits·d), each spread over the axes by water-filling; steps relative to Δ_bits."""
         lam, axes = principal_axes(z)
-        widths = allocate_bits(lam, bits * len(lam), max_bits)
-        kept = widths > 0
-        weights, unit = column_weights(relative_steps(widths, lam, bits)[kept])
-        return cls(axes[:, kept], widths[kept], weights, unit)
+        row_bits = [bits * len(lam)] if row_bits is None else list(row_bits)
+        widths = np.stack([allocate_bits(lam, int(total), max_bits) for total in row_bits])
+        kept = widths.max(0) > 0
+        steps = np.stack([relative_steps(w, lam, bits) for w in widths])
+        m, unit = integer_steps(steps[:, kept], widths[:, kept])
+        return cls(axes[:, kept], widths[:, kept], m, unit)
 
     @property
     def steps(self) -> np.ndarray:
-        """(d',) the trained and stored relative steps u·√Wₖ."""
-        return self.unit * np.sqrt(self.weights.astype(np.float64))
+        """(G, d') the trained and stored relative steps u·m (0 where a group codes nothing)."""
+        return self.unit * self.integer_steps.astype(np.float64)
 
     def state(self) -> dict:
-        return {"axes_rotation": self.rotation, "axes_widths": self.widths, "axes_weights": self.weights,
+        return {"axes_rotation": self.rotation, "axes_widths": self.widths, "axes_steps": self.integer_steps,
                 "axes_unit": np.array(self.unit)}
 
     @classmethod
     def from_state(cls, state: dict) -> "AxisCode":
-        return cls(state["axes_rotation"], state["axes_widths"], state["axes_weights"], float(state["axes_unit"]))
+        return cls(state["axes_rotation"], state["axes_widths"], state["axes_steps"], float(state["axes_unit"]))

@@ -35,11 +35,14 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    chosen by bench/mixed_ptq.py: on a converged MovieLens-1M model (no training), 25% of the nodes
    at 4 bits by degree keep 95.5% / 96.4% of fp32's Recall/NDCG@20 vs 87.6% for uniform 2 bits,
    as good as by norm or by quantization error and far above a random choice (90.8%).
-7. Transform coding (``transform="klt"``, graph-free only, one width): z is rotated onto its
-   principal axes, fitted when the intervals are (rule 1: from the converged model), and each axis
-   gets its own width and step (quant/axes.py), with one learned scale per node on z itself:
-       ẑ = Q(z R; sₙ · u√Wₖ, bₖ),   sₙ = exp(log sₙ), init Δ_b · σ(zₙR)
-   R (d, d'), widths bₖ ≥ 1 summing to b·d (dropped axes left out); LSQ gradient scale
+7. Transform coding (``transform="klt"``, graph-free only): z is rotated onto its principal
+   axes, fitted when the intervals are (rule 1: from the converged model), and each axis gets its
+   own width and step (quant/axes.py), with one learned scale per node on z itself:
+       ẑ = Q(z R; sₙ · u·m^g_k, b^g_k),   sₙ = exp(log sₙ), init Δ_b · σ(zₙR)
+   R (d, d'), widths summing to b·d per row (dropped axes left out); g the node's group: with
+   ``busy_share`` > 0 that share of users and of items with the largest degree (rule 6's ranking)
+   get ``busy_bits`` per value and the others ⌊d·(b − share·busy_bits)/(1 − share)⌋ bits a row,
+   so the average stays at most b. LSQ gradient scale
    1/√(d'·2^(b−1)) with b the average width (per axis, 1/√(d'·2^(bₖ−1)), measured 0.0016 lower best
    valid NDCG@20 on MovieLens-1M). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
    MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~2% of valid NDCG@20
@@ -64,7 +67,7 @@ from ..spmm import spmm
 from .axes import MAX_AXIS_BITS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
-from .widths import check_mix, mean_bits, node_widths_and_steps
+from .widths import check_mix, mean_bits, mixed_widths, node_widths_and_steps
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
@@ -83,7 +86,8 @@ class GNAQQuantizer(Quantizer):
 
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
-                 mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none"):
+                 mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
+                 busy_share: float = 0.0, busy_bits: int = 3):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
@@ -93,6 +97,11 @@ class GNAQQuantizer(Quantizer):
         if transform == "klt" and (quantize != "z" or mix_share or per_layer or messages or bits > MAX_AXIS_BITS):
             raise ValueError(f"gnaq: transform='klt' codes the graph-free z at one average width ≤ {MAX_AXIS_BITS} "
                              "(quantize='z', no mix_share, per_layer or messages)")
+        if busy_share and (transform != "klt" or not 0 < busy_share < 1 or not bits < busy_bits <= MAX_AXIS_BITS
+                           or busy_share * busy_bits >= bits):
+            raise ValueError(f"gnaq: busy_share (in (0, 1), with transform='klt') and busy_bits (above bits, at most "
+                             f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
+        self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
         self.transform = transform
         self.axes = None  # the AxisCode of transform="klt", fitted with the intervals
         self.warmup = parse_warmup("gnaq", warmup)
@@ -113,8 +122,12 @@ class GNAQQuantizer(Quantizer):
         self.theta = [ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name=f"theta{layer}")
                       for layer in range(model.n_layers)]  # λₗ = sigmoid(θₗ), one per propagation step
         self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
-        if self.transform == "klt":  # node scales on z (rule 7)
+        if self.transform == "klt":  # node scales on z and node groups by degree (rule 7)
             self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
+            self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
+            d = model.dim
+            self.row_bits = [int(d * (self.bits - self.busy_share * self.busy_bits) // (1 - self.busy_share)),
+                             d * self.busy_bits] if self.busy_share else [d * self.bits]
         self.initialise_intervals()
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -141,15 +154,18 @@ class GNAQQuantizer(Quantizer):
         if self.transform == "klt":
             from ..backend import to_numpy
             z = self.combination()
-            self._set_axes(AxisCode.fit(to_numpy(z), self.bits))
+            self._set_axes(AxisCode.fit(to_numpy(z), self.bits, self.row_bits))
             self.log_node.data[...] = xp.log(self.step * row_rms(z @ self.rotation.data))
 
     def _set_axes(self, axes: AxisCode) -> None:
         xp, dtype = self.model.xp, self.model.embedding.data.dtype
         self.axes = axes
         self.rotation = ag.Tensor(xp.asarray(axes.rotation, dtype=dtype))
-        self.axis_steps = ag.Tensor(xp.asarray(axes.steps[None, :], dtype=dtype))
-        self.axis_widths = xp.asarray(axes.widths[None, :].astype(dtype))
+        group = self.node_group if len(axes.widths) > 1 else np.zeros(1, dtype=np.int64)  # (N,) or one row
+        steps = np.where(axes.widths > 0, axes.steps, 1.0)  # (a step for the uncoded entries, masked below)
+        self.axis_steps = ag.Tensor(xp.asarray(steps[group], dtype=dtype))
+        self.axis_widths = xp.asarray(axes.widths[group].astype(dtype))
+        self.axis_coded = xp.asarray((axes.widths[group] > 0).astype(dtype))  # 0: this group stores nothing
 
     def parameters(self) -> list:
         if self.transform == "klt":  # its node scales are learned on z (rule 7)
@@ -172,13 +188,14 @@ class GNAQQuantizer(Quantizer):
     @property
     def mean_bits(self) -> float:
         if self.axes is not None:
-            return float(self.axes.widths.sum()) / self.model.dim
+            return float(self.axes.widths.sum(1)[self.node_group if len(self.axes.widths) > 1 else 0].mean()) / self.model.dim
         return mean_bits(self.width)
 
     def _quantize(self, x, s):
         if self.axes is not None:  # transform coding: per-axis widths, LSQ scale 1/√(d'·2^(b−1)) (rule 7)
-            return graph_quantize(x, s, self.axis_widths, 1.0 / math.sqrt(x.shape[1] * 2 ** (self.bits - 1)),
-                                  self.model.norm_adj, self.delta)
+            out = graph_quantize(x, s, self.axis_widths, 1.0 / math.sqrt(x.shape[1] * 2 ** (self.bits - 1)),
+                                 self.model.norm_adj, self.delta)
+            return out * self.axis_coded
         if self.mix_share:  # per-node LSQ gradient scale 1/√(d·2^(bₙ−1))
             grad_scale = 1.0 / self.model.xp.sqrt(x.shape[1] * 2.0 ** (self.width - 1))
         else:
@@ -218,7 +235,7 @@ class GNAQQuantizer(Quantizer):
             return weighted_sum(model.layers(), model.layer_weights)
         if self.deploys == "layer0":  # z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision
             return super().represent()
-        if self.axes is not None:  # ẑ = Q(z R; sₙ·u√Wₖ, bₖ) (rule 7)
+        if self.axes is not None:  # ẑ = Q(z R; sₙ·u·m^g_k, b^g_k) (rule 7)
             z = weighted_sum(model.layers(), model.layer_weights)
             return self._quantize(ag.matmul(z, self.rotation), ag.exp(self.log_node) * self.axis_steps)
         z_pre, z_scale = self.forward()
@@ -233,11 +250,14 @@ class GNAQQuantizer(Quantizer):
             e0, s0 = self.model.embedding.data, self.model.xp.exp(self.log_s0.data)
             out = {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
         else:
-            if self.axes is not None:  # rotated rows; the file's per-node scale is sₙ·u, columns weigh Wₖ
+            if self.axes is not None:  # rotated rows; the file's per-node scale is sₙ·u, steps m^g_k per group
                 zr, s = self.combination() @ self.rotation.data, self.model.xp.exp(self.log_node.data)
                 codes = codes_of(levels(zr, s * self.axis_steps.data, self.axis_widths), self.axis_widths)
-                return {"codes": codes, "scales": s * self.axes.unit,
-                        "column_widths": self.axes.widths, "column_weights": self.axes.weights}
+                out = {"codes": codes * (self.axis_widths > 0), "scales": s * self.axes.unit,
+                       "column_widths": self.axes.widths, "column_steps": self.axes.integer_steps}
+                if len(self.axes.widths) > 1:
+                    out["column_group"] = self.node_group
+                return out
             with ag.no_grad():
                 z_pre, z_scale = self.forward()
             out = {"codes": codes_of(levels(z_pre.data, z_scale.data, self.width), self.width), "scales": z_scale.data}

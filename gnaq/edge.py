@@ -112,7 +112,7 @@ def _read(path):
 KINDS = ("float", "quantized", "propagate")
 MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
-MAX_COLUMN_BITS, MAX_COLUMN_STEP = 4, 64  # int32 inner sums: D·m²·(2^b − 1)² < 2^31
+MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| ≤ D·64²·255² (int64 where ≥ 2^31)
 MAX_LAYERS = 64
 
 
@@ -170,10 +170,9 @@ def _validate_header(path, version, header, data_bytes):
                    f"{MAX_COLUMN_BITS}, none all 0, the largest equal to 'bits', in a version-4 'quantized' file "
                    "with 1 group and no node 'widths'")
         if (not table(steps, 0, MAX_COLUMN_STEP) or len(steps) != len(columns)
-                or any((m == 0) != (b == 0) for ms, bs in zip(steps, columns) for m, b in zip(ms, bs))
-                or dim * MAX_COLUMN_STEP ** 2 * (2 ** MAX_COLUMN_BITS - 1) ** 2 >= 2 ** 31):
+                or any((m == 0) != (b == 0) for ms, bs in zip(steps, columns) for m, b in zip(ms, bs))):
             refuse(f"header field 'column_steps' must match 'column_widths' with integers from 1 to {MAX_COLUMN_STEP} "
-                   f"(0 exactly at 0 bits; dim at most {(2 ** 31 - 1) // (MAX_COLUMN_STEP ** 2 * (2 ** MAX_COLUMN_BITS - 1) ** 2)})")
+                   "(0 exactly at 0 bits)")
         row_bytes = [-(-sum(row) // 8) for row in columns]
         for side, n in (("user", n_users), ("item", n_items)):
             del sizes[f"{side}_codes"]
@@ -553,7 +552,10 @@ class EdgeModel:
         import numpy as np
         a_items = self._item_ints()
         out = np.empty(self.n_items, dtype=np.float64)
-        _numba_kernels()["score"](a_items, np.asarray(a_user, dtype=np.int32), self._arrays()["scales"],
+        # int32 sums where no dot product can reach 2^31 (|aₖ| ≤ m·(2^b − 1)), else int64
+        largest = max(max(row) for row in self.column_steps) if self.column_steps else 1
+        exact32 = self.dim * (largest * ((1 << self.bits) - 1)) ** 2 < 2 ** 31
+        _numba_kernels()["score"](a_items, np.asarray(a_user, dtype=np.int32 if exact32 else np.int64), self._arrays()["scales"],
                         np.asarray(user_quarter, dtype=np.float64), out)
         return out
 
@@ -861,9 +863,9 @@ _KERNEL = {}
 
 def _numba_kernels():
     """Integer dot products aᵤ·aᵢ per group, then the shared float formula; compiled on first
-    use. Serial: one user's scan of a device-sized catalogue is tens of microseconds. int32
-    accumulation (|Σ| ≤ D·(2^b − 1)² < 2^31 for D < 33,000 at 8 bits) lets LLVM vectorise it;
-    an int64 or float accumulator measured 4-8x slower."""
+    use. Serial: one user's scan of a device-sized catalogue is tens of microseconds. The sum
+    accumulates in a_user's integer type: int32 where |Σ| ≤ D·(m·(2^b − 1))² < 2^31 (D < 33,000
+    at 8 bits without column steps), which lets LLVM vectorise it, else int64."""
     if "score" not in _KERNEL:
         import numpy as np
         from numba import njit
@@ -876,10 +878,10 @@ def _numba_kernels():
             for i in range(n):
                 acc = 0.0
                 for g in range(G):
-                    total = np.int32(0)
+                    total = a_user[0] - a_user[0]  # 0 of a_user's type
                     lo = g * per_group
                     for k in range(per_group):  # (this loop form vectorises; range(lo, hi) did not)
-                        total += np.int32(a_items[i, lo + k]) * a_user[lo + k]
+                        total += a_user.dtype.type(a_items[i, lo + k]) * a_user[lo + k]
                     acc += total * user_quarter[g] * scales[i, g]
                 out[i] = acc
         @njit(cache=False)

@@ -101,7 +101,8 @@ Z = {"quantize": "z"}
     ("ste", 1, {**LAYER0, "mix_share": 0.5}), ("gnaq", 2, {**Z, "transform": "klt"}),
     ("gnaq", 1, {**Z, "transform": "klt"}), ("gnaq", 3, {**Z, "transform": "klt"}),
     ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
-    ("gnaq", 1, {**Z, "transform": "klt", "busy_share": 0.3, "busy_bits": 3})])
+    ("gnaq", 1, {**Z, "transform": "klt", "busy_share": 0.3, "busy_bits": 3}),
+    ("gnaq", 4, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 8})])  # int64 sums in numba
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"

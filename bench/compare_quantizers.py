@@ -92,6 +92,8 @@ RUNS = {
     "gnaq-b2-klt-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "distill": 1.0}),
     # … and the 25% busiest users and items at 3 bits a value, the others fewer: still 2 bits on average
     "gnaq-b2-klt-busy25": ("gnaq", 2, {**GNAQ, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
+    "gnaq-b2-klt-busy25-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "busy_share": 0.25, "busy_bits": 3,
+                                                "distill": 1.0}),
     "gnaq-b1-klt": ("gnaq", 1, {**GNAQ, "transform": "klt"}),
     "gnaq-b3-klt": ("gnaq", 3, {**GNAQ, "transform": "klt"}),
 }
@@ -105,8 +107,10 @@ def model_bytes(model) -> tuple:
     if "float" in exported:
         return float_bytes, float_bytes
     codes, bits = exported["codes"], model.quantizer.bits
-    if "column_widths" in exported:  # transform coding: one bitstream of Σₖ bₖ bits per row
-        return n * -(-int(np.sum(exported["column_widths"])) // 8) + exported["scales"].size * 4, float_bytes
+    if "column_widths" in exported:  # transform coding: one bitstream of Σₖ b^g_k bits per row of group g
+        row_bytes = -(-np.asarray(exported["column_widths"]).reshape(-1, codes.shape[1]).sum(1) // 8)
+        group = np.asarray(exported.get("column_group", np.zeros(n, dtype=np.int64)))
+        return int(row_bytes[group].sum()) + exported["scales"].size * 4, float_bytes
     if "widths" in exported:  # mixed precision: each node's row at its own width
         rows = -(-codes.shape[1] * np.asarray(exported["widths"]) // 8)
         return int(rows.sum()) + exported["scales"].size * 4, float_bytes

@@ -149,8 +149,9 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = 4 * dim
         sizes = {"user_float": n_users * row_bytes, "item_float": n_items * row_bytes}
     else:
-        if bits not in PACK_BITS or not _integer(bits):
-            refuse(f"header field 'bits' is {bits!r}; expected one of {PACK_BITS}")
+        allowed = range(1, MAX_COLUMN_BITS + 1) if "column_widths" in header else PACK_BITS  # (the widest column)
+        if not _integer(bits) or bits not in allowed:
+            refuse(f"header field 'bits' is {bits!r}; expected one of {tuple(allowed)}")
         if not _integer(groups) or groups < 1 or dim % groups or (groups > 1 and (dim // groups) * bits % 8):
             refuse(f"header field 'groups' is {groups!r}; it must divide dim ({dim}) into groups of whole bytes")
         row_bytes = _row_bytes(dim, bits)

@@ -40,7 +40,7 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
         bits = model.quantizer.bits
         if "column_widths" in exported:  # transform coding: each column at its own width and weight
             bits = int(exported["column_widths"].max())
-        if bits not in SUPPORTED_PACK_BITS:
+        if bits not in SUPPORTED_PACK_BITS and "column_widths" not in exported:  # (columns: any width 1-8)
             raise ValueError(f"cannot pack {bits}-bit codes; supported: {SUPPORTED_PACK_BITS}")
         codes, scales = exported["codes"], exported["scales"].astype("<f4")
         groups = scales.shape[1]

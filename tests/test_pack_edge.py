@@ -102,7 +102,8 @@ Z = {"quantize": "z"}
     ("gnaq", 1, {**Z, "transform": "klt"}), ("gnaq", 3, {**Z, "transform": "klt"}),
     ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
     ("gnaq", 1, {**Z, "transform": "klt", "busy_share": 0.3, "busy_bits": 3}),
-    ("gnaq", 4, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 8})])  # int64 sums in numba
+    ("gnaq", 4, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 8}),  # int64 sums in numba
+    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 5})])  # 'bits' (the widest column) 6
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
@@ -238,7 +239,8 @@ def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
         (lambda h: h.update(column_widths=[[min(b + 1, 4) for b in row] for row in widths]),
          "column_steps|_codes|bits"),                                                            # more bits than bytes
         (lambda h: h.update(column_widths=[[0] * d, widths[1]]), "column_widths"),               # a group with no bits
-        (lambda h: h.update(column_widths=[[5] * d] * 2, bits=5), "bits|column_widths"),
+        (lambda h: h.update(column_widths=[[9] * d] * 2, bits=9), "bits|column_widths"),          # past 8 bits
+        (lambda h: h.update(bits=h["bits"] - 1), "bits|column_widths"),                          # not the widest
         (lambda h: h.update(column_steps=[[65] * d] * 2), "column_steps"),                       # int32 sums
         (lambda h: h.update(column_widths=[widths[0][:-1] + [0], widths[1]]), "column_steps"),   # a step at 0 bits
         (lambda h: h.pop("column_steps"), "column_steps"),

@@ -104,6 +104,9 @@ def config_from_args(args):
         saved["progress"] = not args.quiet
         if args.epochs is not None:
             saved["epochs"] = args.epochs
+        from .trainer import DEPLOYMENT_OPTIONS
+        if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
+            saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
         return TrainConfig(**saved)
     out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-b{args.bits}-{args.quantizer}")
     epochs = args.epochs or TrainConfig.epochs

@@ -35,6 +35,9 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+DEPLOYMENT_OPTIONS = {"quantize", "transform", "mix_share", "busy_share"}  # gnaq options that choose a deployment
+
+
 @dataclass
 class TrainConfig:
     dataset: str = "synthetic"
@@ -70,6 +73,16 @@ class TrainConfig:
         self.quant_options = dict(self.quant_options)
         if self.quantizer in ("gnaq", "gnaq-official") and self.bits != 32 and not self.init_from:
             self.quant_options.setdefault("warmup", "auto")
+        # gnaq's default deployment, the frontier's choice (bench/results/frontier-ml-1m.md): a graph-free
+        # file, transform coded, the busiest 25% of users and items at bits + 1 a value (the average stays
+        # at most bits), quantization-aware at 0.3·lr — unless any deployment option is given
+        if self.quantizer == "gnaq" and self.bits != 32 and not DEPLOYMENT_OPTIONS & set(self.quant_options):
+            from .quant.axes import MAX_AXIS_BITS
+            self.quant_options.update(quantize="z", transform="klt")
+            if self.bits < MAX_AXIS_BITS:
+                self.quant_options.update(busy_share=0.25, busy_bits=self.bits + 1)
+            if self.quant_lr is None:
+                self.quant_lr = 0.3 * self.lr
 
     def validate(self) -> None:
         from .quant import QUANTIZERS, SUPPORTED_BITS

@@ -177,7 +177,7 @@ def test_cli_exports_a_loadable_packed_model(tmp_path, capsys):
                                   "--export", str(path), "--export-history", "no"]) == 0
     assert "exported" in capsys.readouterr().err
     model = edge.load(path)
-    assert model.bits == 2 and not model.has_history
+    assert model.kind == "quantized" and model.column_widths and not model.has_history  # graph-free, transform coded
     assert len(model.recommend(0, k=3, exclude_seen=False)) == 3
     path.unlink()
     assert train_cli.main(argv + ["--epochs", "1", "--bits", "2", "--quantizer", "gnaq-official",
@@ -354,3 +354,26 @@ def test_lr_drops_resume_exactly(tmp_path, monkeypatch):
     assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"]) == 0
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
     assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(lines)
+
+
+def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen():
+    default = TrainConfig(bits=2)
+    assert default.quant_options == {"warmup": "auto", "quantize": "z", "transform": "klt", "busy_share": 0.25,
+                                      "busy_bits": 3}
+    assert default.quant_lr == pytest.approx(0.003)
+    assert TrainConfig(bits=8).quant_options == {"warmup": "auto", "quantize": "z", "transform": "klt"}
+    assert TrainConfig(bits=2, quant_lr=0.01).quant_lr == 0.01
+    for chosen in ({"quantize": "layer0"}, {"mix_share": 0.25}, {"quantize": "z"}):
+        config = TrainConfig(bits=2, quant_options=chosen)
+        assert config.quant_options == {"warmup": "auto", **chosen} and config.quant_lr is None
+    assert TrainConfig(bits=32).quant_options == {} and TrainConfig(bits=2, quantizer="ste").quant_options == {}
+
+
+def test_resuming_a_run_from_before_the_graph_free_default_keeps_its_deployment(tmp_path):
+    assert train_cli.main(FAST + ["--bits", "2", "--quant-option", "quantize=layer0", "--epochs", "2",
+                                  "--out", str(tmp_path / "old")]) == 0
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["quant_options"]["quantize"]  # what a run written before the default changed holds
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert train_cli.main(["--resume", str(tmp_path / "old"), "--epochs", "3", "--quiet", "--no-export"]) == 0
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["quant_options"]["quantize"] == "layer0"

@@ -103,6 +103,8 @@ def main():
                 print(f"skip {run}: not exportable", file=sys.stderr)
                 continue
             deploy = "fp32" if run == "fp32" else model.quantizer.deploys
+            if getattr(model.quantizer, "axes", None) is not None:
+                deploy += ", klt"  # transform coded
             rel = (rec["recall@20"] / fp["recall@20"], rec["ndcg@20"] / fp["ndcg@20"])
             for history in (False, True):
                 path = Path(tmp) / f"{run}-{history}.gnaq"

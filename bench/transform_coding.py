@@ -8,7 +8,7 @@ run, before and after training, with the exported file's bytes: z rotated onto i
     python -m gnaq.train --dataset ml-1m --bits 2 --init-from RUN --quant-option quantize=z \
         --quant-option transform=klt [--lr 0.003 ...]
 
-    python bench/transform_coding.py --run ~/.cache/gnaq-runs/ml1m-fp32 [--bits 2] [--lr 0.003]
+    python bench/transform_coding.py --run ~/.cache/gnaq-runs/ml1m-fp32 [--bits 2] [--lr 0.003] [--busy-share 0.25]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main():
     parser.add_argument("--run", required=True, help="converged fp32 run folder (its best.npz and result.json)")
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--bits", type=int, default=2, help="average bits per value")
+    parser.add_argument("--busy-share", type=float, default=0.0,
+                        help="share of users and of items (by degree) at bits + 1 a value, the rest fewer")
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5)
@@ -42,14 +44,17 @@ def main():
     import json
     fp32 = json.loads((Path(args.run).expanduser() / "result.json").read_text())
     cfg = TrainConfig(dataset=args.dataset, data_dir=data_dir(), bits=args.bits, quantizer="gnaq",
-                      quant_options={"quantize": "z", "transform": "klt"},
+                      quant_options={"quantize": "z", "transform": "klt",
+                                     **({"busy_share": args.busy_share, "busy_bits": args.bits + 1} if args.busy_share else {})},
                       init_from=str(Path(args.run).expanduser()), lr=args.lr, patience=args.patience,
                       epochs=args.epochs, sampler=args.sampler, lr_drops=args.lr_drops, progress=False, out=args.out)
     trainer = Trainer(cfg)
-    widths = trainer.model.quantizer.axes.widths
-    counts = np.bincount(widths, minlength=5)
-    counts[0] = trainer.model.dim - len(widths)  # dropped axes
-    print(f"axes per width (0..4 bits): {counts.tolist()}", flush=True)
+    quantizer = trainer.model.quantizer
+    for g, widths in enumerate(quantizer.axes.widths):  # per node group (1: the busy nodes)
+        counts = np.bincount(widths, minlength=9)
+        counts[0] += trainer.model.dim - len(widths)  # dropped axes
+        print(f"group {g}: axes per width (0..8 bits): {counts.tolist()}", flush=True)
+    print(f"mean bits per value: {quantizer.mean_bits:.3f}", flush=True)
     rel = lambda m, pre="": (m[f"{pre}recall@20"] / fp32["test_recall@20"], m[f"{pre}ndcg@20"] / fp32["test_ndcg@20"])  # noqa: E731
     print("before training: test R@20 / N@20 vs fp32 %.1f%% / %.1f%%" % tuple(100 * v for v in rel(trainer.evaluate("test"))), flush=True)
     result = trainer.fit(on_eval=lambda r: print(f"epoch {r['epoch']}: valid NDCG@20 {r['ndcg@20']:.4f}", flush=True))

@@ -20,7 +20,7 @@ widths: header "widths" [b₁ < b₂ …] (the first = "bits"), sections user_wi
 (each node's index into "widths", packed at 1, 2 or 4 bits), and every row of user_codes/item_codes
 packed at its node's width, back to back. Format 4 may instead give each column its own width
 and integer step (transform coding, gnaq's ``transform="klt"``), per node group g: header
-"column_widths" [[b^g_1 … b^g_D] for each g] (0-4 bits; "bits" = the largest) and "column_steps"
+"column_widths" [[b^g_1 … b^g_D] for each g] (0-8 bits; "bits" = the largest) and "column_steps"
 [[m^g_1 … m^g_D] …] (1-64, 0 exactly where b = 0); with several groups, sections
 user_width_index/item_width_index give each node's group (packed as for mixed widths). A row of
 group g is one LSB-first bitstream with column k at stream bits Σ_{k'<k} b^g_k' …, ⌈Σₖ b^g_k/8⌉
@@ -59,7 +59,7 @@ import zlib
 
 MAGIC = b"GNAQ"
 FORMAT_VERSION = 4  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
-# widths and weights; files are written with the oldest version that reads them
+# widths and steps; files are written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 

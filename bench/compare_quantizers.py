@@ -92,6 +92,7 @@ RUNS = {
     "gnaq-b2-klt-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "distill": 1.0}),
     # … and the 25% busiest users and items at 3 bits a value, the others fewer: still 2 bits on average
     "gnaq-b2-klt-busy25": ("gnaq", 2, {**GNAQ, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
+    "gnaq-b2-auto-busy25": ("gnaq", 2, {**GNAQ, "transform": "auto", "busy_share": 0.25, "busy_bits": 3}),  # the default
     "gnaq-b2-klt-busy25-distill1": ("gnaq", 2, {**GNAQ, "transform": "klt", "busy_share": 0.25, "busy_bits": 3,
                                                 "distill": 1.0}),
     "gnaq-b1-klt": ("gnaq", 1, {**GNAQ, "transform": "klt"}),

@@ -78,7 +78,7 @@ class TrainConfig:
         # at most bits), quantization-aware at 0.3·lr — unless any deployment option is given
         if self.quantizer == "gnaq" and self.bits != 32 and not DEPLOYMENT_OPTIONS & set(self.quant_options):
             from .quant.axes import MAX_AXIS_BITS
-            self.quant_options.update(quantize="z", transform="klt")
+            self.quant_options.update(quantize="z", transform="auto")
             if self.bits < MAX_AXIS_BITS:
                 self.quant_options.update(busy_share=0.25, busy_bits=self.bits + 1)
             if self.quant_lr is None:

@@ -264,3 +264,21 @@ def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data
     for busy in ({"busy_share": 0.5, "busy_bits": 4}, {"busy_share": 0.25, "busy_bits": 2}, {"busy_share": 0.25}):
         with pytest.raises(ValueError, match="busy_share"):
             make_quantizer("gnaq", 2, quantize="z", **({"transform": "klt"} if "busy_bits" in busy else {}), **busy)
+
+
+def test_auto_rotation_codes_z_on_the_axes_with_the_smaller_error():
+    """Principal axes where the variance sits in few rotated directions; z's own axes where its
+    coordinates are independent and light-tailed (a rotation would make them Gaussian-like)."""
+    from gnaq.quant.axes import AxisCode, relative_error
+    rng = np.random.default_rng(0)
+    rotated = rng.standard_normal((3000, 16)) * np.geomspace(3, 0.1, 16) @ np.linalg.qr(rng.standard_normal((16, 16)))[0]
+    uniform = rng.uniform(-1, 1, (3000, 16))
+    for z, better in ((rotated, "klt"), (uniform, "identity")):
+        errors = {r: relative_error(z, AxisCode.fit(z, 2, rotation=r)) for r in ("klt", "identity")}
+        assert min(errors, key=errors.get) == better and max(errors.values()) > 1.2 * min(errors.values())
+        auto = AxisCode.fit(z, 2, rotation="auto")
+        assert relative_error(z, auto) == pytest.approx(errors[better])
+    identity = AxisCode.fit(uniform, 2, rotation="identity")
+    np.testing.assert_array_equal(identity.rotation, np.eye(16)[:, :identity.rotation.shape[1]])
+    with pytest.raises(ValueError, match="rotation must be"):
+        AxisCode.fit(uniform, 2, rotation="pca")

@@ -358,10 +358,10 @@ def test_lr_drops_resume_exactly(tmp_path, monkeypatch):
 
 def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen():
     default = TrainConfig(bits=2)
-    assert default.quant_options == {"warmup": "auto", "quantize": "z", "transform": "klt", "busy_share": 0.25,
+    assert default.quant_options == {"warmup": "auto", "quantize": "z", "transform": "auto", "busy_share": 0.25,
                                       "busy_bits": 3}
     assert default.quant_lr == pytest.approx(0.003)
-    assert TrainConfig(bits=8).quant_options == {"warmup": "auto", "quantize": "z", "transform": "klt"}
+    assert TrainConfig(bits=8).quant_options == {"warmup": "auto", "quantize": "z", "transform": "auto"}
     assert TrainConfig(bits=2, quant_lr=0.01).quant_lr == 0.01
     for chosen in ({"quantize": "layer0"}, {"mix_share": 0.25}, {"quantize": "z"}):
         config = TrainConfig(bits=2, quant_options=chosen)

@@ -68,27 +68,58 @@ def integer_steps(steps, widths) -> tuple:
     return m, largest / MAX_STEP
 
 
+ROTATIONS = ("klt", "identity", "auto")
+
+
+def axes_of(z, rotation: str):
+    """(λ (d,), R (d, d)): z's principal axes ("klt", variances descending) or its own coordinates
+    ("identity", λₖ = mean zₙₖ²)."""
+    if rotation == "klt":
+        return principal_axes(z)
+    z = np.asarray(z, dtype=np.float64)
+    return (z * z).mean(0), np.eye(z.shape[1])
+
+
+def relative_error(z, code) -> float:
+    """‖z − ẑ Rᵀ‖² / ‖z‖² of one group's code on z (N, d), node scale Δ_b·σ(zₙR) as training starts."""
+    from .uniform import quantize_forward, row_rms
+    z = np.asarray(z, dtype=np.float64)
+    zr = z @ code.rotation
+    widths = code.widths[0]
+    step = optimal_step(code.bits) * row_rms(zr) * np.where(widths > 0, code.steps[0], 1.0)
+    zq = quantize_forward(zr, step, widths[None, :].astype(np.float64))[1] * (widths > 0)
+    return float(((zq @ code.rotation.T - z) ** 2).sum() / max((z * z).sum(), 1e-30))
+
+
 class AxisCode:
     """The transform of one run, fixed once chosen (saved with the checkpoint): R (d, d') onto the
     kept principal axes, per node group g its widths (G, d') and integer steps (G, d'), the unit u."""
 
-    def __init__(self, rotation, widths, steps, unit: float):
+    def __init__(self, rotation, widths, steps, unit: float, bits: int = 2):
+        self.bits = int(bits)
         self.rotation = np.asarray(rotation)
         self.widths = np.asarray(widths, dtype=np.int64).reshape(-1, self.rotation.shape[1])
         self.integer_steps = np.asarray(steps, dtype=np.int64).reshape(self.widths.shape)
         self.unit = float(unit)
 
     @classmethod
-    def fit(cls, z, bits: int, row_bits=None, max_bits: int = MAX_AXIS_BITS) -> "AxisCode":
-        """KLT of z (N, d); ``row_bits``: bits per row of each node group (default one group of
-        bits·d), each spread over the axes by water-filling; steps relative to Δ_bits."""
-        lam, axes = principal_axes(z)
+    def fit(cls, z, bits: int, row_bits=None, max_bits: int = MAX_AXIS_BITS, rotation: str = "klt") -> "AxisCode":
+        """Axes of z (N, d) — principal ("klt"), its own ("identity"), or ("auto") whichever of the two
+        codes z with the smaller relative squared error at one group of bits·d a row; ``row_bits``: bits
+        per row of each node group (default one group of bits·d), each spread over the axes by
+        water-filling; steps relative to Δ_bits."""
+        if rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
+        if rotation == "auto":
+            errors = {r: relative_error(z, cls.fit(z, bits, None, max_bits, r)) for r in ("klt", "identity")}
+            rotation = min(errors, key=errors.get)
+        lam, axes = axes_of(z, rotation)
         row_bits = [bits * len(lam)] if row_bits is None else list(row_bits)
         widths = np.stack([allocate_bits(lam, int(total), max_bits) for total in row_bits])
         kept = widths.max(0) > 0
         steps = np.stack([relative_steps(w, lam, bits) for w in widths])
         m, unit = integer_steps(steps[:, kept], widths[:, kept])
-        return cls(axes[:, kept], widths[:, kept], m, unit)
+        return cls(axes[:, kept], widths[:, kept], m, unit, bits)
 
     @property
     def steps(self) -> np.ndarray:
@@ -97,8 +128,9 @@ class AxisCode:
 
     def state(self) -> dict:
         return {"axes_rotation": self.rotation, "axes_widths": self.widths, "axes_steps": self.integer_steps,
-                "axes_unit": np.array(self.unit)}
+                "axes_unit": np.array(self.unit), "axes_bits": np.array(self.bits)}
 
     @classmethod
     def from_state(cls, state: dict) -> "AxisCode":
-        return cls(state["axes_rotation"], state["axes_widths"], state["axes_steps"], float(state["axes_unit"]))
+        return cls(state["axes_rotation"], state["axes_widths"], state["axes_steps"], float(state["axes_unit"]),
+                   int(state.get("axes_bits", 2)))

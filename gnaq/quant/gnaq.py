@@ -37,7 +37,10 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    as good as by norm or by quantization error and far above a random choice (90.8%).
 7. Transform coding (``transform="klt"``, graph-free only): z is rotated onto its principal
    axes, fitted when the intervals are (rule 1: from the converged model), and each axis gets its
-   own width and step (quant/axes.py), with one learned scale per node on z itself:
+   own width and step (quant/axes.py), with one learned scale per node on z itself
+   (``transform="identity"``: z's own axes, R = I; ``"auto"``: whichever of the two codes z with the
+   smaller squared error at one width per axis — principal axes on MovieLens-1M, whose variance
+   sits in few axes, z's own on gowalla, where it is spread):
        ẑ = Q(z R; sₙ · u·m^g_k, b^g_k),   sₙ = exp(log sₙ), init Δ_b · σ(zₙR)
    R (d, d'), widths summing to b·d per row (dropped axes left out); g the node's group: with
    ``busy_share`` > 0 that share of users and of items with the largest degree (rule 6's ranking)
@@ -65,7 +68,7 @@ import numpy as np
 
 from .. import autograd as ag
 from ..spmm import spmm
-from .axes import MAX_AXIS_BITS, AxisCode
+from .axes import MAX_AXIS_BITS, ROTATIONS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 from .widths import check_mix, mean_bits, mixed_widths, node_widths_and_steps
@@ -93,14 +96,14 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
         self.mix_share = self.mix[0]
-        if transform not in ("none", "klt"):
-            raise ValueError(f"gnaq: transform must be 'none' or 'klt', got {transform!r}")
-        if transform == "klt" and (quantize != "z" or mix_share or per_layer or messages or bits > MAX_AXIS_BITS):
-            raise ValueError(f"gnaq: transform='klt' codes the graph-free z at one average width ≤ {MAX_AXIS_BITS} "
+        if transform not in ("none", *ROTATIONS):
+            raise ValueError(f"gnaq: transform must be 'none' or one of {ROTATIONS}, got {transform!r}")
+        if transform != "none" and (quantize != "z" or mix_share or per_layer or messages or bits > MAX_AXIS_BITS):
+            raise ValueError(f"gnaq: transform={transform!r} codes the graph-free z at one average width ≤ {MAX_AXIS_BITS} "
                              "(quantize='z', no mix_share, per_layer or messages)")
-        if busy_share and (transform != "klt" or not 0 < busy_share < 1 or not bits < busy_bits <= MAX_AXIS_BITS
+        if busy_share and (transform == "none" or not 0 < busy_share < 1 or not bits < busy_bits <= MAX_AXIS_BITS
                            or busy_share * busy_bits >= bits):
-            raise ValueError(f"gnaq: busy_share (in (0, 1), with transform='klt') and busy_bits (above bits, at most "
+            raise ValueError(f"gnaq: busy_share (in (0, 1), with a transform) and busy_bits (above bits, at most "
                              f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
         self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
         self.transform = transform
@@ -123,7 +126,7 @@ class GNAQQuantizer(Quantizer):
         self.theta = [ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name=f"theta{layer}")
                       for layer in range(model.n_layers)]  # λₗ = sigmoid(θₗ), one per propagation step
         self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
-        if self.transform == "klt":  # node scales on z and node groups by degree (rule 7)
+        if self.transform != "none":  # node scales on z and node groups by degree (rule 7)
             self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
             self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
             d = model.dim
@@ -152,10 +155,10 @@ class GNAQQuantizer(Quantizer):
             _, z_scale = self.forward(messages=False)
             target = self.step * row_rms(weighted_sum(model.layers(), model.layer_weights).data)
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
-        if self.transform == "klt":
+        if self.transform != "none":
             from ..backend import to_numpy
             z = self.combination()
-            self._set_axes(AxisCode.fit(to_numpy(z), self.bits, self.row_bits))
+            self._set_axes(AxisCode.fit(to_numpy(z), self.bits, self.row_bits, rotation=self.transform))
             self.log_node.data[...] = xp.log(self.step * row_rms(z @ self.rotation.data))
 
     def _set_axes(self, axes: AxisCode) -> None:
@@ -169,7 +172,7 @@ class GNAQQuantizer(Quantizer):
         self.axis_coded = xp.asarray((axes.widths[group] > 0).astype(dtype))  # 0: this group stores nothing
 
     def parameters(self) -> list:
-        if self.transform == "klt":  # its node scales are learned on z (rule 7)
+        if self.transform != "none":  # its node scales are learned on z (rule 7)
             return [self.log_node]
         return [self.log_s0, *self.theta, self.log_kappa]
 
@@ -181,7 +184,7 @@ class GNAQQuantizer(Quantizer):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        if self.transform == "klt" and "axes_rotation" in state:
+        if self.transform != "none" and "axes_rotation" in state:
             from ..backend import to_numpy
             self._set_axes(AxisCode.from_state({k: to_numpy(v) for k, v in state.items() if k.startswith("axes_")}))
 

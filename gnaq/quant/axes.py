@@ -15,6 +15,11 @@ more bits per row B_g than the others, on the same axes: each group g its widths
 An axis no group codes is dropped (R keeps d' < d columns); a group at 0 bits on a kept axis
 stores nothing there and its value is 0.
 
+Where z's variance is spread evenly (gowalla), its own coordinates may code it better than the
+principal axes (a rotation makes light-tailed coordinates Gaussian-like): rotation "identity" keeps
+R = I (widths and steps per coordinate), "auto" takes whichever of the two gives the smaller relative
+squared error ‖z − ẑRᵀ‖²/‖z‖² at one group (relative_error).
+
 The file keeps scores exact integers: every step is an integer multiple of one unit,
 r^g_k ≈ u·m^g_k with m^g_k = round(MAX_STEP · r^g_k / max r) ∈ [1, MAX_STEP], and the quantizer
 trains with those rounded steps, so what is trained is what is stored. A code c of node n (group
@@ -93,7 +98,8 @@ def relative_error(z, code) -> float:
 
 class AxisCode:
     """The transform of one run, fixed once chosen (saved with the checkpoint): R (d, d') onto the
-    kept principal axes, per node group g its widths (G, d') and integer steps (G, d'), the unit u."""
+    kept axes (principal, or z's own: columns of I), per node group g its widths (G, d') and integer
+    steps (G, d'), the unit u, and the average width b the steps are relative to (Δ_b)."""
 
     def __init__(self, rotation, widths, steps, unit: float, bits: int = 2):
         self.bits = int(bits)

@@ -103,8 +103,10 @@ def main():
                 print(f"skip {run}: not exportable", file=sys.stderr)
                 continue
             deploy = "fp32" if run == "fp32" else model.quantizer.deploys
-            if getattr(model.quantizer, "axes", None) is not None:
-                deploy += ", klt"  # transform coded
+            axes = getattr(model.quantizer, "axes", None)
+            if axes is not None:  # transform coded: on the principal axes, or on z's own (R = I)
+                own = np.count_nonzero(axes.rotation) == axes.rotation.shape[1]  # columns of I
+                deploy += ", own axes" if own else ", klt"
             rel = (rec["recall@20"] / fp["recall@20"], rec["ndcg@20"] / fp["ndcg@20"])
             for history in (False, True):
                 path = Path(tmp) / f"{run}-{history}.gnaq"

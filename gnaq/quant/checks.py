@@ -196,6 +196,42 @@ def lsq_mixed_closed_form(seed=0):
     return max(_rel(z.data, zhat), _rel(quantizer.log_s.grad, expected))
 
 
+def transform_coding_closed_form(seed=0):
+    """gnaq ``transform="klt"`` with two node groups: ẑ, ∂L/∂log sₙ and ∂L/∂E⁽⁰⁾ vs a loop over
+    nodes and axes (zr = zR, step sₙ·u·m^g_k, width b^g_k, 0 where b^g_k = 0; LSQ scale
+    1/√(d'·2^(b−1)); ∂L/∂E⁽⁰⁾ = Σₗ αₗ Âˡ ((g ⊙ in ⊙ coded) Rᵀ), Â symmetric)."""
+    from ..models import LightGCN
+    from .gnaq import GNAQQuantizer
+    adj = _tiny_graph(n_users=8, n_items=7, seed=seed)
+    quantizer = GNAQQuantizer(2, quantize="z", transform="klt", busy_share=0.25, busy_bits=4, warmup=0)
+    model = LightGCN(8, 7, adj, dim=4, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64, init_std=0.5)
+    quantizer.log_node.data[...] += np.random.default_rng(seed).normal(0, 0.2, quantizer.log_node.data.shape)
+    z = quantizer.combination()
+    g = np.random.default_rng(seed + 1).standard_normal((len(z), quantizer.axes.rotation.shape[1]))
+    zq = quantizer.represent()
+    zq.backward(g)
+    axes, group = quantizer.axes, quantizer.node_group
+    zr, s = z @ axes.rotation, np.exp(quantizer.log_node.data[:, 0])
+    gscale = 1 / math.sqrt(zr.shape[1] * 2 ** (2 - 1))
+    zhat, g_log, g_zr = np.zeros_like(zr), np.zeros(len(z)), np.zeros_like(zr)
+    for i in range(len(z)):
+        for k in range(zr.shape[1]):
+            b, m = int(axes.widths[group[i], k]), int(axes.integer_steps[group[i], k])
+            if b == 0:
+                continue  # this group stores nothing on axis k: value 0, no gradient
+            step, half = s[i] * axes.unit * m, 2 ** (b - 1)
+            q = min(max(math.floor(zr[i, k] / step), -half), half - 1)
+            zhat[i, k] = step * (q + 0.5)
+            inside = -half <= zr[i, k] / step < half
+            g_zr[i, k] = g[i, k] * inside
+            g_log[i] += g[i, k] * ((q + 0.5) - inside * zr[i, k] / step) * gscale * step  # d/d log sₙ
+    A = adj.toarray()
+    g_z = g_zr @ axes.rotation.T
+    g_e = (g_z + A @ g_z + A @ A @ g_z) / 3
+    assert set(group.tolist()) == {0, 1} and (axes.widths == 0).any()  # both groups, an uncoded entry
+    return max(_rel(zq.data, zhat), _rel(quantizer.log_node.grad[:, 0], g_log), _rel(model.embedding.grad, g_e))
+
+
 def official_gnaq_checks(bits=2, seed=0):
     """gnaq-official: z = Σₗ αₗ Âˡ tanh(C[K]) vs a dense loop, and ∂(Σ g ⊙ z)/∂C vs its closed form
     Σ_{k: Kₙₖ = j} (1 − tanh²)·(Σₗ αₗ (Âᵀ)ˡ g)ₙₖ and vs central finite differences (codes fixed)."""
@@ -240,6 +276,7 @@ def quantizer_checks():
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0)", uniform_closed_form(2, 0.0, 5, mixed=True)
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0.5)", uniform_closed_form(2, 0.5, 6, mixed=True)
     yield "lsq mixed widths 2/4, one step per width, estimator closed form", lsq_mixed_closed_form(3)
+    yield "gnaq transform coding (principal axes, two node groups), estimator closed form", transform_coding_closed_form(0)
     for bits in (1, 2, 3):
         closed, relaxed = n2uq_checks(bits, seed=bits)
         yield f"n2uq estimator closed form (b={bits})", closed

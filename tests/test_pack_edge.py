@@ -369,3 +369,32 @@ def test_layer0_dequantization_vectorised_equals_the_python_loop():
     loop = [scales[r] * (c + 0.5 - 2 ** (int(widths[r]) - 1)) for r in range(30)
             for c in _unpack_at(blob, starts[r], d, int(widths[r]))]
     assert _dequantize_numpy(np, blob, widths.tolist(), starts, scales, d).tolist() == loop
+
+
+def test_column_files_with_three_node_groups_score_like_their_dequantized_rows(data, tmp_path, monkeypatch):
+    """The format allows up to four node groups (gnaq writes two): a third group, packed with a 2-bit
+    index per node, scores exactly what its dequantized rows say on every backend."""
+    model = make_model(data, "gnaq", 2, transform="klt", busy_share=0.25, busy_bits=3, **Z)
+    exported = model.quantizer.export()
+    widths, steps = exported["column_widths"], exported["column_steps"]
+    third = np.maximum(widths[0] - 1, 0)
+    third[0] = max(third[0], 1)  # a group with fewer bits, at least one
+    group = exported["column_group"].copy()
+    group[::3] = 2
+    # group 2's codes clipped to its widths (a column at 0 bits holds code 0)
+    codes = np.where(group[:, None] == 2, np.minimum(exported["codes"], 2 ** third[None, :] - 1), exported["codes"])
+    faked = {**exported, "codes": codes.astype(np.uint8), "column_group": group,
+             "column_widths": np.vstack([widths, third]), "column_steps": np.vstack([steps, np.where(third > 0, steps[0], 0)])}
+    monkeypatch.setattr(model.quantizer, "export", lambda: faked)
+    path = tmp_path / "three.gnaq"
+    export_model(model, data, path)
+    all_widths, all_steps = faked["column_widths"][group], faked["column_steps"][group]
+    values = np.where(all_widths > 0, codes + 0.5 - 2.0 ** (all_widths - 1), 0.0) * all_steps * faked["scales"]
+    reference = values[: data.n_users] @ values[data.n_users:].T
+    assert len(edge._read(path)[0]["column_widths"]) == 3
+    scores = {}
+    for backend in ["python", "numpy"] + (["numba"] if HAVE_NUMBA else []):
+        m = edge.load(path, backend=backend)
+        scores[backend] = np.array([m.score(int(data.user_ids[u]), list(data.item_ids)) for u in (0, 3, 59)])
+        np.testing.assert_allclose(scores[backend], reference[[0, 3, 59]], rtol=1e-6, atol=1e-9)
+        assert scores[backend].tobytes() == scores["python"].tobytes(), backend

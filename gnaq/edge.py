@@ -297,6 +297,9 @@ class EdgeModel:
         self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
         if self.kind == "quantized":
             self.row_bytes = self._layout(self.row_keys[0])[2]
+            # numba sums in int32 where no dot product can reach 2^31 (|aₖ| ≤ m·(2^b − 1)), else int64
+            largest = max(max(row) for row in self.column_steps) if self.column_steps else 1
+            self.int32_sums = self.dim * (largest * ((1 << self.bits) - 1)) ** 2 < 2 ** 31
             self.user_codes = bytes(sections["user_codes"])
             self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
@@ -553,11 +556,8 @@ class EdgeModel:
         import numpy as np
         a_items = self._item_ints()
         out = np.empty(self.n_items, dtype=np.float64)
-        # int32 sums where no dot product can reach 2^31 (|aₖ| ≤ m·(2^b − 1)), else int64
-        largest = max(max(row) for row in self.column_steps) if self.column_steps else 1
-        exact32 = self.dim * (largest * ((1 << self.bits) - 1)) ** 2 < 2 ** 31
-        _numba_kernels()["score"](a_items, np.asarray(a_user, dtype=np.int32 if exact32 else np.int64), self._arrays()["scales"],
-                        np.asarray(user_quarter, dtype=np.float64), out)
+        _numba_kernels()["score"](a_items, np.asarray(a_user, dtype=np.int32 if self.int32_sums else np.int64),
+                                  self._arrays()["scales"], np.asarray(user_quarter, dtype=np.float64), out)
         return out
 
     def _scores_numpy(self, a_user, user_quarter):

@@ -37,11 +37,12 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
         header.update(kind="float", dim=z.shape[1], bits=32, groups=1)
         sections["user_float"], sections["item_float"] = z[:n_users].tobytes(), z[n_users:].tobytes()
     else:
-        bits = model.quantizer.bits
-        if "column_widths" in exported:  # transform coding: each column at its own width and weight
-            bits = int(exported["column_widths"].max())
-        if bits not in SUPPORTED_PACK_BITS and "column_widths" not in exported:  # (columns: any width 1-8)
-            raise ValueError(f"cannot pack {bits}-bit codes; supported: {SUPPORTED_PACK_BITS}")
+        if "column_widths" in exported:  # transform coding: 'bits' is the widest column, any of 1-8
+            bits = int(np.max(exported["column_widths"]))
+        else:
+            bits = model.quantizer.bits
+            if bits not in SUPPORTED_PACK_BITS:
+                raise ValueError(f"cannot pack {bits}-bit codes; supported: {SUPPORTED_PACK_BITS}")
         codes, scales = exported["codes"], exported["scales"].astype("<f4")
         groups = scales.shape[1]
         if groups > 1 and (codes.shape[1] // groups) * bits % 8:
@@ -145,7 +146,7 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 4: column widths and weights; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
     version = 4 if "column_widths" in header else 3 if needs_v3 else 2 if header.get("kind") == "propagate" else 1

@@ -10,8 +10,8 @@ descending) most of z's variance sits in few axes, and bits go where the varianc
     relative step of axis k:  rₖ = (Δ_{bₖ} / Δ_b) · √(λₖ / mean λ)   (Δ_b: uniform.optimal_step)
 
 so that node n with scale sₙ = Δ_b·σₙ steps Δ_{bₖ}·σₙ·√(λₖ/mean λ) on axis k: the Gaussian
-MSE-optimal step for that axis's spread. Node groups (``mix_share``: the busiest nodes) may get
-more bits per row B_g than the others, on the same axes: each group g its widths b^g_k and steps.
+MSE-optimal step for that axis's spread. Node groups (gnaq's ``busy_share``: the busiest nodes) may
+get more bits per row B_g than the others, on the same axes: each group g its widths b^g_k and steps.
 An axis no group codes is dropped (R keeps d' < d columns); a group at 0 bits on a kept axis
 stores nothing there and its value is 0.
 

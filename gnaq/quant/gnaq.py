@@ -107,7 +107,7 @@ class GNAQQuantizer(Quantizer):
                              f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
         self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
         self.transform = transform
-        self.axes = None  # the AxisCode of transform="klt", fitted with the intervals
+        self.axes = None  # the AxisCode of a transform, fitted with the intervals
         self.warmup = parse_warmup("gnaq", warmup)
         self.active = self.warmup == 0
         self.bits, self.delta = bits, float(delta)

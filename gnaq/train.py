@@ -44,7 +44,11 @@ def build_parser():
     p.add_argument("--dim", type=int, default=defaults.dim)
     p.add_argument("--layers", type=int, default=defaults.layers)
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"maximum epochs (default {defaults.epochs}; with --resume, extends the run)")
+                   help=f"overall epoch budget (default {defaults.epochs}: phases end by their patience long "
+                        "before it; with --resume, extends the run)")
+    p.add_argument("--time-budget", type=parse_duration, default=None, metavar="DURATION",
+                   help="wall-clock budget of training + evaluation over the whole run, e.g. 3600, 90m, 2h "
+                        "(the full-precision warm-up may use half of it; with --resume, replaces the run's)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--quant-lr", type=float, default=defaults.quant_lr,
@@ -62,7 +66,9 @@ def build_parser():
                    help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
     p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="evaluations without NDCG@20 gain before stopping")
+                   help="evaluations without validation NDCG@20 gain that end the (quantized) phase")
+    p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
+                   help="the same for gnaq's full-precision warm-up (default: --patience)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
@@ -73,6 +79,19 @@ def build_parser():
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def parse_duration(text: str) -> float:
+    """'3600', '90s', '90m', '2h', '1.5h' → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, scale = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a number with s/m/h, got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return seconds
 
 
 def parse_quant_options(items):
@@ -104,6 +123,8 @@ def config_from_args(args):
         saved["progress"] = not args.quiet
         if args.epochs is not None:
             saved["epochs"] = args.epochs
+        if args.time_budget is not None:
+            saved["time_budget"] = args.time_budget
         from .trainer import DEPLOYMENT_OPTIONS
         if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
             saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
@@ -114,9 +135,9 @@ def config_from_args(args):
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
-        layers=args.layers, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+        layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
-        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, lr_drops=args.lr_drops, seed=args.seed,
+        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)
 
@@ -127,8 +148,10 @@ def summary_line(result: dict, seconds: float) -> str:
     metrics = ", ".join(f"Recall@{k} {result[f'test_recall@{k}']:.4f} NDCG@{k} {result[f'test_ndcg@{k}']:.4f}"
                         for k in ks)
     minutes, secs = divmod(int(round(seconds)), 60)
+    phases = "; ".join(f"{name.replace('_', ' ')} epochs {p['first_epoch']}-{p['last_epoch']} ended by {p['ended_by']}"
+                       for name, p in result.get("phases", {}).items())
     return (f"done in {minutes}m{secs:02d}s: best epoch {result['best_epoch']} of {result['epochs_run']} "
-            f"({result['selection_metric']}); test {metrics}")
+            f"({result['selection_metric']}); test {metrics}" + (f" [{phases}]" if phases else ""))
 
 
 def main(argv=None) -> int:

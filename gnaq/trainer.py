@@ -6,7 +6,16 @@ Run folder layout:
     metrics.jsonl    one JSON line per evaluation (epoch, loss, metrics, seconds)
     last.npz         state after the last completed epoch (parameters, Adam, RNG, counters)
     best.npz         parameters at the best validation NDCG@20
-    result.json      final test metrics of the best checkpoint
+    result.json      final test metrics of the best checkpoint, and what ended each phase
+
+The schedule: phases that end by convergence, under budgets that only guard against runaway
+runs. A quantized gnaq run has two phases — full precision ("auto" warm-up) until validation
+NDCG@20 has not improved for ``warmup_patience`` evaluations, then the quantizer until it has not
+improved for ``patience`` evaluations (after ``lr_drops`` drops) — and a full-precision run or one
+started ``--init-from`` a trained model has one. ``epochs`` (default 1000) and ``time_budget``
+(seconds of training and evaluation, summed over resumes) bound the whole run; the warm-up may use
+at most half of either, so the quantizer always gets the other half. Each phase records its first
+and last epoch and what ended it: "patience", "epoch budget" or "time budget".
 """
 
 from __future__ import annotations
@@ -48,7 +57,8 @@ class TrainConfig:
     quant_options: dict = field(default_factory=dict)
     dim: int = 64
     layers: int = 3
-    epochs: int = 100
+    epochs: int = 1000  # the overall budget: phases end by their patience long before it
+    time_budget: float | None = None  # seconds of training + evaluation over the whole run (None: no limit)
     batch_size: int = 8192
     lr: float = 0.01
     quant_lr: float | None = None  # learning rate once the quantizer is active (None: lr)
@@ -59,6 +69,7 @@ class TrainConfig:
     topk: tuple = (10, 20)
     eval_every: int = 1
     patience: int = 5
+    warmup_patience: int | None = None  # the "auto" warm-up's own patience (None: patience)
     lr_drops: int = 0  # on a plateau: restore the best epoch, lr ÷ 10, fresh Adam — this many times, then stop
     seed: int = 2020
     device: str = "cpu"
@@ -100,6 +111,10 @@ class TrainConfig:
             (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
             (self.lr_drops >= 0, f"--lr-drops must be ≥ 0, got {self.lr_drops}"),
             (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
+            (self.patience > 0, f"--patience must be positive, got {self.patience}"),
+            (self.warmup_patience is None or self.warmup_patience > 0,
+             f"--warmup-patience must be positive, got {self.warmup_patience}"),
+            (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
             (self.quantizer in QUANTIZERS, f"--quantizer {self.quantizer!r} unknown; choose from {tuple(QUANTIZERS)}"),
@@ -141,6 +156,8 @@ class Trainer:
         self.bad_evals = 0
         self.lr_drops_done = 0  # learning-rate drops taken so far (each ÷ 10)
         self.warmup_state = {"score": -math.inf, "epoch": 0, "bad": 0}  # the "auto" warm-up's progress
+        self.elapsed = 0.0  # seconds of training + evaluation so far, over resumes (the time budget's clock)
+        self.phases = {}  # phase name -> {"first_epoch", "last_epoch", "best_epoch", "ended_by"}
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -211,7 +228,7 @@ class Trainer:
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
                 "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
-                "lr_drops_done": self.lr_drops_done}
+                "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:
@@ -224,6 +241,7 @@ class Trainer:
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
         self.warmup_state = meta.get("warmup_state", self.warmup_state)
         self.lr_drops_done = meta.get("lr_drops_done", 0)
+        self.elapsed, self.phases = meta.get("elapsed", 0.0), meta.get("phases", {})
         if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
@@ -235,8 +253,9 @@ class Trainer:
     # ---- "auto" warm-up: full precision until it converges ---------------------------------
     def _track_warmup(self, score: float) -> None:
         """During an "auto" warm-up (quantizer.warmup is None): keep the best full-precision
-        epoch; once validation has not improved for ``patience`` evaluations (or two thirds of
-        the budget are spent), restore it, reset Adam and let the quantizer start next epoch."""
+        epoch; once validation has not improved for ``warmup_patience`` evaluations (or half of
+        the epoch or time budget is spent), restore it, reset Adam and let the quantizer start
+        next epoch."""
         quantizer, cfg = self.model.quantizer, self.config
         if getattr(quantizer, "warmup", 0) is not None:
             return
@@ -246,11 +265,41 @@ class Trainer:
             self.save("best_fp32.npz")
         else:
             state["bad"] += 1
-        if state["bad"] >= cfg.patience or self.epoch >= (2 * cfg.epochs) // 3:
+        patience = cfg.warmup_patience or cfg.patience
+        ended_by = ("patience" if state["bad"] >= patience else
+                    "epoch budget" if self.epoch >= cfg.epochs // 2 else
+                    "time budget" if cfg.time_budget and self.elapsed >= cfg.time_budget / 2 else None)
+        if ended_by:
             self.load_weights(self._path("best_fp32.npz"))
             self.optimizer = Adam(self.model.parameters(), lr=cfg.lr)
             quantizer.warmup = self.epoch  # on_epoch_start(self.epoch) initialises from the restored weights
-            log.info("full precision converged at epoch %d (best %d); quantizing from it", self.epoch, state["epoch"])
+            self._end_phase("full_precision", ended_by, state["epoch"])
+            log.info("full precision ended by its %s at epoch %d (best %d); quantizing from it",
+                     ended_by, self.epoch, state["epoch"])
+
+    def _phase_name(self) -> str:
+        active = self.model.quantizer.active and self.config.bits != 32
+        return "quantized" if active else "full_precision"
+
+    def _end_phase(self, name: str, ended_by: str, best_epoch: int) -> None:
+        warmup = getattr(self.model.quantizer, "warmup", None)
+        if name == "quantized" and warmup and "full_precision" not in self.phases:  # a fixed warm-up
+            self.phases["full_precision"] = {"first_epoch": 1, "last_epoch": warmup, "best_epoch": None,
+                                             "ended_by": "fixed warm-up"}
+        first = 1 + max((p["last_epoch"] for k, p in self.phases.items() if k != name), default=0)
+        self.phases[name] = {"first_epoch": first, "last_epoch": self.epoch, "best_epoch": best_epoch,
+                             "ended_by": ended_by}
+
+    def _stop_reason(self):
+        """Why the run stops now (None: it goes on)."""
+        cfg = self.config
+        if self.bad_evals >= cfg.patience:
+            return "patience"
+        if self.epoch >= cfg.epochs:
+            return "epoch budget"
+        if cfg.time_budget and self.elapsed >= cfg.time_budget:
+            return "time budget"
+        return None
 
     # ---- learning-rate drops on a plateau -------------------------------------------------
     def _drop_lr(self) -> None:
@@ -265,13 +314,14 @@ class Trainer:
 
     # ---- the whole run -----------------------------------------------------------------
     def fit(self, on_eval=None) -> dict:
-        """Train until --epochs or early stopping; returns test metrics of the best checkpoint."""
+        """Train until every phase has converged (or a budget is spent); returns test metrics of
+        the best checkpoint, the phases and the seconds spent."""
         cfg = self.config
         with open(self._path("config.json"), "w") as f:
             json.dump(_jsonable(asdict(cfg)), f, indent=2)
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
         quantizer = self.model.quantizer
-        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+        while (ended_by := self._stop_reason()) is None:
             quantizer.on_epoch_start(self.epoch)
             # a function of the schedule's state only, so a resumed run gets the same rate
             base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
@@ -279,6 +329,7 @@ class Trainer:
             t0 = time.perf_counter()
             loss = self.train_epoch()
             train_seconds = time.perf_counter() - t0
+            self.elapsed += train_seconds
             self.epoch += 1
             record = None
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
@@ -287,8 +338,8 @@ class Trainer:
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
                           "quantized": bool(quantizer.active) and cfg.bits != 32, "lr": self.optimizer.lr,
                           **{k: v for k, v in metrics.items() if k != "users"},
-                          "train_seconds": round(train_seconds, 3),
-                          "eval_seconds": round(time.perf_counter() - t1, 3)}
+                          "train_seconds": round(train_seconds, 3)}
+                self.elapsed += time.perf_counter() - t1  # the warm-up's time budget sees this epoch whole
                 if not quantizer.active:  # warm-up epochs are full precision: never selected
                     self._track_warmup(metrics[metric])
                 elif metrics[metric] > self.best["score"]:
@@ -299,16 +350,20 @@ class Trainer:
                     self.bad_evals += 1
                     if self.bad_evals >= cfg.patience and self.lr_drops_done < cfg.lr_drops:
                         self._drop_lr()
+                record["eval_seconds"] = round(time.perf_counter() - t1, 3)
             self.save("last.npz")  # before the log line, so a resumed run never repeats a line
             if record is not None:
                 with open(self._path("metrics.jsonl"), "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if on_eval:
                     on_eval(record)
+        self._end_phase(self._phase_name(), ended_by, self.best["epoch"])
+        self.save("last.npz")  # the phase record travels with the state
         if os.path.exists(self._path("best.npz")):
             self.load_weights(self._path("best.npz"))
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
                   "selection_metric": f"{self.selection_split} {metric}",
+                  "phases": self.phases, "seconds": round(self.elapsed, 1),
                   **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
         with open(self._path("result.json"), "w") as f:
             json.dump(result, f, indent=2)

@@ -159,3 +159,38 @@ def test_real_splits_match_sources(name, users, items, train):
     assert not any("differs" in n for n in data.notes)   # checksums match the registry
     if name == "gowalla":
         assert data.merge_valid_into_train().train.nnz == 810128
+
+
+def test_selfrec_download_is_regrouped_then_verified(tmp_path, monkeypatch):
+    from gnaq.data import registry
+    monkeypatch.setenv("GNAQ_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "src.txt"
+    source.write_text("0 6 1\n0 2 1\n3 5 1\n1 4 1\n\n")  # user item rating, a user's lines together
+    expected = tmp_path / "expected.txt"
+    expected.write_text("0 6 2\n3 5\n1 4\n")
+    good = registry.RemoteFile(source.as_uri(), "train.txt", registry.file_digest(expected), convert="selfrec")
+    folder = registry.download(registry.DatasetSpec("toy", (good,), "lightgcn"), progress=False)
+    assert (folder / "train.txt").read_text() == expected.read_text()
+    source.write_text("0 6 1\n0 x 1\n")
+    bad = registry.RemoteFile(source.as_uri(), "train.txt", registry.file_digest(expected), convert="selfrec")
+    with pytest.raises(DataError, match=r"src\..*line 2: expected `user item rating`"):
+        registry.download(registry.DatasetSpec("toy2", (bad,), "lightgcn"), progress=False)
+    assert os.listdir(tmp_path / "cache" / "toy2") == []
+
+
+SELFREC = SHARED.parent / "selfrec"
+
+
+@pytest.mark.skipif(not (SELFREC / "amazon-sports").is_dir(), reason="../shared/datasets/selfrec not present")
+def test_amazon_sports_matches_sources_and_the_downloader_rebuilds_it_byte_for_byte(tmp_path):
+    from gnaq.data import registry
+    data = load_dataset("amazon-sports", data_dir=SELFREC, download_missing=False)
+    assert (data.n_users, data.n_items, data.train.nnz, data.valid.nnz, data.test.nnz) == \
+        (35598, 18357, 211807, 23809, 60721)
+    assert not any("differs" in n for n in data.notes)   # the registry's checksums are the shared copy's
+    for remote in registry.REGISTRY["amazon-sports"].files:  # upstream's form → the downloader's rule → same bytes
+        lines = (SELFREC / "amazon-sports" / remote.filename).read_text().splitlines()
+        upstream = tmp_path / remote.filename
+        upstream.write_text("".join(f"{f[0]} {i} 1\n" for f in map(str.split, lines) for i in f[1:]))
+        registry.selfrec_to_lightgcn(upstream, tmp_path / "rebuilt.txt")
+        assert registry.file_digest(tmp_path / "rebuilt.txt") == remote.sha256

@@ -32,6 +32,8 @@ log = logging.getLogger("gnaq.data")
 _LIGHTGCNPP = ("https://raw.githubusercontent.com/geon0325/LightGCNpp/"
                "a394f79a7aceb8f485f6bcb549b4865fe83f1d49/data/{name}/{split}.txt")
 _LIGHTGCN = "https://raw.githubusercontent.com/kuandeng/LightGCN/master/Data/{name}/{split}.txt"
+_SELFREC = ("https://raw.githubusercontent.com/geon0325/LightGCNpp/"
+            "a394f79a7aceb8f485f6bcb549b4865fe83f1d49/SELFRec/dataset/{name}/{split}.txt")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class RemoteFile:
     filename: str
     sha256: str | None = None   # None: unknown upstream; recorded on first download and re-checked
     md5: str | None = None
+    convert: str | None = None  # "selfrec": `user item rating` lines regrouped to `user item ...` (sums: of the result)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,32 @@ def _lightgcnpp(name, sums):
     return DatasetSpec(name, tuple(RemoteFile(_LIGHTGCNPP.format(name=name, split=s), f"{s}.txt", h)
                                    for s, h in sums.items()), "lightgcn",
                        "LightGCNpp (RecSys 2024) split: train/valid/test, 0-based ids")
+
+
+def _selfrec(name, sums):
+    return DatasetSpec(name, tuple(RemoteFile(_SELFREC.format(name=name, split=s), f"{s}.txt", h, convert="selfrec")
+                                   for s, h in sums.items()), "lightgcn",
+                       "SELFRec split (LightGCNpp's copy), regrouped one line a user: train/valid/test, 0-based ids")
+
+
+def selfrec_to_lightgcn(source, target, name=None) -> None:
+    """Rewrite SELFRec's one interaction a line (``user item rating``) as LightGCN's one user a
+    line (``user item item ...``): users in order of first appearance, items in file order.
+    ``name`` (default: ``source``) is what an error calls the file, e.g. its address."""
+    rows, order = {}, []
+    with open(source) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+                raise DataError(f"{name or source}, line {number}: expected `user item rating`: {line.rstrip()[:120]!r}")
+            if fields[0] not in rows:
+                rows[fields[0]] = []
+                order.append(fields[0])
+            rows[fields[0]].append(fields[1])
+    with open(target, "w") as out:
+        out.writelines(f"{user} {' '.join(rows[user])}\n" for user in order)
 
 
 REGISTRY = {
@@ -80,6 +109,10 @@ REGISTRY = {
                                               for s in ("train", "test")), "lightgcn", "LightGCN official split"),
     "amazon-book": DatasetSpec("amazon-book", tuple(RemoteFile(_LIGHTGCN.format(name="amazon-book", split=s), f"{s}.txt")
                                                     for s in ("train", "test")), "lightgcn", "LightGCN official split"),
+    "amazon-sports": _selfrec("amazon-sports", {
+        "train": "fa14594d9108791e512c21904c0906f351d8b76507007283c7aef333f49d9ff0",
+        "valid": "64a299049ef99b8250fcd9bcf4df8dd021b818001f0530662a41596884ebfad8",
+        "test": "5c9e493ce3d204706ec4b407519f858d8750addbc50d0b587ff2ac6d1ae41131"}),
 }
 DATASET_NAMES = ("synthetic",) + tuple(REGISTRY)
 
@@ -140,6 +173,9 @@ def download(spec: DatasetSpec, progress: bool = True) -> Path:
                     for block in iter(lambda: resp.read(1 << 16), b""):
                         out.write(block)
                         bar.update(len(block))
+            if remote.convert == "selfrec":
+                selfrec_to_lightgcn(tmp, tmp + ".txt", name=remote.url)
+                os.replace(tmp + ".txt", tmp)
             _verify(Path(tmp), remote)
             if remote.sha256 is None:  # no published checksum: record one, re-check on later loads
                 Path(str(target) + ".sha256").write_text(file_digest(tmp) + "\n")

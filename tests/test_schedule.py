@@ -1,0 +1,96 @@
+"""The training schedule: phases end by their own patience, budgets stop a run cleanly and resumably."""
+
+import json
+
+import pytest
+
+from gnaq import train as train_cli
+from gnaq.data import make_synthetic
+from gnaq.trainer import TrainConfig, Trainer
+
+TINY = dict(dim=8, layers=1, batch_size=512, lr=0.01, progress=False)
+
+
+def read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def script_validation(monkeypatch, scores):
+    """Replace validation NDCG@20 by the scripted sequence (the test split stays real)."""
+    scripted = iter(scores)
+    original = Trainer.evaluate
+
+    def evaluate(self, split="valid"):
+        metrics = original(self, split)
+        return {**metrics, "ndcg@20": next(scripted)} if split == "valid" else metrics
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+
+
+def rising_then_flat(rising, flat, start=0.0):
+    return [start + 0.01 * (i + 1) for i in range(rising)] + [start + 0.01 * rising] * flat
+
+
+def test_each_phase_ends_by_its_own_patience_not_by_a_share_of_the_budget(tmp_path, monkeypatch):
+    """Full precision improves for 70 epochs (past two thirds of 100, the old cap), the quantizer
+    for 40 more: each phase runs until its own patience is spent, the default budget never bites."""
+    warm_patience, patience = 3, 2
+    script_validation(monkeypatch, rising_then_flat(70, warm_patience) + rising_then_flat(40, 10, start=1.0))
+    cfg = TrainConfig(**TINY, bits=2, patience=patience, warmup_patience=warm_patience, out=str(tmp_path / "run"))
+    assert cfg.epochs >= 1000  # the overall budget is large by default
+    result = Trainer(cfg, make_synthetic(n_users=60, n_items=40, seed=0)).fit()
+    fp32, quantized = result["phases"]["full_precision"], result["phases"]["quantized"]
+    assert fp32 == {"first_epoch": 1, "last_epoch": 70 + warm_patience, "best_epoch": 70, "ended_by": "patience"}
+    assert quantized == {"first_epoch": 74, "last_epoch": 73 + 40 + patience, "best_epoch": 73 + 40,
+                         "ended_by": "patience"}
+    assert result["best_epoch"] == 113 and result["epochs_run"] == 115
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["phases"] == result["phases"]
+    lines = read_lines(tmp_path / "run" / "metrics.jsonl")
+    assert [line["quantized"] for line in lines] == [False] * 73 + [True] * 42
+
+
+def test_the_epoch_budget_bounds_the_warm_up_to_half_and_the_run_to_all(tmp_path, monkeypatch):
+    script_validation(monkeypatch, rising_then_flat(100, 0))
+    cfg = TrainConfig(**TINY, bits=2, epochs=10, out=str(tmp_path / "run"))
+    result = Trainer(cfg, make_synthetic(n_users=60, n_items=40, seed=0)).fit()
+    assert result["phases"]["full_precision"]["last_epoch"] == 5
+    assert result["phases"]["full_precision"]["ended_by"] == "epoch budget"
+    assert result["phases"]["quantized"] == {"first_epoch": 6, "last_epoch": 10, "best_epoch": 10,
+                                             "ended_by": "epoch budget"}
+
+
+FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "1", "--batch-size", "512", "--quiet", "--no-export"]
+
+
+@pytest.mark.parametrize("cut, extend", [(["--epochs", "2"], ["--epochs", "5"]),
+                                         (["--time-budget", "0.000001"], ["--time-budget", "1h"])],
+                         ids=["epoch-budget", "time-budget"])
+def test_a_spent_budget_stops_cleanly_and_resumes_into_the_uninterrupted_run(tmp_path, capsys, cut, extend):
+    assert train_cli.main(FAST + ["--epochs", "5", "--out", str(tmp_path / "full")]) == 0
+    assert train_cli.main(FAST + ["--epochs", "5", "--out", str(tmp_path / "cut")] + cut) == 0
+    stopped = json.loads((tmp_path / "cut" / "result.json").read_text())
+    reason = "time budget" if "--time-budget" in cut else "epoch budget"
+    assert stopped["phases"]["full_precision"]["ended_by"] == reason
+    assert stopped["epochs_run"] == (1 if reason == "time budget" else 2)  # the epoch under way completes
+    assert f"ended by {reason}" in capsys.readouterr().err
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"] + extend) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(read_lines(tmp_path / "full" / "metrics.jsonl"))
+    full = json.loads((tmp_path / "full" / "result.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "result.json").read_text())
+    full.pop("seconds"), resumed.pop("seconds")
+    assert resumed == full
+
+
+@pytest.mark.parametrize("argv, message", [(["--time-budget", "soon"], "--time-budget"),
+                                           (["--time-budget", "-5m"], "--time-budget"),
+                                           (["--warmup-patience", "0"], "--warmup-patience must be positive"),
+                                           (["--patience", "0"], "--patience must be positive")])
+def test_bad_budget_arguments_are_one_line_errors(capsys, argv, message):
+    try:
+        code = train_cli.main(FAST + argv)
+    except SystemExit as exc:  # argparse's type errors exit from the parser
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1

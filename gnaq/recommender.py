@@ -40,19 +40,23 @@ class Recommender:
     ``fit`` gets no ``valid=`` matrix (seeded by random_state; at least one stays in train).
     checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
     folder holding a previous run's last.npz resumes it.
+    refit: after the hold-out has chosen the schedule (epochs in full precision, epochs
+    quantized), train again on all of ``user_items`` for exactly that schedule, without
+    validation, and keep that model, so no interaction is lost (``result_`` is the selection
+    run's, ``refit_result_`` the refit's). Ignored when ``valid=`` is given: then nothing is held out.
     """
 
     def __init__(self, factors=_DEFAULTS.dim, layers=_DEFAULTS.layers, bits=2, quantizer=_DEFAULTS.quantizer,
                  epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
                  validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
-                 sampler=_DEFAULTS.sampler, device="auto",
+                 sampler=_DEFAULTS.sampler, device="auto", time_budget=_DEFAULTS.time_budget, refit=False,
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.regularization, self.quant_options, self.init_from = regularization, quant_options, init_from
         self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
-        self.lr_drops, self.sampler = lr_drops, sampler
+        self.lr_drops, self.sampler, self.time_budget, self.refit = lr_drops, sampler, time_budget, refit
         self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
@@ -81,7 +85,7 @@ class Recommender:
             dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(self.quant_options or {}),
             dim=self.factors, layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.learning_rate, reg=self.regularization, init_from=self.init_from, patience=self.patience,
-            lr_drops=self.lr_drops, sampler=self.sampler,
+            lr_drops=self.lr_drops, sampler=self.sampler, time_budget=self.time_budget,
             seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
             progress=self.progress)
 
@@ -114,6 +118,11 @@ class Recommender:
         if self.checkpoint_dir and os.path.exists(last):
             trainer.restore(last)
         self.result_ = trainer.fit()
+        if self.refit and valid is None:
+            data = Interactions("user_items", full, test=held_out, valid=None,
+                                user_ids=given.user_ids, item_ids=given.item_ids)
+            trainer = Trainer(refit_config(config, self.result_), data)
+            self.refit_result_ = trainer.fit()
         self.trainer_, self._data, self._liked = trainer, data, full
         self._user_row = {raw: i for i, raw in enumerate(given.user_ids.tolist())}
         self._item_col = {raw: i for i, raw in enumerate(given.item_ids.tolist())}
@@ -199,6 +208,24 @@ class Recommender:
         data = Interactions("user_items", self._data.train, test=self._data.test, valid=rest,
                             user_ids=self._data.user_ids, item_ids=self._data.item_ids)
         return export_model(self.trainer_.model, data, path, history=history)
+
+
+def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
+    """The selection run's schedule replayed without validation: E_fp full-precision epochs (the
+    epoch the quantizer started from) as a fixed warm-up, then E_q quantized epochs (to the best
+    quantized epoch); one phase (E = best epoch) when there was no warm-up."""
+    from dataclasses import replace
+    phases = selected["phases"]
+    options = dict(config.quant_options)
+    warm = phases.get("full_precision") if "quantized" in phases else None
+    if warm and options.get("warmup") == "auto":
+        fp32_epochs = warm["best_epoch"]
+        options["warmup"] = fp32_epochs
+        epochs = fp32_epochs + selected["best_epoch"] - warm["last_epoch"]
+    else:
+        epochs = selected["best_epoch"]
+    return replace(config, quant_options=options, epochs=max(epochs, 1), eval_every=0, time_budget=None,
+                   out=os.path.join(config.out, "refit"))
 
 
 def cosine_top_n(factors, rows, N: int):

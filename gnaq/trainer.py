@@ -67,7 +67,7 @@ class TrainConfig:
     reg: float = 1e-4
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     topk: tuple = (10, 20)
-    eval_every: int = 1
+    eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
     patience: int = 5
     warmup_patience: int | None = None  # the "auto" warm-up's own patience (None: patience)
     lr_drops: int = 0  # on a plateau: restore the best epoch, lr ÷ 10, fresh Adam — this many times, then stop
@@ -110,7 +110,7 @@ class TrainConfig:
             (self.distill >= 0, f"--distill must be ≥ 0, got {self.distill}"),
             (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
             (self.lr_drops >= 0, f"--lr-drops must be ≥ 0, got {self.lr_drops}"),
-            (self.eval_every > 0, f"--eval-every must be positive, got {self.eval_every}"),
+            (self.eval_every >= 0, f"--eval-every must be ≥ 0, got {self.eval_every}"),
             (self.patience > 0, f"--patience must be positive, got {self.patience}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
@@ -332,7 +332,7 @@ class Trainer:
             self.elapsed += train_seconds
             self.epoch += 1
             record = None
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
@@ -357,8 +357,14 @@ class Trainer:
                     f.write(json.dumps(record) + "\n")
                 if on_eval:
                     on_eval(record)
-        self._end_phase(self._phase_name(), ended_by, self.best["epoch"])
+        self._end_phase(self._phase_name(), ended_by, self.best["epoch"] if cfg.eval_every else self.epoch)
         self.save("last.npz")  # the phase record travels with the state
+        if not cfg.eval_every:  # nothing selected: the last epoch is the model, no split to test on
+            result = {"best_epoch": self.epoch, "epochs_run": self.epoch, "selection_metric": None,
+                      "phases": self.phases, "seconds": round(self.elapsed, 1)}
+            with open(self._path("result.json"), "w") as f:
+                json.dump(result, f, indent=2)
+            return result
         if os.path.exists(self._path("best.npz")):
             self.load_weights(self._path("best.npz"))
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,

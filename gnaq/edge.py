@@ -48,14 +48,16 @@ same order, so all backends return bit-identical scores:
   item, no float embeddings).
 """
 
-from __future__ import annotations
-
 import array
 import heapq
 import json
 import struct
 import sys
-import zlib
+
+try:
+    from zlib import crc32
+except ImportError:  # MicroPython: binascii has it
+    from binascii import crc32
 
 MAGIC = b"GNAQ"
 FORMAT_VERSION = 4  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
@@ -75,9 +77,9 @@ class UnknownUserError(KeyError):
 
 
 def _typed(buffer, code):
-    """An array.array of type code from little-endian bytes."""
-    out = array.array(code)
-    out.frombytes(buffer)
+    """An array.array of type code from little-endian bytes (the constructor reads bytes as
+    machine values on CPython and MicroPython alike; MicroPython's arrays have no frombytes)."""
+    out = array.array(code, bytes(buffer))
     if sys.byteorder == "big":
         out.byteswap()
     return out
@@ -97,11 +99,11 @@ def _read(path):
     if 10 + header_len + 4 > len(blob):
         raise EdgeFormatError(f"{path}: truncated (header says {header_len} bytes, file has {len(blob)})")
     (stored_crc,) = struct.unpack_from("<I", blob, len(blob) - 4)
-    if zlib.crc32(memoryview(blob)[:-4]) & 0xFFFFFFFF != stored_crc:
+    if crc32(memoryview(blob)[:-4]) & 0xFFFFFFFF != stored_crc:
         raise EdgeFormatError(f"{path}: CRC32 mismatch: the file is corrupted or truncated")
     try:
         header = json.loads(blob[10:10 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeError, ValueError, RuntimeError) as exc:  # (RecursionError is a RuntimeError)
         raise EdgeFormatError(f"{path}: unreadable header ({exc})") from None
     base = 10 + header_len
     spans = _validate_header(path, version, header, len(blob) - 4 - base)
@@ -368,12 +370,13 @@ class EdgeModel:
         at Σ_{r' < r} ⌈D·b_r'/8⌉; the codes section must be exactly that long.
         """
         keys = self.row_keys
-        self.user_width = None
+        self.user_width = self.item_width = None
         if len(keys) == 1:
             self.item_groups = [(keys[0], None, self.item_codes)]
             return
         self.user_width, self.user_start = self._node_widths(sections, "user", self.n_users, self.user_codes)
         item_widths, item_starts = self._node_widths(sections, "item", self.n_items, self.item_codes)
+        self.item_width, self.item_start = item_widths, item_starts
         self.item_groups = []
         for b in keys:
             rb = self._layout(b)[2]
@@ -413,12 +416,11 @@ class EdgeModel:
         """The first of numba, numpy (or just the one named) whose modules import; else python."""
         if name not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-        import importlib
         needs = {"numba": ("numpy", "numba"), "numpy": ("numpy",)}
-        for candidate in (("numba", "numpy") if name == "auto" else needs.keys() & {name}):
+        for candidate in (("numba", "numpy") if name == "auto" else (name,) if name in needs else ()):
             try:
                 for module in needs[candidate]:
-                    importlib.import_module(module)
+                    __import__(module)
                 return candidate
             except ImportError:
                 if name == candidate:
@@ -446,11 +448,39 @@ class EdgeModel:
 
     def _user_codes(self, u):
         """The user's codes as ints (pure Python unpack of one row) and the user's width."""
-        b = self.user_width[u] if self.user_width else self.row_keys[0]
-        start = self.user_start[u] if self.user_width else u * self.row_bytes
+        return self._row_codes(self.user_codes, self.user_width, self.user_width and self.user_start, u)
+
+    def _row_codes(self, codes, node_keys, starts, r):
+        """Row r's codes as ints and its key (width or node group), from one side's codes section."""
+        b = node_keys[r] if node_keys else self.row_keys[0]
+        start = starts[r] if node_keys else r * self.row_bytes
         offsets, widths, rb = self._layout(b)
-        stream = int.from_bytes(self.user_codes[start:start + rb], "little")
+        stream = int.from_bytes(codes[start:start + rb], "little")
         return [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)], b
+
+    def item_vector(self, i):
+        """z of item row i as a list of dim floats (see ``_vector``)."""
+        return self._vector("item", i)
+
+    def user_vector(self, u):
+        """z of user row u as a list of dim floats (see ``_vector``)."""
+        return self._vector("user", u)
+
+    def _vector(self, side, r):
+        """Row r of one side as dim floats: the float row, or the dequantized codes
+        s_g·m_k·aₖ/2 (m_k = 1 without column steps, 0 at 0 bits). Pure Python, one row."""
+        d = self.dim
+        if self.kind != "quantized":
+            return [float(v) for v in getattr(self, side + "_float")[r * d:(r + 1) * d]]
+        keys = getattr(self, side + "_width")
+        codes, key = self._row_codes(getattr(self, side + "_codes"), keys, keys and getattr(self, side + "_start"), r)
+        _, widths, _ = self._layout(key)
+        steps = self.column_steps[key] if self.column_steps else [1] * d
+        G = self.groups
+        per_group = d // G
+        scales = getattr(self, side + "_scales")[r * G:(r + 1) * G]
+        return [0.5 * scales[k // per_group] * m * (2 * c + 1 - (1 << w)) if w else 0.0
+                for k, (c, w, m) in enumerate(zip(codes, widths, steps))]
 
     def _user_terms(self, u):
         """(aᵤ as ints — times the user group's steps m_k in column files, 0 at 0 bits —, ¼·sᵤ_g per
@@ -632,9 +662,7 @@ class EdgeModel:
                              "cannot be excluded; pass exclude_seen=False")
         scores = self._scores_all(u)
         if self.backend == "python":
-            seen = set(self.seen_items(user_raw_id)) if exclude_seen else set()
-            candidates = ((s, i) for i, s in enumerate(scores) if i not in seen)
-            top = heapq.nsmallest(k, candidates, key=lambda pair: (-pair[0], pair[1]))
+            top = _top_k_python(scores, k, set(self.seen_items(user_raw_id)) if exclude_seen else ())
         elif self.backend == "numba":
             import numpy as np
             seen = self._seen_array(u) if exclude_seen else np.empty(0, dtype=np.uint32)
@@ -650,6 +678,27 @@ class EdgeModel:
         if "history" not in self._arrays():
             self._np_cache["history"] = np.frombuffer(self.history_indices, dtype=np.uint32)
         return self._np_cache["history"][self.history_indptr[u]:self.history_indptr[u + 1]]
+
+
+def _top_k_python(scores, k, seen):
+    """Top-k (score, index) pairs, best first, ties → smaller index, indices in ``seen`` skipped:
+    a min-heap of the k best so far keyed (score, −index), so its root is the one to displace
+    (heappush/heappop only: all MicroPython's heapq has)."""
+    heap = []
+    for i, s in enumerate(scores):
+        if i in seen:
+            continue
+        if len(heap) < k:
+            heapq.heappush(heap, (s, -i))
+        elif (s, -i) > heap[0]:
+            heapq.heappop(heap)
+            heapq.heappush(heap, (s, -i))
+    out = []
+    while heap:
+        s, negative = heapq.heappop(heap)
+        out.append((s, -negative))
+    out.reverse()
+    return out
 
 
 def _row_bytes(d, b):

@@ -160,3 +160,19 @@ def test_top_n_ties_go_to_the_smaller_index():
     index, _ = top_n(many, 7)
     brute = np.lexsort((np.broadcast_to(np.arange(40), many.shape), -many), axis=1)[:, :7]
     np.testing.assert_array_equal(index, brute)
+
+
+def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tmp_path):
+    model = gnaq.Recommender(**{**FAST, "epochs": 40}, patience=2, refit=True,
+                             checkpoint_dir=str(tmp_path)).fit(user_items)
+    chosen, refit = model.result_["phases"], model.refit_result_["phases"]
+    assert model.trainer_.data.train.nnz == user_items.nnz  # nothing held out from the returned model
+    assert refit["full_precision"] == {"first_epoch": 1, "last_epoch": chosen["full_precision"]["best_epoch"],
+                                       "best_epoch": None, "ended_by": "fixed warm-up"}
+    quantized_epochs = model.result_["best_epoch"] - chosen["full_precision"]["last_epoch"]
+    assert refit["quantized"]["last_epoch"] - refit["quantized"]["first_epoch"] + 1 == quantized_epochs
+    assert refit["quantized"]["ended_by"] == "epoch budget"
+    held_out = gnaq.Recommender(**{**FAST, "epochs": 40}, patience=2).fit(user_items)
+    assert held_out.trainer_.data.train.nnz < user_items.nnz
+    np.testing.assert_array_equal(model.result_["best_epoch"], held_out.result_["best_epoch"])  # same selection run
+    assert not np.allclose(model.user_factors, held_out.user_factors)

@@ -1,0 +1,83 @@
+"""Does ``Recommender.fit`` lose accuracy by holding 10% of the interactions out for early stopping?
+
+The user's view: ``user_items`` = a dataset's train ∪ valid (everything they have); the model is
+tested on the dataset's test split (train ∪ valid masked). Two ways, same parameters and seed:
+- ``held-out``: today's fit — 10% of each user's interactions select the epochs, the model
+  never trains on them;
+- ``refit``: the same selection run, then the chosen schedule replayed on all of user_items
+  (``Recommender(refit=True)``).
+
+    python bench/fit_refit.py --datasets lastfm amazon-sports --bits 2 32
+
+Each record goes to bench/results/fit_refit/DATASET-bBITS.json as it finishes; the table to
+bench/results/fit_refit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import SHARED_DATA, markdown_table  # noqa: E402
+
+import gnaq  # noqa: E402
+from gnaq.data import load_dataset  # noqa: E402
+from gnaq.metrics import evaluate  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "fit_refit"
+DATA_DIRS = {"amazon-sports": SHARED_DATA.parent / "selfrec"}
+
+
+def measure(name: str, bits: int) -> dict:
+    data = load_dataset(name, data_dir=DATA_DIRS.get(name, SHARED_DATA), download_missing=False, progress=False)
+    user_items = (data.train + data.valid).tocsr()
+    record = {"dataset": name, "bits": bits}
+    for label, refit in (("held-out", False), ("refit", True)):
+        t0 = time.perf_counter()
+        model = gnaq.Recommender(bits=bits, refit=refit, progress=False).fit(user_items)
+        seconds = time.perf_counter() - t0
+        metrics = evaluate(model.user_factors, model.item_factors, user_items, data.test, ks=(20,))
+        record[label] = {"recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],
+                         "seconds": round(seconds, 1), "phases": model.result_["phases"]}
+        print(json.dumps({"dataset": name, "bits": bits, "fit": label, **record[label]}), flush=True)
+    return record
+
+
+def table() -> str:
+    rows = []
+    for path in sorted(OUT.glob("*.json")):
+        r = json.loads(path.read_text())
+        h, f = r["held-out"], r["refit"]
+        phases = " + ".join(str(p["last_epoch"] - p["first_epoch"] + 1) for p in h["phases"].values())
+        rows.append([r["dataset"], r["bits"], phases,
+                     f"{h['recall@20']:.4f} / {h['ndcg@20']:.4f}", f"{h['seconds'] / 60:.1f}",
+                     f"{f['recall@20']:.4f} / {f['ndcg@20']:.4f}", f"{f['seconds'] / 60:.1f}",
+                     f"{100 * f['recall@20'] / h['recall@20']:.1f}% / {100 * f['ndcg@20'] / h['ndcg@20']:.1f}%"])
+    return markdown_table(["dataset", "bits", "selection epochs (phases)", "held-out: test R@20 / N@20", "min",
+                           "refit: test R@20 / N@20", "min", "refit vs held-out"], rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["lastfm", "amazon-sports"])
+    p.add_argument("--bits", nargs="+", type=int, default=[2, 32])
+    p.add_argument("--table", action="store_true", help="only rebuild the table from the records")
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        for name in args.datasets:
+            for bits in args.bits:
+                (OUT / f"{name}-b{bits}.json").write_text(json.dumps(measure(name, bits), indent=1))
+    text = table()
+    (OUT.parent / "fit_refit.md").write_text(__doc__.split("\n\n")[0] + "\n\n" + text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

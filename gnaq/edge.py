@@ -116,6 +116,7 @@ MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
 MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| ≤ D·64²·255² (int64 where ≥ 2^31)
 MAX_LAYERS = 64
+FOLD_IN_RIDGE = 1.0  # λ of fold_in's ridge regression (bench/results/foldin.md)
 
 
 def _integer(value) -> bool:
@@ -506,7 +507,7 @@ class EdgeModel:
         for k, a in enumerate(a_user):
             consts[k // per_group] += (1 - (1 << widths[k])) * a
             for t in range(widths[k]):
-                weight[offsets[k] + t] = a << (t + 1)
+                weight[offsets[k] + t] = a * (2 << t)  # (exact for ints; a float user vector works too)
         tables = []
         for j in range(row_bytes):
             table = [0] * 256
@@ -597,12 +598,13 @@ class EdgeModel:
         out = np.zeros(self.n_items, dtype=np.float64)
         for b, items, codes in arrays["groups"]:
             tables, consts = self._tables(a_user, b)
-            T = np.asarray(tables, dtype=np.int64)
+            exact = isinstance(a_user[0], int)  # integer codes: exact sums; a float vector: float64
+            T = np.asarray(tables, dtype=np.int64 if exact else np.float64)
             bytes_per_group = codes.shape[1] // self.groups
             rows = slice(None) if items is None else items
             part = np.zeros(len(codes), dtype=np.float64)
             for g in range(self.groups):
-                total = np.full(len(codes), consts[g], dtype=np.int64)
+                total = np.full(len(codes), consts[g], dtype=T.dtype)
                 for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
                     total += T[j][codes[:, j]]
                 part += total * user_quarter[g] * scales[rows, g]
@@ -624,6 +626,90 @@ class EdgeModel:
         import numpy as np
         arrays = self._arrays()
         return arrays["items"].astype(np.float64) @ arrays["users"][u].astype(np.float64)
+
+    # ---- any vector against every item: similar items, folded-in users ---------------------
+    def _vector_scores(self, z):
+        """z·zᵢ for every item i, z a list of dim floats. Quantized files score in the packed domain
+        with float tables (the user's a replaced by z, ¼sᵤ by ½: zᵢₖ = ½sᵢ·m_k·aᵢₖ); the numba
+        backend uses the numpy path here (its kernel sums integers)."""
+        if self.kind == "quantized":
+            if self.backend == "python":
+                return self._scores_python(z, [0.5] * self.groups)
+            return self._scores_numpy(z, [0.5] * self.groups)
+        d = self.dim
+        if self.backend == "python":
+            items = self.item_float
+            out = [0.0] * self.n_items
+            for i in range(self.n_items):
+                total = 0.0
+                for a, b in zip(z, items[i * d:(i + 1) * d]):
+                    total += a * b
+                out[i] = total
+            return out
+        import numpy as np
+        return self._arrays()["items"].astype(np.float64) @ np.asarray(z, dtype=np.float64)
+
+    def _item_norms(self):
+        """‖zᵢ‖ for every item, computed once."""
+        if getattr(self, "_norms", None) is None:
+            if self.backend == "python":
+                self._norms = [sum(v * v for v in self.item_vector(i)) ** 0.5 for i in range(self.n_items)]
+            else:
+                import numpy as np
+                self._norms = np.sqrt((self.item_vectors() ** 2).sum(1))
+        return self._norms
+
+    def item_row(self, item_raw_id) -> int:
+        try:
+            return self._item_index[item_raw_id]
+        except KeyError:
+            raise KeyError(f"item {item_raw_id!r} is not in {self.path} ({self.n_items} items)") from None
+
+    def similar_items(self, item_raw_id, k: int = 10):
+        """Top-k [(item_raw_id, cosine)] of zᵢ against every item, the item itself included (first)."""
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        i = self.item_row(item_raw_id)
+        query = self.item_vector(i)
+        norm = sum(v * v for v in query) ** 0.5
+        scores, norms = self._vector_scores(query), self._item_norms()
+        cosines = [s / (norm * n) if norm and n else 0.0 for s, n in zip(scores, norms)]
+        cosines[i] = 1.0 if norm else 0.0  # itself first, exactly 1
+        return [(self.item_ids[j], float(c)) for c, j in _top_k_python(cosines, k, ())]
+
+    def fold_in(self, item_raw_ids, regularization: float = FOLD_IN_RIDGE):
+        """A user's z from their items H alone (no user row needed): ridge regression of a score
+        of 1 on each liked item, z = (Z_Hᵀ Z_H + λI)⁻¹ Z_Hᵀ 1 (d × d, Cholesky, pure Python;
+        λ = regularization). An empty H gives the zero vector. See bench/results/foldin.md."""
+        rows = [self.item_row(raw) for raw in item_raw_ids]
+        d = self.dim
+        vectors = [self.item_vector(i) for i in rows]
+        gram = [[0.0] * d for _ in range(d)]
+        rhs = [0.0] * d
+        for v in vectors:
+            for a in range(d):
+                va = v[a]
+                if va == 0.0:
+                    continue
+                rhs[a] += va
+                row = gram[a]
+                for b in range(a + 1):
+                    row[b] += va * v[b]
+        for a in range(d):
+            gram[a][a] += regularization
+        return _cholesky_solve(gram, rhs)
+
+    def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=(), regularization: float = FOLD_IN_RIDGE):
+        """Top-k [(item_raw_id, score)] for a user known only by their items (``fold_in``), those
+        items and the raw ids in ``exclude`` left out; best first, ties → smaller item index."""
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        liked = list(item_raw_ids)
+        skip = set(self.item_row(raw) for raw in liked)
+        for raw in exclude:
+            skip.add(self.item_row(raw))
+        scores = self._vector_scores(self.fold_in(liked, regularization))
+        return [(self.item_ids[i], float(s)) for s, i in _top_k_python(scores, k, skip)]
 
     # ---- public API ----------------------------------------------------------------------
     def item_vectors(self):
@@ -678,6 +764,28 @@ class EdgeModel:
         if "history" not in self._arrays():
             self._np_cache["history"] = np.frombuffer(self.history_indices, dtype=np.uint32)
         return self._np_cache["history"][self.history_indptr[u]:self.history_indptr[u + 1]]
+
+
+def _cholesky_solve(a, b):
+    """x with A x = b for a symmetric positive definite A given by its lower triangle (lists of
+    lists, overwritten by L with A = L Lᵀ); forward then back substitution."""
+    d = len(b)
+    for j in range(d):
+        row = a[j]
+        pivot = row[j] - sum(row[t] * row[t] for t in range(j))
+        if not pivot > 0:
+            raise ValueError("fold-in: the regularised Gram matrix is not positive definite")
+        row[j] = pivot ** 0.5
+        for i in range(j + 1, d):
+            other = a[i]
+            other[j] = (other[j] - sum(other[t] * row[t] for t in range(j))) / row[j]
+    y = [0.0] * d
+    for i in range(d):
+        y[i] = (b[i] - sum(a[i][t] * y[t] for t in range(i))) / a[i][i]
+    x = [0.0] * d
+    for i in range(d - 1, -1, -1):
+        x[i] = (y[i] - sum(a[t][i] * x[t] for t in range(i + 1, d))) / a[i][i]
+    return x
 
 
 def _top_k_python(scores, k, seen):

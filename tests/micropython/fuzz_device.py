@@ -1,0 +1,33 @@
+# The fuzz check on the device's interpreter (MicroPython or CPython): every file in a folder must load
+# and score consistently (recommend best first, score() equal to recommend's scores) or raise
+# EdgeFormatError; anything else — MemoryError from a lying header included — is a crash, printed.
+# Prints one JSON line of counts. main(folder) is called by the test.
+import json
+import os
+
+import edge
+
+
+def check(path):
+    model = edge.load(path)
+    if model.n_users == 0:
+        return
+    user = model.user_ids[0]
+    top = model.recommend(user, k=5, exclude_seen=model.has_history)
+    scores = [s for _, s in top]
+    assert scores == sorted(scores, reverse=True), "recommend is not best first"
+    assert model.score(user, [item for item, _ in top]) == scores, "score() disagrees with recommend()"
+
+
+def main(folder):
+    counts = {"loaded": 0, "refused": 0, "crashed": 0}
+    for name in sorted(os.listdir(folder)):
+        try:
+            check(folder + "/" + name)
+            counts["loaded"] += 1
+        except edge.EdgeFormatError:
+            counts["refused"] += 1
+        except Exception as exc:  # the point of the fuzzer
+            counts["crashed"] += 1
+            print("crashed", name, repr(exc))
+    print(json.dumps(counts))

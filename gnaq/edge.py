@@ -86,8 +86,14 @@ def _typed(buffer, code):
 
 
 def _read(path):
-    with open(path, "rb") as f:
-        blob = f.read()
+    """(header, sections) of a .gnaq file: a path, a binary file object or the bytes themselves."""
+    if isinstance(path, (bytes, bytearray)):
+        blob, path = bytes(path), "<bytes>"
+    elif hasattr(path, "read"):
+        blob, path = path.read(), getattr(path, "name", "<file>")
+    else:
+        with open(path, "rb") as f:
+            blob = f.read()
     if len(blob) < 14 or blob[:4] != MAGIC:
         raise EdgeFormatError(f"{path}: not a .gnaq model (bad magic {blob[:4]!r})")
     version, header_len = struct.unpack_from("<HI", blob, 4)
@@ -273,7 +279,8 @@ class EdgeModel:
     """A loaded .gnaq model. ``backend``: auto | numba | numpy | python."""
 
     def __init__(self, path, backend: str = "auto"):
-        self.path = str(path)
+        self.path = path if isinstance(path, str) else getattr(path, "name", "<bytes>") \
+            if not isinstance(path, (bytes, bytearray)) else "<bytes>"
         self.header, sections = _read(path)
         h = self.header
         self.n_users, self.n_items = h["n_users"], h["n_items"]
@@ -719,6 +726,37 @@ class EdgeModel:
             return self._arrays()["items"].astype(np.float64)
         scales = np.repeat(self._arrays()["scales"], self.dim // self.groups, axis=1)
         return 0.5 * scales * self._item_ints()
+
+    def user_vectors(self):
+        """(n_users, dim) float64 numpy array of the users' z (dequantized as ``user_vector``). Needs numpy."""
+        import numpy as np
+        if self.kind in ("float", "propagate"):
+            return self._arrays()["users"].astype(np.float64)
+        if self.n_users == 0:
+            return np.zeros((0, self.dim))
+        keys = self.user_width or [self.row_keys[0]] * self.n_users
+        starts = self.user_start if self.user_width else range(0, self.n_users * self.row_bytes, self.row_bytes)
+        keys, starts = np.asarray(keys), np.asarray(starts, dtype=np.int64)
+        blob = np.frombuffer(self.user_codes, dtype=np.uint8)
+        a = np.zeros((self.n_users, self.dim), dtype=np.int64)
+        for key in self.row_keys:
+            rows = np.flatnonzero(keys == key)
+            if not len(rows):
+                continue
+            _, widths, rb = self._layout(key)
+            packed = blob[starts[rows][:, None] + np.arange(rb)]
+            w = np.asarray(widths)
+            codes = _unpack_columns_numpy(np, packed, w) if self.column_widths else _unpack_numpy(np, packed, self.dim, key)
+            steps = np.asarray(self.column_steps[key]) if self.column_steps else 1
+            a[rows] = np.where(w > 0, (2 * codes.astype(np.int64) + 1 - (1 << w)) * steps, 0)
+        scales = np.asarray(self.user_scales, dtype=np.float64).reshape(self.n_users, self.groups)
+        return 0.5 * np.repeat(scales, self.dim // self.groups, axis=1) * a
+
+    def history_csr(self):
+        """The file's history as (indptr, indices) lists of ints, or None without one."""
+        if not self.has_history:
+            return None
+        return list(self.history_indptr), list(self.history_indices)
 
     def seen_items(self, user_raw_id):
         """Indices of the user's training items (empty without a history section)."""

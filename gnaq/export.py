@@ -17,11 +17,16 @@ from .edge import FORMAT_VERSION, MAGIC, index_bits
 from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 
 
-def build_sections(model, data, history: bool = True, compact: bool = True) -> tuple:
+def build_sections(model, data, history: bool = True, compact: bool = True, users: bool = True) -> tuple:
     """(header fields, {section name: bytes}) for a model and its Interactions.
 
     compact: ids 0..n−1 left out and CSR sections delta + varint encoded (format 3); False
-    writes the layout older readers know (int64 ids, uint64 indptr + uint32 indices)."""
+    writes the layout older readers know (int64 ids, uint64 indptr + uint32 indices).
+    users=False: an item-only file (n_users 0, no user rows, ids or history): a device folds its
+    own user in from their items (gnaq.edge's fold_in) and holds nothing about anyone else."""
+    if not users and model.quantizer.deploys == "layer0":
+        raise ValueError("an item-only file needs the graph-free deployment (quantize=z): a layer-0 file "
+                         "carries every user's interactions in its graph")
     if not model.quantizer.exportable:
         raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: the format stores "
                          "a quantized z (codes and per-node scales) and this model's scores need more")
@@ -80,9 +85,15 @@ def build_sections(model, data, history: bool = True, compact: bool = True) -> t
             header[f"{side}_ids"] = "range"
         else:
             sections[f"{side}_ids"] = ids.astype("<i8").tobytes()
-    if history:
+    if history and users:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
         sections.update(csr_sections("history", seen, compact))
+    if not users:
+        header["n_users"] = 0
+        header.pop("user_labels", None)
+        header["user_ids"] = "range"
+        for name in [k for k in sections if k.startswith("user_")]:
+            sections[name] = b""
     return header, sections
 
 
@@ -157,14 +168,18 @@ def encode(header: dict, sections: dict) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def export_model(model, data, path, history: bool = True, compact: bool = True) -> dict:
-    """Write the .gnaq file; returns sizes: file bytes, bytes per section, and float32_file_bytes,
-    the size of the same file holding float32 z instead (no graph): what the quantization saves."""
-    header, sections = build_sections(model, data, history, compact)
+def export_model(model, data, path, history: bool = True, compact: bool = True, users: bool = True) -> dict:
+    """Write the .gnaq file (a path, atomically, or a binary file object); returns sizes: file
+    bytes, bytes per section, and float32_file_bytes, the size of the same file holding float32
+    z instead (no graph): what the quantization saves. users=False: items only (build_sections)."""
+    header, sections = build_sections(model, data, history, compact, users)
     blob = encode(header, sections)
-    atomic_write_bytes(str(path), lambda f: f.write(blob))
+    if hasattr(path, "write"):
+        path.write(blob)
+    else:
+        atomic_write_bytes(str(path), lambda f: f.write(blob))
     embedding = sum(len(v) for k, v in sections.items() if k.split("_", 1)[1] in ("codes", "scales", "float"))
     graph = sum(len(v) for k, v in sections.items() if k.startswith("graph_"))
     return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
             "embedding_bytes": embedding, "graph_bytes": graph,
-            "float32_file_bytes": len(blob) - embedding - graph + 4 * (model.n_users + model.n_items) * model.dim}
+            "float32_file_bytes": len(blob) - embedding - graph + 4 * (header["n_users"] + model.n_items) * model.dim}

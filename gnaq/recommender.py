@@ -24,6 +24,7 @@ import scipy.sparse
 
 from .backend import to_numpy
 from .data import DataError, InteractionMatrix, Interactions, binary_csr, check_user_items, from_scipy, split_per_user
+from .query import top_n  # noqa: F401  (gnaq.recommender.top_n, as before)
 from .trainer import TrainConfig, Trainer
 
 _DEFAULTS = TrainConfig()
@@ -89,11 +90,14 @@ class Recommender:
             seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
             progress=self.progress)
 
-    def fit(self, user_items, valid=None) -> "Recommender":
+    def fit(self, user_items, valid=None, show_progress=None, callback=None) -> "Recommender":
         """Train on ``user_items`` (scipy.sparse users × items, or an InteractionMatrix); returns self.
 
         Early stopping selects by NDCG@20 on ``valid`` (same shape), or on a seeded per-user
-        hold-out of ``user_items`` when none is given; the hold-out is for selection only.
+        hold-out of ``user_items`` when none is given; the hold-out is for selection only (and,
+        with ``refit=True``, trained on afterwards). implicit's fit arguments: ``show_progress``
+        (default: the ``progress`` parameter) and ``callback(epoch, elapsed_seconds, record)``,
+        called after every evaluation with its metrics line.
         """
         given = user_items if isinstance(user_items, InteractionMatrix) else from_scipy(user_items)
         if not 0 < self.validation_fraction < 1:
@@ -113,101 +117,107 @@ class Recommender:
         data = Interactions("user_items", train, test=held_out, valid=None,
                             user_ids=given.user_ids, item_ids=given.item_ids)
         config = self.config()
+        if show_progress is not None:
+            config.progress = bool(show_progress)
         trainer = Trainer(config, data)
         last = os.path.join(config.out, "last.npz")
         if self.checkpoint_dir and os.path.exists(last):
             trainer.restore(last)
-        self.result_ = trainer.fit()
+        on_eval = None
+        if callback is not None:
+            on_eval = lambda record: callback(record["epoch"], trainer.elapsed, record)  # noqa: E731
+        self.result_ = trainer.fit(on_eval=on_eval)
         if self.refit and valid is None:
             data = Interactions("user_items", full, test=held_out, valid=None,
                                 user_ids=given.user_ids, item_ids=given.item_ids)
             trainer = Trainer(refit_config(config, self.result_), data)
             self.refit_result_ = trainer.fit()
         self.trainer_, self._data, self._liked = trainer, data, full
-        self._user_row = {raw: i for i, raw in enumerate(given.user_ids.tolist())}
-        self._item_col = {raw: i for i, raw in enumerate(given.item_ids.tolist())}
-        users, items = trainer.model.final_embeddings()
-        self.user_factors, self.item_factors = to_numpy(users), to_numpy(items)
+        self._query = self._deployed_query()
         return self
 
-    # ---- queries -------------------------------------------------------------------------
-    def _check_fitted(self):
-        if not hasattr(self, "trainer_"):
-            raise NotFittedError("this Recommender is not fitted yet: call fit(user_items) first")
-
-    @staticmethod
-    def _as_list(ids):
-        single = np.ndim(ids) == 0
-        return single, ([ids.item() if hasattr(ids, "item") else ids] if single else np.asarray(ids).tolist())
-
-    def _rows(self, ids, index, what):
-        try:
-            return np.array([index[i] for i in ids], dtype=np.int64)
-        except KeyError as exc:
-            raise KeyError(f"{what} {exc.args[0]!r} was not seen in training") from None
-
-    def recommend(self, userid, user_items=None, N: int = 10, filter_already_liked_items: bool = True, items=None):
-        """Top-N items as (ids, scores), best first (ties: smaller item index).
-
-        userid: one raw user id → arrays of shape (n,), n = min(N, eligible items); an array of
-        ids → arrays of shape (len(userid), min(N, candidates)), rows with fewer eligible items
-        padded with score -inf. user_items: the users' rows (len(userid) × n_items) whose
-        items are filtered; default: their interactions given to ``fit``. items: restrict the
-        candidates to these raw item ids.
-        """
-        self._check_fitted()
-        if not isinstance(N, (int, np.integer)) or N <= 0:
-            raise ValueError(f"N must be a positive integer, got {N!r}")
-        single, ids = self._as_list(userid)
-        rows = self._rows(ids, self._user_row, "user")
-        scores = self.user_factors[rows].astype(np.float64) @ self.item_factors.T.astype(np.float64)
-        if items is not None:
-            _, item_list = self._as_list(items)
-            allowed = np.zeros(scores.shape[1], dtype=bool)
-            allowed[self._rows(item_list, self._item_col, "item")] = True
-            scores[:, ~allowed] = -np.inf
-        if filter_already_liked_items:
-            liked = self._liked[rows] if user_items is None else check_user_items(user_items)
-            if liked.shape != (len(rows), scores.shape[1]):
-                raise ValueError(f"user_items has shape {liked.shape}; expected ({len(rows)}, {scores.shape[1]}): "
-                                 "one row per userid, one column per item of the model")
-            r, c = liked.nonzero()
-            scores[r, c] = -np.inf
-        n_candidates = scores.shape[1] if items is None else int(allowed.sum())
-        index, values = top_n(scores, min(N, n_candidates))
-        if single:
-            keep = np.isfinite(values[0])
-            return self._data.item_ids[index[0][keep]], values[0][keep]
-        return self._data.item_ids[index], values
-
-    def _similar(self, ids, factors, index, raw_ids, N, what):
-        single, ids = self._as_list(ids)
-        top, values = cosine_top_n(factors, self._rows(ids, index, what), N)
-        return (raw_ids[top[0]], values[0]) if single else (raw_ids[top], values)
-
-    def similar_items(self, itemid, N: int = 10):
-        """The N items most cosine-similar to itemid (itself first, score 1), as (ids, scores)."""
-        self._check_fitted()
-        return self._similar(itemid, self.item_factors, self._item_col, self._data.item_ids, N, "item")
-
-    def similar_users(self, userid, N: int = 10):
-        """The N users most cosine-similar to userid (itself first), as (ids, scores)."""
-        self._check_fitted()
-        return self._similar(userid, self.user_factors, self._user_row, self._data.user_ids, N, "user")
-
-    # ---- persistence -----------------------------------------------------------------------
-    def save(self, path, history: bool = True) -> dict:
-        """Write the packed .gnaq model (atomic); returns its sizes (see gnaq.export)."""
+    def _deployed_query(self):
+        """The Query of the file this model saves (so a fitted model and its file answer alike);
+        a quantizer the format cannot hold answers from the engine's z instead."""
         from .export import export_model
-        self._check_fitted()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # the graph is the one trained on; the history (train ∪ valid there) is everything given to fit
+        from .query import Query
+        model = self.trainer_.model
+        if not model.quantizer.exportable:
+            users, items = (to_numpy(x) for x in model.final_embeddings())
+            return Query(users, items, self._data.user_ids, self._data.item_ids, self._liked)
+        path = os.path.join(self.trainer_.config.out, "model.gnaq")
+        export_model(model, self._history_data(), path)
+        query = Query.from_file(path)
+        query.source = "the fitted model"
+        return query
+
+    def _history_data(self):
+        """The training graph, with everything given to fit as the history of each user."""
         rest = (self._liked - self._data.train).tocsr()
         rest.data = (rest.data > 0).astype(np.float32)
         rest.eliminate_zeros()
-        data = Interactions("user_items", self._data.train, test=self._data.test, valid=rest,
+        return Interactions("user_items", self._data.train, test=self._data.test, valid=rest,
                             user_ids=self._data.user_ids, item_ids=self._data.item_ids)
-        return export_model(self.trainer_.model, data, path, history=history)
+
+    # ---- queries: one class (gnaq.query.Query) for fitted and loaded models ------------------
+    def _check_fitted(self):
+        if not hasattr(self, "_query"):
+            raise NotFittedError("this Recommender is not fitted yet: call fit(user_items) first")
+
+    @property
+    def user_factors(self):
+        """z of every user (n_users, d), float64: the deployed (dequantized) representation."""
+        self._check_fitted()
+        return self._query.user_factors
+
+    @property
+    def item_factors(self):
+        """z of every item (n_items, d), float64; scores are user_factors @ item_factors.T."""
+        self._check_fitted()
+        return self._query.item_factors
+
+    def recommend(self, userid, user_items=None, N=10, filter_already_liked_items=True, filter_items=None,
+                  recalculate_user=False, items=None):
+        """Top-N items as (ids, scores), implicit's semantics (gnaq.query.Query.recommend); user_items
+        defaults to everything given to ``fit``."""
+        self._check_fitted()
+        return self._query.recommend(userid, user_items, N, filter_already_liked_items, filter_items,
+                                     recalculate_user, items)
+
+    def recalculate_user(self, userid, user_items):
+        """z of users from their items alone (fold-in; gnaq.query.Query.fold_in)."""
+        self._check_fitted()
+        return self._query.recalculate_user(userid, user_items)
+
+    def similar_items(self, itemid, N=10, recalculate_item=False, item_users=None, filter_items=None, items=None):
+        """The N items most cosine-similar to itemid (itself first, score 1), as (ids, scores)."""
+        self._check_fitted()
+        return self._query.similar_items(itemid, N, recalculate_item, item_users, filter_items, items)
+
+    def similar_users(self, userid, N=10, filter_users=None, users=None):
+        """The N users most cosine-similar to userid (itself first), as (ids, scores)."""
+        self._check_fitted()
+        return self._query.similar_users(userid, N, filter_users, users)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, path, history: bool = True, users: bool = True) -> dict:
+        """Write the packed .gnaq model to a path (atomic) or a binary file object; returns its
+        sizes (gnaq.export). users=False: an item-only file (devices fold their user in)."""
+        from .export import export_model
+        self._check_fitted()
+        if not hasattr(self, "trainer_"):
+            raise NotFittedError("this Recommender was loaded from a file: save copies of that file instead")
+        if not hasattr(path, "write"):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return export_model(self.trainer_.model, self._history_data(), path, history=history, users=users)
+
+    @classmethod
+    def load(cls, path_or_file, backend: str = "auto") -> "Recommender":
+        """A Recommender answering queries from a .gnaq file (path, binary file object or bytes)."""
+        from .query import Query
+        model = cls()
+        model._query = Query.from_file(path_or_file, backend)
+        return model
 
 
 def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
@@ -228,54 +238,8 @@ def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
                    out=os.path.join(config.out, "refit"))
 
 
-def cosine_top_n(factors, rows, N: int):
-    """(index, values): for each row in `rows`, the N rows of `factors` (n, d) of largest cosine
-    similarity to it, best first (the row itself first, with score 1)."""
-    norms = np.linalg.norm(factors, axis=1).astype(np.float64)
-    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
-    return top_n(unit[rows] @ unit.T, min(N, len(factors)))
-
-
-def top_n(scores, n: int):
-    """(index, values) of each row's n largest scores, best first, ties → smaller index."""
-    scores = np.atleast_2d(scores)
-    if n <= 0:
-        return np.empty((len(scores), 0), dtype=np.int64), np.empty((len(scores), 0))
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # boundary ties: argpartition may pick any of equal scores; re-take with the index tie-break
-    order = np.lexsort((part, -part_scores), axis=1)
-    index = np.take_along_axis(part, order, axis=1)
-    kth = np.take_along_axis(part_scores, order, axis=1)[:, -1:]
-    if n < scores.shape[1] and np.any((scores == kth).sum(1) > (np.take_along_axis(part_scores, order, 1) == kth).sum(1)):
-        full = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)[:, :n]
-        return full, np.take_along_axis(scores, full, axis=1)
-    return index, np.take_along_axis(scores, index, axis=1)
-
-
-class PackedRecommender:
-    """A .gnaq file behind the same query API (``gnaq.load``): recommend and similar_items,
-    answered by gnaq.edge (scores as the edge backends compute them; ids are the file's raw ids)."""
-
-    def __init__(self, path, backend: str = "auto"):
-        from . import edge
-        self.model = edge.load(path, backend)
-        self.item_ids = np.asarray(self.model.item_ids)
-
-    def recommend(self, userid, user_items=None, N: int = 10, filter_already_liked_items: bool = True):
-        """(ids, scores) of one user's top-N; liked items are the file's history (user_items unused)."""
-        top = self.model.recommend(userid, k=N, exclude_seen=filter_already_liked_items)
-        return np.asarray([i for i, _ in top]), np.asarray([s for _, s in top])
-
-    def similar_items(self, itemid, N: int = 10):
-        """The N items most cosine-similar to itemid (itself first), from the dequantized item vectors."""
-        if itemid not in self.model._item_index:
-            raise KeyError(f"item {itemid!r} is not in {self.model.path}")
-        index, values = cosine_top_n(self.model.item_vectors(), [self.model._item_index[itemid]], N)
-        return self.item_ids[index[0]], values[0]
-
-
-def load(path, backend: str = "auto") -> PackedRecommender:
-    """Open a .gnaq file as a recommender (see PackedRecommender)."""
-    return PackedRecommender(path, backend)
+def load(path_or_file, backend: str = "auto"):
+    """Open a .gnaq file (path, binary file object or bytes) with the fitted model's query API
+    (gnaq.query.Query; answered from the dequantized rows gnaq.edge reads)."""
+    from .query import Query
+    return Query.from_file(path_or_file, backend)

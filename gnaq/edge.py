@@ -122,6 +122,9 @@ MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
 MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| ≤ D·64²·255² (int64 where ≥ 2^31)
 MAX_LAYERS = 64
+HEADER_FIELDS = ("bits", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups", "item_ids",
+                 "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users", "quantizer",
+                 "sections", "user_ids", "user_labels", "widths")
 FOLD_IN_RIDGE = 1.0  # λ of fold_in's ridge regression (bench/results/foldin.md)
 
 
@@ -146,6 +149,33 @@ def _validate_header(path, version, header, data_bytes):
         refuse(f"header field 'kind' is {kind!r}; expected one of {KINDS}")
     if kind == "propagate" and version < 2:
         refuse("kind 'propagate' needs format version 2")
+    for field in header:  # every field is checked, also where this kind does not use it
+        if field not in HEADER_FIELDS:
+            refuse(f"unknown header field {field!r} (this reader knows {', '.join(sorted(HEADER_FIELDS))})")
+    if "format" in header and header["format"] != version:
+        refuse(f"header field 'format' is {header['format']!r}; the file's version is {version}")
+    weights = header.get("layer_weights")
+    if weights is not None or kind == "propagate":
+        if (not isinstance(weights, list) or not 1 <= len(weights) <= MAX_LAYERS
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w
+                           and abs(w) != float("inf") for w in weights)):
+            refuse(f"header field 'layer_weights' must be a list of 1 to {MAX_LAYERS} finite numbers")
+    layers = header.get("layers")
+    if layers is not None and (not _integer(layers) or not 0 <= layers < MAX_LAYERS
+                               or (weights is not None and len(weights) != layers + 1)):
+        refuse(f"header field 'layers' is {layers!r}; expected an integer in [0, {MAX_LAYERS}) with one more "
+               "entry in 'layer_weights'")
+    size = header.get("embedding_dim")
+    if size is not None and (not _integer(size) or size < 1):
+        refuse(f"header field 'embedding_dim' is {size!r}; expected an integer ≥ 1")
+    name = header.get("quantizer")
+    if name is not None and (not isinstance(name, str) or len(name) > 64):
+        refuse(f"header field 'quantizer' is {name!r}; expected a name (a string of at most 64 characters)")
+    offset, b = header.get("level_offset"), header.get("bits")
+    if offset is not None and (kind == "float" or not isinstance(offset, (int, float)) or isinstance(offset, bool)
+                               or not (_integer(b) and 1 <= b <= MAX_COLUMN_BITS) or offset != 0.5 - 2 ** (b - 1)
+                               or "widths" in header or "column_widths" in header):
+        refuse(f"header field 'level_offset' is {offset!r}; a uniform quantized file gives 0.5 − 2^(bits−1)")
     for field in ("n_users", "n_items", "dim"):
         value = header.get(field)
         if not _integer(value) or value < (1 if field == "dim" else 0):
@@ -153,8 +183,10 @@ def _validate_header(path, version, header, data_bytes):
     n_users, n_items, dim = header["n_users"], header["n_items"], header["dim"]
     bits, groups = header.get("bits", 32), header.get("groups", 1)
     if kind == "float":
-        if bits != 32:
+        if bits != 32 or isinstance(bits, bool):
             refuse(f"header field 'bits' is {bits!r}; a float model has 32")
+        if groups != 1 or isinstance(groups, bool):
+            refuse(f"header field 'groups' is {groups!r}; a float model has 1")
         row_bytes = 4 * dim
         sizes = {"user_float": n_users * row_bytes, "item_float": n_items * row_bytes}
     else:
@@ -212,12 +244,6 @@ def _validate_header(path, version, header, data_bytes):
         if given is None and f"{side}_labels" not in header:
             sizes[f"{side}_ids"] = 8 * n
     variable = {}  # sections whose size is data-dependent: (name, element size, indptr of n+1)
-    if kind == "propagate":
-        weights = header.get("layer_weights")
-        if (not isinstance(weights, list) or not 1 <= len(weights) <= MAX_LAYERS
-                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w
-                           and abs(w) != float("inf") for w in weights)):
-            refuse(f"header field 'layer_weights' must be a list of 1 to {MAX_LAYERS} finite numbers")
     for side, n in (("user", n_users), ("item", n_items)):
         labels = header.get(f"{side}_labels")
         if labels is not None and (not isinstance(labels, list) or len(labels) != n

@@ -398,3 +398,26 @@ def test_column_files_with_three_node_groups_score_like_their_dequantized_rows(d
         scores[backend] = np.array([m.score(int(data.user_ids[u]), list(data.item_ids)) for u in (0, 3, 59)])
         np.testing.assert_allclose(scores[backend], reference[[0, 3, 59]], rtol=1e-6, atol=1e-9)
         assert scores[backend].tobytes() == scores["python"].tobytes(), backend
+
+
+@pytest.mark.parametrize("options, bits", [(Z, 2), ({}, 32), ({**Z, "transform": "klt", "busy_share": 0.25}, 2)],
+                         ids=["uniform", "float", "columns"])
+def test_every_header_field_is_checked_even_where_the_kind_does_not_use_it(data, tmp_path, options, bits):
+    """A graph-free file never reads layer_weights, layers, quantizer or level_offset, and a float
+    file never reads groups: a lie in any of them is still refused, naming the field."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from edge_fuzz import join, split
+    path = tmp_path / "m.gnaq"
+    export_model(make_model(data, "gnaq", bits, **options), data, path)
+    prefix, header, body = split(path.read_bytes())
+    lies = {"layer_weights": "x", "layers": 7, "quantizer": 3, "embedding_dim": 0, "format": 9,
+            "level_offset": 0.25, "colour": "blue"}
+    if bits == 32:
+        lies["groups"] = 2
+    for field, value in lies.items():
+        (tmp_path / "lie.gnaq").write_bytes(join(prefix, {**header, field: value}, body))
+        for backend in ("python", "numpy"):
+            with pytest.raises(edge.EdgeFormatError, match=f"'{field}'"):
+                edge.load(tmp_path / "lie.gnaq", backend)
+    (tmp_path / "true.gnaq").write_bytes(join(prefix, header, body))
+    edge.load(tmp_path / "true.gnaq")  # the same bytes without a lie load

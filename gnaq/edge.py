@@ -362,13 +362,13 @@ class EdgeModel:
         if f"{name}_indptr" in sections:
             indptr, indices = _typed(sections[f"{name}_indptr"], "Q"), _typed(sections[f"{name}_indices"], "I")
         else:
-            decode = _varints_numpy if self.backend != "python" else _varints_python
+            decode = _fast("numpy").varints if self.backend != "python" else _varints_python
             lengths = decode(bytes(sections[f"{name}_lengths"]), self.path, f"{name}_lengths")
             deltas = decode(bytes(sections[f"{name}_deltas"]), self.path, f"{name}_deltas")
             if len(lengths) != self.n_users or int(sum(lengths) if self.backend == "python" else lengths.sum()) != len(deltas):
                 raise EdgeFormatError(f"{self.path}: section '{name}_lengths' does not describe {self.n_users} rows "
                                       f"of the {len(deltas)} entries in '{name}_deltas'")
-            undelta = _undelta_numpy if self.backend != "python" else _undelta
+            undelta = _fast("numpy").undelta if self.backend != "python" else _undelta
             indptr, indices = undelta(lengths, deltas, self.path, name, self.n_items)
         _check_csr(self.path, name, indptr, indices, self.n_items)
         return indptr, indices
@@ -429,8 +429,7 @@ class EdgeModel:
             codes, side_scales = bytes(sections[f"{side}_codes"]), scales[side]
             node_widths, starts = self._node_widths(sections, side, n, codes)
             if self.backend != "python":
-                import numpy as np
-                tables.append(_dequantize_numpy(np, codes, node_widths, starts, side_scales, d))
+                tables.append(_fast("numpy").dequantize(codes, node_widths, starts, side_scales, d))
                 continue
             table = array.array("d", bytes(8 * n * d))
             for r in range(n):
@@ -440,9 +439,8 @@ class EdgeModel:
             tables.append(table)
         if self.backend == "python":
             return _propagate_python(tables, indptr, indices, d, h["layer_weights"])
-        import numpy as np
-        spread = _numba_kernels()["spread"] if self.backend == "numba" else None
-        return _propagate_numpy(np, tables, indptr, indices, d, h["layer_weights"], spread)
+        spread = _fast("numba").kernels()["spread"] if self.backend == "numba" else None
+        return _fast("numpy").propagate(tables, indptr, indices, d, h["layer_weights"], spread)
 
     # ---- backend selection -----------------------------------------------------------
     @staticmethod
@@ -558,10 +556,10 @@ class EdgeModel:
             return self._float_scores(u)
         a_user, user_quarter = self._user_terms(u)
         if self.backend == "numba":
-            return self._scores_numba(a_user, user_quarter)
+            return _fast("numba").scores(self, a_user, user_quarter)
         if self.backend == "python":
             return self._scores_python(a_user, user_quarter)
-        return self._scores_numpy(a_user, user_quarter)
+        return _fast("numpy").scores(self, a_user, user_quarter)
 
     def _scores_python(self, a_user, user_quarter):
         G, scales = self.groups, self.item_scales
@@ -581,69 +579,6 @@ class EdgeModel:
                 out[i] = score
         return out
 
-    def _arrays(self):
-        if self._np_cache is None:
-            import numpy as np
-            if self.kind in ("float", "propagate"):
-                self._np_cache = {  # (array.array 'f' or 'd', native byte order)
-                    "items": np.asarray(self.item_float).reshape(self.n_items, self.dim),
-                    "users": np.asarray(self.user_float).reshape(self.n_users, self.dim)}
-            else:
-                groups = [(b, None if items is None else np.asarray(items, dtype=np.int64),
-                           np.frombuffer(codes, dtype=np.uint8).reshape(-1, self._layout(b)[2]))
-                          for b, items, codes in self.item_groups]
-                self._np_cache = {
-                    "groups": groups,
-                    "scales": np.asarray(self.item_scales, dtype=np.float64).reshape(self.n_items, self.groups)}
-        return self._np_cache
-
-    def _item_ints(self):
-        """aᵢₖ = 2cᵢₖ + 1 − 2^bᵢ for all items, (n_items, D) int8 (int16 with 8-bit items, and in column
-        files, where it is m_k·aᵢₖ), built once."""
-        arrays = self._arrays()
-        if "a_items" not in arrays:
-            import numpy as np
-            widest = max(b for b, _, _ in arrays["groups"])
-            small = widest < 8 and not self.column_widths
-            a_items = np.empty((self.n_items, self.dim), dtype=np.int8 if small else np.int16)
-            for b, items, codes in arrays["groups"]:
-                if self.column_widths:  # m_k·aₖ, 0 at 0 bits
-                    widths, steps = np.asarray(self.column_widths[b]), np.asarray(self.column_steps[b])
-                    a = (2 * _unpack_columns_numpy(np, codes, widths) + 1 - (1 << widths)) * steps
-                else:
-                    a = 2 * _unpack_numpy(np, codes, self.dim, b) + 1 - (1 << b)
-                a_items[slice(None) if items is None else items] = a
-            arrays["a_items"] = a_items
-        return arrays["a_items"]
-
-    def _scores_numba(self, a_user, user_quarter):
-        import numpy as np
-        a_items = self._item_ints()
-        out = np.empty(self.n_items, dtype=np.float64)
-        _numba_kernels()["score"](a_items, np.asarray(a_user, dtype=np.int32 if self.int32_sums else np.int64),
-                                  self._arrays()["scales"], np.asarray(user_quarter, dtype=np.float64), out)
-        return out
-
-    def _scores_numpy(self, a_user, user_quarter):
-        import numpy as np
-        arrays = self._arrays()
-        scales = arrays["scales"]
-        out = np.zeros(self.n_items, dtype=np.float64)
-        for b, items, codes in arrays["groups"]:
-            tables, consts = self._tables(a_user, b)
-            exact = isinstance(a_user[0], int)  # integer codes: exact sums; a float vector: float64
-            T = np.asarray(tables, dtype=np.int64 if exact else np.float64)
-            bytes_per_group = codes.shape[1] // self.groups
-            rows = slice(None) if items is None else items
-            part = np.zeros(len(codes), dtype=np.float64)
-            for g in range(self.groups):
-                total = np.full(len(codes), consts[g], dtype=T.dtype)
-                for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
-                    total += T[j][codes[:, j]]
-                part += total * user_quarter[g] * scales[rows, g]
-            out[rows] = part
-        return out
-
     def _float_scores(self, u):
         d = self.dim
         if self.backend == "python":
@@ -656,9 +591,7 @@ class EdgeModel:
                     total += a * b
                 out[i] = total
             return out
-        import numpy as np
-        arrays = self._arrays()
-        return arrays["items"].astype(np.float64) @ arrays["users"][u].astype(np.float64)
+        return _fast("numpy").float_scores(self, u)
 
     # ---- any vector against every item: similar items, folded-in users ---------------------
     def _vector_scores(self, z):
@@ -668,7 +601,7 @@ class EdgeModel:
         if self.kind == "quantized":
             if self.backend == "python":
                 return self._scores_python(z, [0.5] * self.groups)
-            return self._scores_numpy(z, [0.5] * self.groups)
+            return _fast("numpy").scores(self, z, [0.5] * self.groups)
         d = self.dim
         if self.backend == "python":
             items = self.item_float
@@ -679,8 +612,7 @@ class EdgeModel:
                     total += a * b
                 out[i] = total
             return out
-        import numpy as np
-        return self._arrays()["items"].astype(np.float64) @ np.asarray(z, dtype=np.float64)
+        return _fast("numpy").vector_scores(self, z)
 
     def _item_norms(self):
         """‖zᵢ‖ for every item, computed once."""
@@ -688,8 +620,7 @@ class EdgeModel:
             if self.backend == "python":
                 self._norms = [sum(v * v for v in self.item_vector(i)) ** 0.5 for i in range(self.n_items)]
             else:
-                import numpy as np
-                self._norms = np.sqrt((self.item_vectors() ** 2).sum(1))
+                self._norms = _fast("numpy").norms(self.item_vectors())
         return self._norms
 
     def item_row(self, item_raw_id) -> int:
@@ -746,37 +677,12 @@ class EdgeModel:
 
     # ---- public API ----------------------------------------------------------------------
     def item_vectors(self):
-        """(n_items, dim) float64 numpy array of the scored item vectors (dequantized: s·a/2). Needs numpy."""
-        import numpy as np
-        if self.kind in ("float", "propagate"):
-            return self._arrays()["items"].astype(np.float64)
-        scales = np.repeat(self._arrays()["scales"], self.dim // self.groups, axis=1)
-        return 0.5 * scales * self._item_ints()
+        """(n_items, dim) float64 numpy array of the scored item vectors (dequantized: s·m·a/2). Needs numpy."""
+        return _fast("numpy").item_vectors(self)
 
     def user_vectors(self):
-        """(n_users, dim) float64 numpy array of the users' z (dequantized as ``user_vector``). Needs numpy."""
-        import numpy as np
-        if self.kind in ("float", "propagate"):
-            return self._arrays()["users"].astype(np.float64)
-        if self.n_users == 0:
-            return np.zeros((0, self.dim))
-        keys = self.user_width or [self.row_keys[0]] * self.n_users
-        starts = self.user_start if self.user_width else range(0, self.n_users * self.row_bytes, self.row_bytes)
-        keys, starts = np.asarray(keys), np.asarray(starts, dtype=np.int64)
-        blob = np.frombuffer(self.user_codes, dtype=np.uint8)
-        a = np.zeros((self.n_users, self.dim), dtype=np.int64)
-        for key in self.row_keys:
-            rows = np.flatnonzero(keys == key)
-            if not len(rows):
-                continue
-            _, widths, rb = self._layout(key)
-            packed = blob[starts[rows][:, None] + np.arange(rb)]
-            w = np.asarray(widths)
-            codes = _unpack_columns_numpy(np, packed, w) if self.column_widths else _unpack_numpy(np, packed, self.dim, key)
-            steps = np.asarray(self.column_steps[key]) if self.column_steps else 1
-            a[rows] = np.where(w > 0, (2 * codes.astype(np.int64) + 1 - (1 << w)) * steps, 0)
-        scales = np.asarray(self.user_scales, dtype=np.float64).reshape(self.n_users, self.groups)
-        return 0.5 * np.repeat(scales, self.dim // self.groups, axis=1) * a
+        """(n_users, dim) float64 numpy array of the users' z (as ``user_vector``). Needs numpy."""
+        return _fast("numpy").user_vectors(self)
 
     def history_csr(self):
         """The file's history as (indptr, indices) lists of ints, or None without one."""
@@ -814,20 +720,23 @@ class EdgeModel:
         if self.backend == "python":
             top = _top_k_python(scores, k, set(self.seen_items(user_raw_id)) if exclude_seen else ())
         elif self.backend == "numba":
-            import numpy as np
-            seen = self._seen_array(u) if exclude_seen else np.empty(0, dtype=np.uint32)
-            index, values = np.empty(k, dtype=np.int64), np.empty(k, dtype=np.float64)
-            filled = _numba_kernels()["top_k"](scores, seen, k, index, values)
-            top = list(zip(values[:filled].tolist(), index[:filled].tolist()))
+            top = _fast("numba").top_k(self, scores, u, k, exclude_seen)
         else:
-            top = _top_k_numpy(scores, k, self._seen_array(u) if exclude_seen else None)
+            fast = _fast("numpy")
+            top = fast.top_k(scores, k, fast.seen_array(self, u) if exclude_seen else None)
         return [(self.item_ids[i], float(s)) for s, i in top]
 
-    def _seen_array(self, u):
-        import numpy as np
-        if "history" not in self._arrays():
-            self._np_cache["history"] = np.frombuffer(self.history_indices, dtype=np.uint32)
-        return self._np_cache["history"][self.history_indptr[u]:self.history_indptr[u + 1]]
+def _fast(name):
+    """The numpy or numba module beside this one (gnaq.edge_numpy / edge_numba, or, copied onto a
+    device, edge_numpy.py / edge_numba.py next to edge.py), imported on first use."""
+    module = "edge_" + name
+    if module not in _FAST:
+        package = __name__.rpartition(".")[0]
+        _FAST[module] = __import__(package + "." + module, None, None, [module]) if package else __import__(module)
+    return _FAST[module]
+
+
+_FAST = {}
 
 
 def _cholesky_solve(a, b):
@@ -901,21 +810,6 @@ def _varints_python(blob, path, name):
     return out
 
 
-def _varints_numpy(blob, path, name):
-    """The same decode, vectorised, as an int64 array: byte k of a varint contributes (b & 0x7F) << 7k."""
-    import numpy as np
-    b = np.frombuffer(blob, dtype=np.uint8)
-    ends = b < 0x80
-    if len(b) and not ends[-1]:
-        raise EdgeFormatError(f"{path}: section {name!r} ends inside a varint")
-    starts = np.flatnonzero(np.r_[True, ends[:-1]]) if len(b) else np.empty(0, dtype=np.int64)
-    position = np.arange(len(b)) - np.repeat(starts, np.diff(np.r_[starts, len(b)]))
-    if len(b) and position.max() >= MAX_VARINT_BYTES:
-        raise EdgeFormatError(f"{path}: section {name!r} holds a varint longer than {MAX_VARINT_BYTES} bytes")
-    parts = (b & 0x7F).astype(np.int64) << (7 * position)
-    return np.add.reduceat(parts, starts) if len(b) else np.zeros(0, dtype=np.int64)
-
-
 def _undelta(lengths, deltas, path, name, n_cols):
     """indptr from row lengths; indices as running sums of gaps restarted at each row."""
     indptr, indices = array.array("Q", [0]), array.array("I")
@@ -930,21 +824,6 @@ def _undelta(lengths, deltas, path, name, n_cols):
         p += length
         indptr.append(p)
     return indptr, indices
-
-
-def _undelta_numpy(lengths, deltas, path, name, n_cols):
-    """The same, vectorised: per-row running sums as the global cumsum minus its value before the row.
-    Gaps are < 2^35 (MAX_VARINT_BYTES) and each is checked < n_cols first, so no sum overflows."""
-    import numpy as np
-    lengths, gaps = np.asarray(lengths, dtype=np.int64), np.asarray(deltas, dtype=np.int64)
-    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    total = np.cumsum(gaps)
-    before_row = np.r_[0, total][indptr[:-1]]
-    indices = total - np.repeat(before_row, lengths)
-    if len(gaps) and (gaps.max() >= n_cols or indices.max() >= n_cols):
-        raise EdgeFormatError(f"{path}: section '{name}_deltas' runs past n_items ({n_cols})")
-    return (array.array("Q", indptr.astype("<u8").tobytes()), array.array("I", indices.astype("<u4").tobytes()))
 
 
 def index_bits(n_widths):
@@ -995,158 +874,6 @@ def _propagate_python(tables, indptr, indices, d, weights):
             for j, v in enumerate(layer):
                 out[j] += alpha * v
     return z
-
-
-def _unpack_numpy(np, packed, d, b):
-    """(n, d) int16 codes of n packed rows (uint8, ⌈d·b/8⌉ bytes each, LSB-first) — _unpack_at's twin."""
-    bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : d * b]
-    return (bits.reshape(len(packed), d, b).astype(np.int16) << np.arange(b, dtype=np.int16)).sum(2)
-
-
-def _unpack_columns_numpy(np, packed, widths):
-    """(n, D) int16 codes of n packed rows whose column k takes widths[k] bits of the LSB-first
-    stream from bit Σ_{k'<k} widths[k'] — the column layout of ``_user_codes``, for all rows."""
-    bits = np.unpackbits(packed, axis=1, bitorder="little").astype(np.int16)
-    out = np.zeros((len(packed), len(widths)), dtype=np.int16)
-    offset = 0
-    for k, w in enumerate(widths.tolist()):
-        for t in range(w):
-            out[:, k] |= bits[:, offset + t] << t
-        offset += w
-    return out
-
-
-def _dequantize_numpy(np, codes, widths, starts, scales, d):
-    """(n·d,) float64 rows sₙ·(c + ½ − 2^(bₙ−1)), row n's d codes packed LSB-first at bₙ bits from
-    byte starts[n] — the loop of ``_propagate`` (its oracle), one width group at a time."""
-    widths, starts = np.asarray(widths, dtype=np.int64), np.asarray(starts, dtype=np.int64)
-    scales, blob = np.asarray(scales, dtype=np.float64), np.frombuffer(codes, dtype=np.uint8)
-    table = np.empty((len(widths), d))
-    for b in np.unique(widths).tolist():
-        rows = np.flatnonzero(widths == b)
-        c = _unpack_numpy(np, blob[starts[rows][:, None] + np.arange(_row_bytes(d, b))], d, b)
-        table[rows] = scales[rows, None] * (c + 0.5 - 2 ** (b - 1))
-    return table.ravel()
-
-
-def _propagate_numpy(np, tables, indptr, indices, d, weights, spread=None):
-    """As _propagate_python. Â·X one column at a time with bincount (no N×nnz temporaries), or,
-    given ``spread`` (the numba kernel), row by row over each side's CSR (items' via a stable
-    transpose built once): out[r] = Σ_{e ∈ row r} w[e]·src[neighbour[e]]."""
-    users = np.asarray(tables[0], dtype=np.float64).reshape(-1, d)
-    items = np.asarray(tables[1], dtype=np.float64).reshape(-1, d)
-    indptr = np.asarray(indptr, dtype=np.int64)
-    cols = np.asarray(indices, dtype=np.int64)
-    rows = np.repeat(np.arange(len(users)), np.diff(indptr))
-    deg_u, deg_i = np.diff(indptr), np.bincount(cols, minlength=len(items))
-    w = 1.0 / np.sqrt(deg_u[rows] * deg_i[cols]) if len(cols) else np.zeros(0)
-    if spread is not None:
-        order = np.argsort(cols, kind="stable")  # item-major, users of an item in user order
-        item_ptr = np.zeros(len(items) + 1, dtype=np.int64)
-        np.cumsum(deg_i, out=item_ptr[1:])
-        item_users, item_w = rows[order], w[order]
-    z_u, z_i = weights[0] * users, weights[0] * items
-    for alpha in weights[1:]:
-        new_u, new_i = np.empty_like(users), np.empty_like(items)
-        if spread is not None:
-            spread(indptr, cols, w, items, new_u)
-            spread(item_ptr, item_users, item_w, users, new_i)
-        else:
-            for k in range(d):
-                new_u[:, k] = np.bincount(rows, weights=w * items[cols, k], minlength=len(users))
-                new_i[:, k] = np.bincount(cols, weights=w * users[rows, k], minlength=len(items))
-        users, items = new_u, new_i
-        z_u += alpha * users
-        z_i += alpha * items
-    return z_u.ravel(), z_i.ravel()
-
-
-def _top_k_numpy(scores, k, seen):
-    """Top-k (score, index) pairs of a float64 array (modified in place), seen indices masked."""
-    import numpy as np
-    if seen is not None and len(seen):
-        scores[seen] = -np.inf
-    valid = int(np.isfinite(scores).sum())
-    k = min(k, valid)
-    if k == 0:
-        return []
-    part = np.argpartition(-scores, k - 1)[:k]
-    kth = scores[part].min()
-    tied_outside = int((scores == kth).sum()) > int((scores[part] == kth).sum())
-    if tied_outside:  # resolve boundary ties by index, like a stable sort
-        part = np.argsort(-scores, kind="stable")[:k]
-    part = np.sort(part)
-    order = np.argsort(-scores[part], kind="stable")
-    return [(scores[i], int(i)) for i in part[order]]
-
-
-_KERNEL = {}
-
-
-def _numba_kernels():
-    """Integer dot products aᵤ·aᵢ per group, then the shared float formula; compiled on first
-    use. Serial: one user's scan of a device-sized catalogue is tens of microseconds. The sum
-    accumulates in a_user's integer type: int32 where |Σ| ≤ D·(m·(2^b − 1))² < 2^31 (D < 33,000
-    at 8 bits without column steps), which lets LLVM vectorise it, else int64."""
-    if "score" not in _KERNEL:
-        import numpy as np
-        from numba import njit
-
-        @njit(cache=False)
-        def score(a_items, a_user, scales, user_quarter, out):  # pragma: no cover - jitted
-            n, dim = a_items.shape
-            G = scales.shape[1]
-            per_group = dim // G
-            for i in range(n):
-                acc = 0.0
-                for g in range(G):
-                    total = a_user[0] - a_user[0]  # 0 of a_user's type
-                    lo = g * per_group
-                    for k in range(per_group):  # (this loop form vectorises; range(lo, hi) did not)
-                        total += a_user.dtype.type(a_items[i, lo + k]) * a_user[lo + k]
-                    acc += total * user_quarter[g] * scales[i, g]
-                out[i] = acc
-        @njit(cache=False)
-        def top_k(scores, seen, k, out_index, out_score):  # pragma: no cover - jitted
-            """One pass, items in index order, seen (sorted) skipped; a sorted list of the k best
-            by (score desc, index asc): an equal score never displaces an earlier item."""
-            filled = 0
-            s = 0
-            for i in range(scores.shape[0]):
-                while s < seen.shape[0] and seen[s] < i:
-                    s += 1
-                if s < seen.shape[0] and seen[s] == i:
-                    continue
-                value = scores[i]
-                if filled == k and not value > out_score[k - 1]:
-                    continue
-                pos = filled if filled < k else k - 1
-                while pos > 0 and value > out_score[pos - 1]:
-                    if pos < k:
-                        out_score[pos] = out_score[pos - 1]
-                        out_index[pos] = out_index[pos - 1]
-                    pos -= 1
-                out_score[pos] = value
-                out_index[pos] = i
-                if filled < k:
-                    filled += 1
-            return filled
-
-        @njit(cache=False)
-        def spread(ptr, neighbours, w, src, out):  # pragma: no cover - jitted
-            """out[r] = Σ_{e ∈ [ptr[r], ptr[r+1])} w[e]·src[neighbours[e]] (a CSR product, serial)."""
-            for r in range(out.shape[0]):
-                for k in range(out.shape[1]):
-                    out[r, k] = 0.0
-                for e in range(ptr[r], ptr[r + 1]):
-                    c, we = neighbours[e], w[e]
-                    for k in range(out.shape[1]):
-                        out[r, k] += we * src[c, k]
-
-        _KERNEL["score"] = score
-        _KERNEL["top_k"] = top_k
-        _KERNEL["spread"] = spread
-    return _KERNEL
 
 
 def load(path, backend: str = "auto") -> EdgeModel:

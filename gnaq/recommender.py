@@ -20,7 +20,6 @@ import os
 import tempfile
 
 import numpy as np
-import scipy.sparse
 
 from .backend import to_numpy
 from .data import DataError, InteractionMatrix, Interactions, binary_csr, check_user_items, from_scipy, split_per_user

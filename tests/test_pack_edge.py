@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaq import edge
+from gnaq import edge, edge_numpy
 from gnaq.data import make_synthetic
 from gnaq.export import export_model
 from gnaq.graph import normalized_adjacency
@@ -52,7 +52,7 @@ def test_column_widths_pack_one_bitstream_per_row():
     assert pack_columns(np.array([[5, 1, 2, 9]]), [3, 1, 2, 4]).tolist() == [[0b01101101, 0b10]]
     widths = np.array([4, 1, 3, 2, 2, 1, 3])
     codes = (rng.integers(0, 256, size=(5, 7)) % (2 ** widths)).astype(np.uint8)
-    np.testing.assert_array_equal(edge._unpack_columns_numpy(np, pack_columns(codes, widths), widths), codes)
+    np.testing.assert_array_equal(edge_numpy.unpack_columns(pack_columns(codes, widths), widths), codes)
     with pytest.raises(ValueError, match="widths"):
         pack_columns(np.array([[4, 0]]), [2, 1])
     # a column at 0 bits takes no bits: widths 2, 0, 2 pack like widths 2, 2 without the middle column
@@ -326,7 +326,8 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
 
 
 def test_varint_sections_decode_the_same_in_python_and_numpy(data, tmp_path):
-    from gnaq.edge import _varints_numpy, _varints_python
+    from gnaq.edge import _varints_python
+    from gnaq.edge_numpy import varints as _varints_numpy
     from gnaq.export import varints
     values = [0, 1, 127, 128, 300, 16383, 16384, 2 ** 21, 2 ** 34 - 1] + list(range(0, 5000, 7))
     blob = varints(values)
@@ -345,7 +346,8 @@ def test_varint_sections_decode_the_same_in_python_and_numpy(data, tmp_path):
 
 
 def test_undelta_is_the_same_in_python_and_numpy():
-    from gnaq.edge import _undelta, _undelta_numpy
+    from gnaq.edge import _undelta
+    from gnaq.edge_numpy import undelta as _undelta_numpy
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 6, size=40).tolist() + [0, 0]
     rows = [sorted(rng.choice(50, size=n, replace=False).tolist()) for n in lengths]
@@ -359,7 +361,8 @@ def test_undelta_is_the_same_in_python_and_numpy():
 
 
 def test_layer0_dequantization_vectorised_equals_the_python_loop():
-    from gnaq.edge import _dequantize_numpy, _row_bytes, _unpack_at
+    from gnaq.edge import _row_bytes, _unpack_at
+    from gnaq.edge_numpy import dequantize
     from gnaq.export import pack_mixed
     rng = np.random.default_rng(1)
     d, widths = 12, rng.choice([1, 2, 4, 8], size=30)
@@ -368,7 +371,7 @@ def test_layer0_dequantization_vectorised_equals_the_python_loop():
     starts = np.concatenate([[0], np.cumsum([_row_bytes(d, int(b)) for b in widths])[:-1]]).tolist()
     loop = [scales[r] * (c + 0.5 - 2 ** (int(widths[r]) - 1)) for r in range(30)
             for c in _unpack_at(blob, starts[r], d, int(widths[r]))]
-    assert _dequantize_numpy(np, blob, widths.tolist(), starts, scales, d).tolist() == loop
+    assert dequantize(blob, widths.tolist(), starts, scales, d).tolist() == loop
 
 
 def test_column_files_with_three_node_groups_score_like_their_dequantized_rows(data, tmp_path, monkeypatch):

@@ -383,7 +383,7 @@ class EdgeModel:
         if len(keys) == 1:
             rb = row_bytes[keys[0]]
             return [keys[0]] * n, list(range(0, n * rb, rb))
-        index = _unpack_at(bytes(sections[f"{side}_width_index"]), 0, n, index_bits(len(keys)))
+        index = _unpack_index(bytes(sections[f"{side}_width_index"]), n, index_bits(len(keys)))
         if any(i >= len(keys) for i in index):
             raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width or group beyond "
                                   f"'{'column_widths' if self.column_widths else 'widths'}'")
@@ -791,6 +791,17 @@ def _unpack_at(codes, start, d, b):
     """d codes of b bits from the row that starts at byte ``start`` (LSB-first bitstream)."""
     stream, mask = int.from_bytes(codes[start:start + _row_bytes(d, b)], "little"), (1 << b) - 1
     return [(stream >> (k * b)) & mask for k in range(d)]
+
+
+def _unpack_index(blob, n, b):
+    """n codes of b ∈ {1, 2, 4} bits, LSB-first, byte by byte (_unpack_at on one big integer would
+    take O(n²) time and memory for a section of n nodes)."""
+    per_byte, mask = 8 // b, (1 << b) - 1
+    out = []
+    for byte in blob:
+        for t in range(per_byte):
+            out.append((byte >> (t * b)) & mask)
+    return out[:n]
 
 
 def _varints_python(blob, path, name):

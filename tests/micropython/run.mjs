@@ -1,7 +1,9 @@
 // Run a script under MicroPython's WebAssembly port (npm @micropython/micropython-webassembly-pyscript):
-//   node run.mjs MICROPYTHON_MJS HEAP_BYTES SCRIPT.py [HOST_DIR:GUEST_DIR ...]
-// Every file of each HOST_DIR is copied into the port's in-memory filesystem at GUEST_DIR (one level,
-// plus its sub-folders), the script runs as __main__, its output goes to stdout; exit 1 on a Python error.
+//   node run.mjs MICROPYTHON_MJS HEAP_BYTES SCRIPT.py[,SCRIPT2.py ...] [HOST_DIR:GUEST_DIR ...]
+// Every file of each HOST_DIR is copied into the port's in-memory filesystem at GUEST_DIR (with its
+// sub-folders); the scripts run one after the other in one __main__ (globals carry over), each
+// followed by gc.collect() at the top level — the only place this port's GC can see every root, as
+// it cannot scan the WebAssembly stack —; output goes to stdout; exit 1 on a Python error.
 import fs from "fs";
 import path from "path";
 import { pathToFileURL } from "url";
@@ -23,7 +25,10 @@ for (const pair of dirs) {
   copy(pair.slice(0, cut), pair.slice(cut + 1));
 }
 try {
-  mp.runPython(fs.readFileSync(script, "utf8"));
+  for (const one of script.split(",")) {
+    mp.runPython(fs.readFileSync(one, "utf8"));
+    mp.runPython("import gc\ngc.collect()");
+  }
 } catch (err) {
   process.stderr.write(String(err.message || err) + "\n");
   process.exit(1);

@@ -24,18 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import SHARED_DATA, markdown_table  # noqa: E402
+from _common import SHARED_DATA, data_dir, markdown_table  # noqa: E402
 
 import gnaq  # noqa: E402
 from gnaq.data import load_dataset  # noqa: E402
 from gnaq.metrics import evaluate  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "fit_refit"
-DATA_DIRS = {"amazon-sports": SHARED_DATA.parent / "selfrec"}
+DATA_DIRS = {"amazon-sports": Path(data_dir() or SHARED_DATA).parent / "selfrec"}
 
 
 def measure(name: str, bits: int) -> dict:
-    data = load_dataset(name, data_dir=DATA_DIRS.get(name, SHARED_DATA), download_missing=False, progress=False)
+    data = load_dataset(name, data_dir=DATA_DIRS.get(name, data_dir()), download_missing=False, progress=False)
     user_items = (data.train + data.valid).tocsr()
     record = {"dataset": name, "bits": bits}
     for label, refit in (("held-out", False), ("refit", True)):

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import SHARED_DATA  # noqa: E402
+from _common import data_dir  # noqa: E402
 
 from gnaq import edge  # noqa: E402
 from gnaq.data import load_dataset  # noqa: E402
@@ -53,7 +53,7 @@ def write_split(csr, held, path: Path) -> None:
 
 
 def make_split(name: str, out: Path) -> None:
-    data = load_dataset(name, data_dir=str(SHARED_DATA), download_missing=False, progress=False)
+    data = load_dataset(name, data_dir=data_dir(), download_missing=False, progress=False)
     held = held_out_users(data.n_users)
     out.mkdir(parents=True, exist_ok=True)
     write_split(data.train, held, out / "train.txt")
@@ -84,7 +84,7 @@ def metrics_at_20(scores: np.ndarray, masked: np.ndarray, test: np.ndarray):
 
 
 def evaluate(name: str, held_file: str, trained_file: str) -> dict:
-    data = load_dataset(name, data_dir=str(SHARED_DATA), download_missing=False, progress=False)
+    data = load_dataset(name, data_dir=data_dir(), download_missing=False, progress=False)
     history = (data.train + data.valid).tocsr()
     held = [u for u in held_out_users(data.n_users) if data.test[u].nnz and history[u].nnz]
     cold, warm = edge.load(held_file, "numpy"), edge.load(trained_file, "numpy")

@@ -75,6 +75,8 @@ def build_parser():
     p.add_argument("--export", default=None, help="packed model path (default OUT/model.gnaq)")
     p.add_argument("--export-history", choices=("yes", "no"), default="yes",
                    help="store users' training items in the .gnaq file to mask seen items")
+    p.add_argument("--export-users", choices=("yes", "no"), default="yes",
+                   help="no: an item-only file (no user rows, ids or history): devices fold their own user in")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -125,6 +127,8 @@ def config_from_args(args):
             saved["epochs"] = args.epochs
         if args.time_budget is not None:
             saved["time_budget"] = args.time_budget
+        if args.export is not None:
+            saved["export"] = args.export
         from .trainer import DEPLOYMENT_OPTIONS
         if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
             saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
@@ -195,7 +199,12 @@ def main(argv=None) -> int:
         except ImportError:
             return 0
         path = config.export or os.path.join(config.out, "model.gnaq")
-        info = export_model(trainer.model, trainer.data, path, history=config.export_history)
+        try:
+            info = export_model(trainer.model, trainer.data, path, history=config.export_history,
+                                users=args.export_users == "yes")
+        except ValueError as exc:
+            print(f"gnaq.train: not exported: {exc}", file=sys.stderr)
+            return 2
         ratio = info["float32_file_bytes"] / info["file_bytes"]
         print(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
               f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "

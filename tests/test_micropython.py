@@ -2,13 +2,11 @@
 gnaq exports loads, recommends, scores, finds similar items and folds a user in exactly as CPython's
 pure-Python path does, and the fuzzed variants load consistently or are refused, never crash.
 
-The port is the npm package MICROPYTHON_PACKAGE; ``.ci/run`` installs it and sets GNAQ_MICROPYTHON to
-its micropython.mjs. Elsewhere the test installs it into ~/.cache/gnaq-micropython with npm. It
-skips only where node is missing.
+The port is the npm package conftest.MICROPYTHON_PACKAGE (the ``micropython`` fixture finds or installs
+it); it skips only where node is missing.
 """
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -26,29 +24,10 @@ from test_pack_edge import LAYER0, Z, make_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).parent / "micropython"
-MICROPYTHON_PACKAGE = "@micropython/micropython-webassembly-pyscript@1.27.0"
-MJS = Path("node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs")
 KINDS = [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
          ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}), ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
          ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
          ("klt1", "gnaq", 1, {**Z, "transform": "klt"}), ("b8", "gnaq", 8, Z)]
-
-
-@pytest.fixture(scope="module")
-def micropython():
-    """Path of micropython.mjs: $GNAQ_MICROPYTHON, else an npm install into the user's cache."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the MicroPython (WebAssembly) checks need it")
-    given = os.environ.get("GNAQ_MICROPYTHON")
-    if given:
-        return given
-    cache = Path.home() / ".cache" / "gnaq-micropython"
-    if not (cache / MJS).is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["npm", "install", "--prefix", str(cache), MICROPYTHON_PACKAGE],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"npm install {MICROPYTHON_PACKAGE} failed:\n{done.stderr[-2000:]}"
-    return str(cache / MJS)
 
 
 def run_micropython(mjs, code, folders, heap=8 << 20, tmp_path=None):

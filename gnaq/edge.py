@@ -60,8 +60,8 @@ except ImportError:  # MicroPython: binascii has it
     from binascii import crc32
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 4  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
-# widths and steps; files are written with the oldest version that reads them
+FORMAT_VERSION = 5  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
+# widths and steps, 5 the items' Gram matrix for fold-in; files are written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 
@@ -125,7 +125,8 @@ MAX_LAYERS = 64
 HEADER_FIELDS = ("bits", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups", "item_ids",
                  "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users", "quantizer",
                  "sections", "user_ids", "user_labels", "widths")
-FOLD_IN_RIDGE = 1.0  # λ of fold_in's ridge regression (bench/results/foldin.md)
+FOLD_IN_NEGATIVES = 100.0  # w of fold_in: the total weight of "every item scores 0" (bench/results/foldin.md)
+FOLD_IN_RIDGE = 3.0  # λ of fold_in, relative to the mean squared item norm
 
 
 def _integer(value) -> bool:
@@ -265,6 +266,10 @@ def _validate_header(path, version, header, data_bytes):
         elif raw or required:
             sizes[f"{name}_indptr"] = 8 * (n_users + 1)
             variable[f"{name}_indices"] = 4
+    if "item_gram" in layout:  # Ḡ = ZᵀZ / n_items, float32 lower triangle (row by row), for fold-in
+        if version < 5:
+            refuse("section 'item_gram' needs format version 5")
+        sizes["item_gram"] = 4 * (dim * (dim + 1) // 2)
     expected = set(sizes) | set(variable) | set(bounded)
     missing, unknown = expected - set(layout), set(layout) - expected
     if missing:
@@ -347,6 +352,11 @@ class EdgeModel:
             self.item_float = _typed(sections["item_float"], "f")
             _check_finite(self.path, "user_float", self.user_float)
             _check_finite(self.path, "item_float", self.item_float)
+        self.item_gram = None  # Ḡ (dim lists of dim floats), from the file or computed on first fold-in
+        if "item_gram" in sections:
+            lower = _typed(sections["item_gram"], "f")
+            _check_finite(self.path, "item_gram", lower)
+            self.item_gram = _symmetric(lower, self.dim)
         self.has_history = "history_indptr" in sections or "history_lengths" in sections
         if self.has_history:
             self.history_indptr, self.history_indices = self._read_csr(sections, "history")
@@ -641,16 +651,38 @@ class EdgeModel:
         cosines[i] = 1.0 if norm else 0.0  # itself first, exactly 1
         return [(self.item_ids[j], float(c)) for c, j in _top_k_python(cosines, k, ())]
 
-    def fold_in(self, item_raw_ids, regularization: float = FOLD_IN_RIDGE):
-        """A user's z from their items H alone (no user row needed): ridge regression of a score
-        of 1 on each liked item, z = (Z_Hᵀ Z_H + λI)⁻¹ Z_Hᵀ 1 (d × d, Cholesky, pure Python;
-        λ = regularization). An empty H gives the zero vector. See bench/results/foldin.md."""
+    def gram(self):
+        """Ḡ = ZᵀZ / n_items (dim × dim lists): the file's item_gram section, else computed once from
+        the item rows (pure Python, O(n_items·dim²))."""
+        if self.item_gram is None:
+            d = self.dim
+            gram = [[0.0] * d for _ in range(d)]
+            for i in range(self.n_items):
+                v = self.item_vector(i)
+                for a in range(d):
+                    if v[a]:
+                        row, va = gram[a], v[a]
+                        for b in range(a + 1):
+                            row[b] += va * v[b]
+            n = max(self.n_items, 1)
+            self.item_gram = _symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
+        return self.item_gram
+
+    def fold_in(self, item_raw_ids, negatives: float = FOLD_IN_NEGATIVES, regularization: float = FOLD_IN_RIDGE):
+        """A user's z from their items H alone (no user row needed), implicit ALS's fold-in:
+            z = (w·Ḡ + Z_Hᵀ Z_H + λ·tr(Ḡ)·I)⁻¹ Z_Hᵀ 1,   Ḡ = ZᵀZ / n_items,
+        the least-squares fit of a score of 1 on each liked item and 0 on every item (weight
+        w / n_items each), ridge λ relative to the mean squared item norm tr(Ḡ); d × d Cholesky,
+        pure Python. w = negatives, λ = regularization (measured: bench/results/foldin.md).
+        An empty H gives the zero vector."""
         rows = [self.item_row(raw) for raw in item_raw_ids]
         d = self.dim
-        vectors = [self.item_vector(i) for i in rows]
-        gram = [[0.0] * d for _ in range(d)]
+        mean_gram = self.gram()
+        ridge = regularization * sum(mean_gram[a][a] for a in range(d))
+        gram = [[negatives * mean_gram[a][b] for b in range(a + 1)] for a in range(d)]
         rhs = [0.0] * d
-        for v in vectors:
+        for i in rows:
+            v = self.item_vector(i)
             for a in range(d):
                 va = v[a]
                 if va == 0.0:
@@ -660,10 +692,10 @@ class EdgeModel:
                 for b in range(a + 1):
                     row[b] += va * v[b]
         for a in range(d):
-            gram[a][a] += regularization
+            gram[a][a] += ridge if ridge > 0 else 1e-12
         return _cholesky_solve(gram, rhs)
 
-    def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=(), regularization: float = FOLD_IN_RIDGE):
+    def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=()):
         """Top-k [(item_raw_id, score)] for a user known only by their items (``fold_in``), those
         items and the raw ids in ``exclude`` left out; best first, ties → smaller item index."""
         if not isinstance(k, int) or k <= 0:
@@ -672,7 +704,7 @@ class EdgeModel:
         skip = set(self.item_row(raw) for raw in liked)
         for raw in exclude:
             skip.add(self.item_row(raw))
-        scores = self._vector_scores(self.fold_in(liked, regularization))
+        scores = self._vector_scores(self.fold_in(liked))
         return [(self.item_ids[i], float(s)) for s, i in _top_k_python(scores, k, skip)]
 
     # ---- public API ----------------------------------------------------------------------
@@ -737,6 +769,17 @@ def _fast(name):
 
 
 _FAST = {}
+
+
+def _symmetric(lower, d):
+    """d × d lists of lists from a row-major lower triangle (d(d+1)/2 values)."""
+    out = [[0.0] * d for _ in range(d)]
+    p = 0
+    for a in range(d):
+        for b in range(a + 1):
+            out[a][b] = out[b][a] = float(lower[p])
+            p += 1
+    return out
 
 
 def _cholesky_solve(a, b):

@@ -20,8 +20,9 @@ from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 def build_sections(model, data, history: bool = True, compact: bool = True, users: bool = True) -> tuple:
     """(header fields, {section name: bytes}) for a model and its Interactions.
 
-    compact: ids 0..n−1 left out and CSR sections delta + varint encoded (format 3); False
-    writes the layout older readers know (int64 ids, uint64 indptr + uint32 indices).
+    compact: ids 0..n−1 left out, CSR sections delta + varint encoded (format 3) and, graph-free,
+    the items' Gram matrix Ḡ = ZᵀZ / n_items for the device's fold-in (format 5); False writes
+    the layout older readers know (int64 ids, uint64 indptr + uint32 indices, no Gram).
     users=False: an item-only file (n_users 0, no user rows, ids or history): a device folds its
     own user in from their items (gnaq.edge's fold_in) and holds nothing about anyone else."""
     if not users and model.quantizer.deploys == "layer0":
@@ -88,6 +89,8 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
     if history and users:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
         sections.update(csr_sections("history", seen, compact))
+    if deploys == "z" and compact:  # the device's fold-in needs Ḡ = ZᵀZ / n_items of the rows as stored
+        sections["item_gram"] = item_gram(header, sections)
     if not users:
         header["n_users"] = 0
         header.pop("user_labels", None)
@@ -95,6 +98,16 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
         for name in [k for k in sections if k.startswith("user_")]:
             sections[name] = b""
     return header, sections
+
+
+def item_gram(header, sections) -> bytes:
+    """Ḡ = ZᵀZ / n_items (float32, the lower triangle row by row) of the item rows exactly as the
+    reader dequantizes them (the file is decoded once to compute it)."""
+    from .edge import load
+    blob = encode(header, {k: v for k, v in sections.items() if k != "item_gram"})
+    z = load(blob, "numpy").item_vectors()
+    gram = z.T @ z / max(len(z), 1)
+    return gram[np.tril_indices(len(gram))].astype("<f4").tobytes()
 
 
 def varints(values) -> bytes:
@@ -157,10 +170,11 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    version = 4 if "column_widths" in header else 3 if needs_v3 else 2 if header.get("kind") == "propagate" else 1
+    version = (5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
+               else 2 if header.get("kind") == "propagate" else 1)
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
     header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")

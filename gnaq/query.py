@@ -17,15 +17,16 @@ implicit's calls and semantics (``implicit.cpu.matrix_factorization_base``):
   items=None)``, ``similar_users(userid, N=10, filter_users=None, users=None)``.
 - ids are the raw ids (int32 where they are 0..n−1, as implicit returns), scores float32.
 
-Fold-in (recalculate_user): z_u = (Z_Hᵀ Z_H + λI)⁻¹ Z_Hᵀ 1 over the user's items H — the ridge
-regression of a score of 1 on each liked item, the rule gnaq.edge's ``fold_in`` runs on a device
-(λ = edge.FOLD_IN_RIDGE); recalculate_item is the same over an item's users' z_u.
+Fold-in (recalculate_user): z_u = (w·Ḡ + Z_Hᵀ Z_H + λ·tr(Ḡ)·I)⁻¹ Z_Hᵀ 1 over the user's items H,
+Ḡ = ZᵀZ / n_items — implicit ALS's fold-in (1 on each liked item, 0 on every item at a total weight
+w), the rule gnaq.edge's ``fold_in`` runs on a device (w, λ = edge.FOLD_IN_NEGATIVES, FOLD_IN_RIDGE);
+recalculate_item is the same over an item's users' z_u.
 """
 
 import numpy as np
 import scipy.sparse
 
-from .edge import FOLD_IN_RIDGE
+from .edge import FOLD_IN_NEGATIVES, FOLD_IN_RIDGE
 
 
 class Query:
@@ -37,6 +38,7 @@ class Query:
         self._user_row = {raw: i for i, raw in enumerate(self.user_ids.tolist())}
         self._item_col = {raw: i for i, raw in enumerate(self.item_ids.tolist())}
         self._norms = {}
+        self._gram = {}  # side → Ḡ = FᵀF / n of the factors fold_in regresses on
 
     @classmethod
     def from_file(cls, path_or_file, backend: str = "auto") -> "Query":
@@ -52,6 +54,8 @@ class Query:
         users = model.user_vectors() if model.n_users else None
         query = cls(users, model.item_vectors(), model.user_ids, model.item_ids, liked, source=model.path)
         query.edge = model
+        if model.item_gram is not None:
+            query._gram["item"] = np.asarray(model.item_gram, dtype=np.float32).astype(np.float64)
         return query
 
     # ---- ids -------------------------------------------------------------------------------
@@ -78,16 +82,21 @@ class Query:
         return rows
 
     # ---- fold-in ------------------------------------------------------------------------------
-    def fold_in(self, liked_rows, factors=None, regularization=FOLD_IN_RIDGE):
-        """z of each row of a binary CSR (rows × len(factors)): (F_Hᵀ F_H + λI)⁻¹ F_Hᵀ 1, F = item
-        factors by default; an empty row gives 0."""
-        factors = self.item_factors if factors is None else factors
-        d = factors.shape[1]
-        out = np.zeros((liked_rows.shape[0], d))
+    def fold_in(self, liked_rows, side="item", negatives=FOLD_IN_NEGATIVES, regularization=FOLD_IN_RIDGE):
+        """z of each row of a binary CSR over one side's factors F (items, or users for
+        recalculate_item), gnaq.edge's fold-in rule:
+            z = (w·Ḡ + F_Hᵀ F_H + λ·tr(Ḡ)·I)⁻¹ F_Hᵀ 1,   Ḡ = FᵀF / n  (the file's item_gram when it has one);
+        an empty row gives 0."""
+        factors = self.item_factors if side == "item" else self.user_factors
+        if side not in self._gram:
+            self._gram[side] = factors.T @ factors / max(len(factors), 1)
+        gram = self._gram[side]
+        base = negatives * gram + regularization * np.trace(gram) * np.eye(gram.shape[0])
+        out = np.zeros((liked_rows.shape[0], factors.shape[1]))
         for r in range(liked_rows.shape[0]):
             f = factors[liked_rows.indices[liked_rows.indptr[r]:liked_rows.indptr[r + 1]]]
             if len(f):
-                out[r] = np.linalg.solve(f.T @ f + regularization * np.eye(d), f.sum(0))
+                out[r] = np.linalg.solve(base + f.T @ f, f.sum(0))
         return out
 
     def recalculate_user(self, userid, user_items):
@@ -178,7 +187,7 @@ class Query:
             rows = _binary_rows(item_users, "item_users")
             if rows.shape != (len(ids), len(self.user_ids)):
                 raise ValueError(f"item_users has shape {rows.shape}; expected ({len(ids)}, {len(self.user_ids)})")
-            query = self.fold_in(rows, self.user_factors)
+            query = self.fold_in(rows, side="user")
         else:
             query = self.item_factors[self._rows(ids, self._item_col, "item")]
         top, values = self._similar(query, "item", self.item_ids, self._item_col, N, filter_items, items, "item")

@@ -181,22 +181,23 @@ def test_errors_are_specific(data, tmp_path):
 def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkeypatch):
     from dataclasses import replace
     raw = replace(data, user_ids=np.arange(data.n_users) + 100, item_ids=np.arange(data.n_items) * 3)
-    for options, source, version in ((Z, raw, 1), (LAYER0, raw, 2), (Z, data, 3)):
+    for options, source, version in ((Z, raw, 1), (LAYER0, raw, 2), (LAYER0, data, 3), (Z, data, 5)):
         path = tmp_path / f"v{version}.gnaq"
-        export_model(make_model(data, **options), source, path, compact=version == 3)
+        export_model(make_model(data, **options), source, path, compact=version >= 3)
         assert int.from_bytes(path.read_bytes()[4:6], "little") == version
-    export_model(make_model(data, transform="klt", **Z), data, tmp_path / "v4.gnaq")  # column widths
+    export_model(make_model(data, transform="klt", **Z), data, tmp_path / "v4.gnaq", compact=False)  # column widths
     assert int.from_bytes((tmp_path / "v4.gnaq").read_bytes()[4:6], "little") == 4
+    assert "item_gram" in edge._read(tmp_path / "v5.gnaq")[1] and "item_gram" not in edge._read(tmp_path / "v4.gnaq")[1]
     # ids 0..n-1 cost no bytes (format 3): the file is smaller by exactly the two int64 id sections
-    export_model(make_model(data, **Z), data, tmp_path / "v3-ids.gnaq", compact=False)  # v1 layout, ids 0..n-1
-    assert int.from_bytes((tmp_path / "v3-ids.gnaq").read_bytes()[4:6], "little") == 1
+    export_model(make_model(data, **LAYER0), data, tmp_path / "v3-ids.gnaq", compact=False)  # v2 layout, ids 0..n-1
+    assert int.from_bytes((tmp_path / "v3-ids.gnaq").read_bytes()[4:6], "little") == 2
     history = data.train.nnz + data.valid.nnz
     saved = (tmp_path / "v3-ids.gnaq").stat().st_size - (tmp_path / "v3.gnaq").stat().st_size
     assert saved > 8 * (data.n_users + data.n_items) + 2 * history  # no ids; ≤ 2 bytes per history entry
     a, b = edge.load(tmp_path / "v3.gnaq"), edge.load(tmp_path / "v3-ids.gnaq")
     assert all(a.seen_items(u) == b.seen_items(u) for u in range(data.n_users))
     assert not {"user_ids", "item_ids"} & set(edge._read(tmp_path / "v3.gnaq")[1])
-    assert [(3 * i, s) for i, s in edge.load(tmp_path / "v3.gnaq").recommend(5, k=3)] == \
+    assert [(3 * i, s) for i, s in edge.load(tmp_path / "v5.gnaq").recommend(5, k=3)] == \
         edge.load(tmp_path / "v1.gnaq").recommend(105, k=3)  # the same model under its raw ids
     assert edge.load(tmp_path / "v1.gnaq").item_ids[:3] == [0, 3, 6]
     monkeypatch.setattr(edge, "FORMAT_VERSION", 1)  # a reader from before kind "propagate"
@@ -209,6 +210,9 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
     monkeypatch.setattr(edge, "FORMAT_VERSION", 3)  # a reader from before column widths
     with pytest.raises(edge.EdgeFormatError, match="version 4 is newer"):
         edge.load(tmp_path / "v4.gnaq")
+    monkeypatch.setattr(edge, "FORMAT_VERSION", 4)  # a reader from before the fold-in Gram matrix
+    with pytest.raises(edge.EdgeFormatError, match="version 5 is newer"):
+        edge.load(tmp_path / "v5.gnaq")
 
 
 def test_column_fields_are_checked_against_the_bytes(data, tmp_path):

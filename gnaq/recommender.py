@@ -40,6 +40,8 @@ class Recommender:
     ``fit`` gets no ``valid=`` matrix (seeded by random_state; at least one stays in train).
     checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
     folder holding a previous run's last.npz resumes it.
+    target: e.g. 0.97 — when the quantized model keeps less of full precision's hold-out NDCG@20,
+    fine-tune larger graph-free settings until one does (gnaq.target; the CLI's --target).
     refit: after the hold-out has chosen the schedule (epochs in full precision, epochs
     quantized), train again on all of ``user_items`` for exactly that schedule, without
     validation, and keep that model, so no interaction is lost (``result_`` is the selection
@@ -50,13 +52,14 @@ class Recommender:
                  epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
                  validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
-                 sampler=_DEFAULTS.sampler, device="auto", time_budget=_DEFAULTS.time_budget, refit=False,
+                 sampler=_DEFAULTS.sampler, device="auto", time_budget=_DEFAULTS.time_budget, refit=False, target=None,
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.regularization, self.quant_options, self.init_from = regularization, quant_options, init_from
         self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
         self.lr_drops, self.sampler, self.time_budget, self.refit = lr_drops, sampler, time_budget, refit
+        self.target = target
         self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
@@ -125,7 +128,9 @@ class Recommender:
         on_eval = None
         if callback is not None:
             on_eval = lambda record: callback(record["epoch"], trainer.elapsed, record)  # noqa: E731
-        self.result_ = trainer.fit(on_eval=on_eval)
+        from .target import fit_to_target
+        trainer, self.result_, _ = fit_to_target(config, data, self.target, on_eval=on_eval, trainer=trainer)
+        config = trainer.config
         if self.refit and valid is None:
             data = Interactions("user_items", full, test=held_out, valid=None,
                                 user_ids=given.user_ids, item_ids=given.item_ids)

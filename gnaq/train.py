@@ -69,6 +69,10 @@ def build_parser():
                    help="evaluations without validation NDCG@20 gain that end the (quantized) phase")
     p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
                    help="the same for gnaq's full-precision warm-up (default: --patience)")
+    p.add_argument("--target", type=float, default=None, metavar="FRACTION",
+                   help="e.g. 0.97: when the quantized model keeps less of full precision's validation NDCG@20, "
+                        "fine-tune the next larger graph-free setting (2.5 bits, then bits + 1) and keep the first "
+                        "that meets it (default deployment only)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
@@ -179,8 +183,14 @@ def main(argv=None) -> int:
     for note in trainer.data.notes:
         print(f"data: {note}", file=sys.stderr)
     started = time.perf_counter()
+    if args.target is not None and not 0 < args.target <= 1.5:
+        print(f"gnaq.train: error: --target must be a fraction such as 0.97, got {args.target}", file=sys.stderr)
+        return 2
+    from .target import fit_to_target
     try:
-        result = trainer.fit(on_eval=lambda r: print(json.dumps(r), flush=True))
+        trainer, result, _ = fit_to_target(config, trainer.data, args.target,
+                                           on_eval=lambda r: print(json.dumps(r), flush=True), trainer=trainer)
+        config = trainer.config
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last complete epoch ({trainer.epoch}) is in {config.out}/last.npz — "
               f"continue with: python -m gnaq.train --resume {config.out}", file=sys.stderr)
@@ -190,6 +200,12 @@ def main(argv=None) -> int:
         return 1
     print(json.dumps({"result": result}))
     print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
+    if "valid_kept" in result:
+        tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
+        print(f"the quantized model keeps {100 * result['valid_kept']:.1f}% of full precision's validation NDCG@20"
+              + (f" (tried for --target {args.target:g}: {tried})" if tried else "")
+              + ("" if args.target or result["valid_kept"] >= 0.97 else
+                 "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)
     if not trainer.model.quantizer.exportable:
         print(f"not exported: the .gnaq edge format cannot hold --quantizer {config.quantizer} with "
               f"options {config.quant_options}", file=sys.stderr)

@@ -77,6 +77,7 @@ class TrainConfig:
     export: str | None = None
     export_history: bool = True
     progress: bool = True
+    default_deployment: bool = False  # set when gnaq's default deployment filled the options in
 
     def __post_init__(self):
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
@@ -88,6 +89,7 @@ class TrainConfig:
         # file, transform coded, the busiest 25% of users and items at bits + 1 a value (the average stays
         # at most bits), quantization-aware at 0.3·lr — unless any deployment option is given
         if self.quantizer == "gnaq" and self.bits != 32 and not DEPLOYMENT_OPTIONS & set(self.quant_options):
+            self.default_deployment = True
             from .quant.axes import MAX_AXIS_BITS
             self.quant_options.update(quantize="z", transform="auto")
             if self.bits < MAX_AXIS_BITS:
@@ -158,6 +160,7 @@ class Trainer:
         self.warmup_state = {"score": -math.inf, "epoch": 0, "bad": 0}  # the "auto" warm-up's progress
         self.elapsed = 0.0  # seconds of training + evaluation so far, over resumes (the time budget's clock)
         self.phases = {}  # phase name -> {"first_epoch", "last_epoch", "best_epoch", "ended_by"}
+        self.reference_score = None  # validation NDCG@20 of the full-precision model the quantizer starts from
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -217,6 +220,15 @@ class Trainer:
     def selection_split(self) -> str:
         return "valid" if self.data.valid is not None else "test"
 
+    def _full_precision_score(self, metric: str) -> float:
+        """Validation ``metric`` of the --init-from model in full precision (what quantizing it keeps a share of)."""
+        d = self.data
+        fp32 = LightGCN(d.n_users, d.n_items, self.norm_adj, self.config.dim, self.config.layers, None,
+                        device=self.device, init_embedding=initial_embedding(self.config.init_from, self))
+        target = d.valid if self.selection_split == "valid" else d.test
+        user_emb, item_emb = fp32.final_embeddings()
+        return evaluate(user_emb, item_emb, d.train, target, ks=tuple(self.config.topk))[metric]
+
     # ---- checkpoints -------------------------------------------------------------------
     def _path(self, name):
         return os.path.join(self.config.out, name)
@@ -228,7 +240,8 @@ class Trainer:
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
                 "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
-                "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases}
+                "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases,
+                "reference_score": self.reference_score}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:
@@ -242,6 +255,7 @@ class Trainer:
         self.warmup_state = meta.get("warmup_state", self.warmup_state)
         self.lr_drops_done = meta.get("lr_drops_done", 0)
         self.elapsed, self.phases = meta.get("elapsed", 0.0), meta.get("phases", {})
+        self.reference_score = meta.get("reference_score")
         if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
@@ -274,6 +288,7 @@ class Trainer:
             self.optimizer = Adam(self.model.parameters(), lr=cfg.lr)
             quantizer.warmup = self.epoch  # on_epoch_start(self.epoch) initialises from the restored weights
             self._end_phase("full_precision", ended_by, state["epoch"])
+            self.reference_score = state["score"]
             log.info("full precision ended by its %s at epoch %d (best %d); quantizing from it",
                      ended_by, self.epoch, state["epoch"])
 
@@ -321,6 +336,8 @@ class Trainer:
             json.dump(_jsonable(asdict(cfg)), f, indent=2)
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
         quantizer = self.model.quantizer
+        if cfg.init_from and cfg.bits != 32 and cfg.eval_every and self.reference_score is None:
+            self.reference_score = self._full_precision_score(metric)  # the model it starts from, unquantized
         while (ended_by := self._stop_reason()) is None:
             quantizer.on_epoch_start(self.epoch)
             # a function of the schedule's state only, so a resumed run gets the same rate
@@ -367,9 +384,13 @@ class Trainer:
             return result
         if os.path.exists(self._path("best.npz")):
             self.load_weights(self._path("best.npz"))
+        kept = {}
+        if cfg.bits != 32 and self.reference_score:  # what quantization kept of full precision, on validation
+            kept = {"full_precision_valid": self.reference_score, "quantized_valid": self.best["score"],
+                    "valid_kept": self.best["score"] / self.reference_score}
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
                   "selection_metric": f"{self.selection_split} {metric}",
-                  "phases": self.phases, "seconds": round(self.elapsed, 1),
+                  "phases": self.phases, "seconds": round(self.elapsed, 1), **kept,
                   **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
         with open(self._path("result.json"), "w") as f:
             json.dump(result, f, indent=2)

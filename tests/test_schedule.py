@@ -94,3 +94,24 @@ def test_bad_budget_arguments_are_one_line_errors(capsys, argv, message):
         code = exc.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_a_target_climbs_the_ladder_until_one_setting_keeps_it(tmp_path):
+    from gnaq.target import fit_to_target
+    data = make_synthetic(n_users=60, n_items=40, seed=0)
+    config = TrainConfig(**TINY, bits=2, patience=2, epochs=30, out=str(tmp_path / "run"))
+    trainer, result, tried = fit_to_target(config, data, target=0.5)
+    assert [label for label, _ in tried] == ["b2"] and result["valid_kept"] >= 0.5  # met at once: nothing else
+    assert 0 < result["valid_kept"] == result["quantized_valid"] / result["full_precision_valid"]
+    trainer, result, tried = fit_to_target(TrainConfig(**TINY, bits=2, patience=2, epochs=30, out=str(tmp_path / "all")),
+                                           data, target=10.0)  # unreachable: every rung, the last kept
+    assert [label for label, _ in tried] == ["b2", "b2-mix25at4", "b3"]
+    assert trainer.config.bits == 3 and trainer.config.init_from.endswith("best_fp32.npz")
+    assert [t["setting"] for t in result["tried"]] == ["b2", "b2-mix25at4", "b3"]
+    rungs = [tmp_path / "all", tmp_path / "all" / "target-b2-mix25at4", tmp_path / "all" / "target-b3"]
+    references = [json.loads((rung / "result.json").read_text())["full_precision_valid"] for rung in rungs]
+    assert references == pytest.approx([references[0]] * 3, rel=1e-6)  # every rung against the same fp32 model
+    explicit = TrainConfig(**TINY, bits=2, patience=2, epochs=30, quant_options={"quantize": "layer0"},
+                           out=str(tmp_path / "explicit"))
+    _, _, tried = fit_to_target(explicit, data, target=10.0)
+    assert len(tried) == 1  # a deployment the user chose is not replaced

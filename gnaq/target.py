@@ -1,0 +1,58 @@
+"""Train until the quantized model keeps a target share of full precision on validation.
+
+``fit_to_target(config, data, target)`` runs the usual schedule (``Trainer.fit``); when the
+quantized model keeps less than ``target`` of the full-precision validation NDCG@20 it started
+from (``result["valid_kept"]``), it fine-tunes from that same full-precision model (its
+``best_fp32.npz``, or ``--init-from``) with the next, larger setting of ``LADDER[bits]`` — each a
+graph-free file a little bigger than the last — and keeps the first that meets the target, or
+the last. Only the default deployment of gnaq climbs the ladder (an explicit deployment option is
+what the user chose). The CLI (``--target``) and ``Recommender(target=...)`` both call it.
+"""
+
+import os
+from dataclasses import replace
+
+from .trainer import Trainer
+
+# bits → the settings tried in turn after the default one (bench/results/defaults.md): node-aware
+# mixed precision (the busiest 25% at 4 bits), then the default deployment one bit wider
+LADDER = {
+    1: [{"bits": 1, "quant_options": {"quantize": "z", "mix_share": 0.25, "mix_bits": 4}}, {"bits": 2}],
+    2: [{"bits": 2, "quant_options": {"quantize": "z", "mix_share": 0.25, "mix_bits": 4}}, {"bits": 3}],
+    3: [{"bits": 4}],
+    4: [{"bits": 8}],
+}
+
+
+def fit_to_target(config, data, target=None, on_eval=None, trainer=None):
+    """(trainer, result, tried): the chosen run's Trainer and result, and [(label, valid_kept)] of
+    every setting tried. ``trainer``: an already built (or restored) Trainer for ``config``."""
+    trainer = trainer or Trainer(config, data)
+    result = trainer.fit(on_eval=on_eval)
+    tried = [(label_of(config), result.get("valid_kept"))]
+    climbs = target is not None and config.default_deployment and config.bits in LADDER
+    if not climbs or result.get("valid_kept") is None or result["valid_kept"] >= target:
+        return trainer, result, tried
+    start = config.init_from or os.path.join(config.out, "best_fp32.npz")
+    for step in LADDER[config.bits]:
+        options = dict(step.get("quant_options", {}))
+        candidate = replace(config, bits=step["bits"], quant_options=options, init_from=start, default_deployment=False,
+                            quant_lr=0.3 * config.lr if options else None,  # as the default deployment fine-tunes
+                            out=os.path.join(config.out, "target-" + label_of(step)))
+        trainer = Trainer(candidate, data)
+        if os.path.exists(os.path.join(candidate.out, "last.npz")):  # a resumed run: this step was under way or done
+            trainer.restore(os.path.join(candidate.out, "last.npz"))
+        result = trainer.fit(on_eval=on_eval)
+        tried.append((label_of(candidate), result.get("valid_kept")))
+        if result.get("valid_kept") is not None and result["valid_kept"] >= target:
+            break
+    result = {**result, "target": target, "tried": [{"setting": s, "valid_kept": k} for s, k in tried]}
+    return trainer, result, tried
+
+
+def label_of(setting) -> str:
+    bits = setting["bits"] if isinstance(setting, dict) else setting.bits
+    options = setting.get("quant_options", {}) if isinstance(setting, dict) else {
+        k: v for k, v in setting.quant_options.items() if k in ("mix_share", "mix_bits")}
+    mix = f"-mix{int(100 * options['mix_share'])}at{options.get('mix_bits', 4)}" if "mix_share" in options else ""
+    return f"b{bits}{mix}"

@@ -1,0 +1,59 @@
+"""The schedule's table: run folders → phases, what ended them, minutes, test Recall@20 / NDCG@20 and
+their ratio to a full-precision run of the same data.
+
+    python bench/defaults_table.py --out bench/results/defaults.md \\
+        "ml-1m|fp32|RUN" "ml-1m|2-bit default|RUN|FP32_RUN" ...
+
+Each spec is DATASET|SETTING|RUN[|REFERENCE_RUN] (run folders of ``python -m gnaq.train``). Phases
+come from result.json (runs from before the convergence schedule: counted from metrics.jsonl, the
+end then unrecorded); minutes are the training and evaluation seconds the run logged.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table  # noqa: E402
+
+
+def summary(run: Path) -> dict:
+    result = json.loads((run / "result.json").read_text())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    seconds = result.get("seconds") or sum(x.get("train_seconds", 0) + x.get("eval_seconds", 0) for x in lines)
+    phases = result.get("phases")
+    if phases:
+        text = " + ".join(f"{p['last_epoch'] - p['first_epoch'] + 1} ({p['ended_by']})" for p in phases.values())
+    else:
+        warm = sum(not x["quantized"] for x in lines)
+        text = f"{warm} + {len(lines) - warm} (not recorded)" if warm < len(lines) else f"{warm} (not recorded)"
+    return {"phases": text, "minutes": seconds / 60, "recall": result["test_recall@20"], "ndcg": result["test_ndcg@20"],
+            "kept": result.get("valid_kept")}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--out")
+    args = p.parse_args()
+    rows = []
+    for spec in args.specs:
+        dataset, setting, run, *ref = spec.split("|")
+        s = summary(Path(run).expanduser())
+        ratio = "–"
+        if ref:
+            r = summary(Path(ref[0]).expanduser())
+            ratio = f"{100 * s['recall'] / r['recall']:.1f}% / {100 * s['ndcg'] / r['ndcg']:.1f}%"
+        kept = f"{100 * s['kept']:.1f}%" if s["kept"] else "–"
+        rows.append([dataset, setting, s["phases"], f"{s['minutes']:.1f}", f"{s['recall']:.4f} / {s['ndcg']:.4f}",
+                     ratio, kept])
+    table = markdown_table(["dataset", "setting", "epochs: fp32 + quantized (ended by)", "minutes",
+                            "test R@20 / N@20", "vs fp32", "valid kept"], rows)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

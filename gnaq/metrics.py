@@ -48,12 +48,15 @@ def _discounts(xp, k):
 
 
 def evaluate(user_emb, item_emb, train, test, ks=(10, 20), chunk_size: int | None = None,
-             memory_mb: float = 512, users=None, score_fn=None) -> dict:
+             memory_mb: float = 512, users=None, score_fn=None, progress: bool = False) -> dict:
     """Mean Recall/NDCG/Precision/HitRate@K for every K in ks, one pass over users.
 
     user_emb: (n_users, d), item_emb: (n_items, d) arrays on numpy or cupy; train, test: scipy
     CSR (n_users, n_items). ``score_fn(user_rows) -> (len, n_items)`` replaces the dot product
-    (e.g. packed-domain scoring). Returns {"recall@10": ..., ..., "users": n_evaluated}.
+    (e.g. packed-domain scoring). ``users``: evaluate these rows only (e.g. a fixed sample).
+    Returns {"recall@10": ..., ..., "ndcg@10_se": ..., "users": n_evaluated}: NDCG@K's standard
+    error over users, √((mean(x²) − mean(x)²) / n), says how far a sample's mean may be from all users'.
+    ``progress``: a progress bar over the user chunks.
     """
     xp = get_array_module(user_emb, item_emb)
     n_items = item_emb.shape[0]
@@ -63,9 +66,12 @@ def evaluate(user_emb, item_emb, train, test, ks=(10, 20), chunk_size: int | Non
     test_counts = np.diff(test.indptr)
     eval_users = np.flatnonzero(test_counts > 0) if users is None else np.asarray(users)
     totals = {f"{m}@{k}": 0.0 for k in ks for m in METRIC_NAMES}
+    squares = {k: 0.0 for k in ks}
     discounts = _discounts(xp, max_k)
     idcg_cum = xp.cumsum(discounts)
-    for start in range(0, len(eval_users), chunk_size):
+    from tqdm.auto import tqdm
+    for start in tqdm(range(0, len(eval_users), chunk_size), desc="evaluating", unit="chunk", leave=False,
+                      disable=not progress):
         rows = eval_users[start:start + chunk_size]
         if score_fn is not None:
             scores = score_fn(rows)
@@ -88,8 +94,11 @@ def evaluate(user_emb, item_emb, train, test, ks=(10, 20), chunk_size: int | Non
             totals[f"precision@{k}"] += float((n_hit / k).sum())
             totals[f"hitrate@{k}"] += float((n_hit > 0).sum())
             totals[f"ndcg@{k}"] += float((dcg / idcg).sum())
+            squares[k] += float(((dcg / idcg) ** 2).sum())
     n = max(1, len(eval_users))
     out = {name: value / n for name, value in totals.items()}
+    for k in ks:
+        out[f"ndcg@{k}_se"] = max(0.0, squares[k] / n - out[f"ndcg@{k}"] ** 2) ** 0.5 / n ** 0.5
     out["users"] = int(len(eval_users))
     return out
 

@@ -65,6 +65,9 @@ def build_parser():
     p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
                    help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    p.add_argument("--valid-users", type=int, default=defaults.valid_users, metavar="N",
+                   help="validate on a fixed seeded sample of N users (default 0: all); each line records "
+                        "NDCG@20's standard error, and the run warns when it exceeds 1%% of the metric")
     p.add_argument("--patience", type=int, default=defaults.patience,
                    help="evaluations without validation NDCG@20 gain that end the (quantized) phase")
     p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
@@ -145,7 +148,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
-        topk=tuple(args.topk), eval_every=args.eval_every, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
+        topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)
 

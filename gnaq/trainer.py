@@ -67,6 +67,7 @@ class TrainConfig:
     reg: float = 1e-4
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     topk: tuple = (10, 20)
+    valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
     eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
     patience: int = 5
     warmup_patience: int | None = None  # the "auto" warm-up's own patience (None: patience)
@@ -113,6 +114,7 @@ class TrainConfig:
             (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
             (self.lr_drops >= 0, f"--lr-drops must be ≥ 0, got {self.lr_drops}"),
             (self.eval_every >= 0, f"--eval-every must be ≥ 0, got {self.eval_every}"),
+            (self.valid_users >= 0, f"--valid-users must be ≥ 0, got {self.valid_users}"),
             (self.patience > 0, f"--patience must be positive, got {self.patience}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
@@ -209,12 +211,28 @@ class Trainer:
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, split: str = "valid") -> dict:
-        """Metrics on ``valid`` (train masked) or ``test`` (train ∪ valid masked)."""
+        """Metrics on ``valid`` (train masked; ``valid_users`` > 0: on ``validation_users()``) or
+        ``test`` (train ∪ valid masked, every user, with a progress bar)."""
         d = self.data
         target = d.valid if split == "valid" else d.test
         mask = d.train if split == "valid" or d.valid is None else (d.train + d.valid).tocsr()
         user_emb, item_emb = self.model.final_embeddings()
-        return evaluate(user_emb, item_emb, mask, target, ks=tuple(self.config.topk))
+        selecting = split == self.selection_split and split == "valid"
+        return evaluate(user_emb, item_emb, mask, target, ks=tuple(self.config.topk),
+                        users=self.validation_users() if selecting else None,
+                        progress=self.config.progress and split == "test")
+
+    def validation_users(self):
+        """The users validation ranks: None (all with validation items) or, with ``valid_users`` = n,
+        a sorted sample of n of them drawn once from ``seed`` (the same in every epoch and on resume)."""
+        n = self.config.valid_users
+        if not n:
+            return None
+        if getattr(self, "_validation_users", None) is None:
+            candidates = np.flatnonzero(np.diff(self.data.valid.indptr) > 0)
+            rng = np.random.default_rng([self.config.seed, 1])  # its own stream: the sampler's RNG is untouched
+            self._validation_users = np.sort(rng.choice(candidates, size=min(n, len(candidates)), replace=False))
+        return self._validation_users
 
     @property
     def selection_split(self) -> str:
@@ -352,9 +370,16 @@ class Trainer:
             if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
+                se = metrics.get(f"{metric}_se", 0.0)
+                if metrics[metric] and se > 0.01 * metrics[metric] and not getattr(self, "_se_warned", False):
+                    self._se_warned = True
+                    log.warning("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
+                                "differences below ~2 standard errors are noise%s", metric, metrics[metric], se,
+                                metrics["users"], 100 * se / metrics[metric],
+                                "; raise --valid-users" if cfg.valid_users else "")
                 record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
                           "quantized": bool(quantizer.active) and cfg.bits != 32, "lr": self.optimizer.lr,
-                          **{k: v for k, v in metrics.items() if k != "users"},
+                          **{k: v for k, v in metrics.items() if k != "users"}, "valid_users": metrics["users"],
                           "train_seconds": round(train_seconds, 3)}
                 self.elapsed += time.perf_counter() - t1  # the warm-up's time budget sees this epoch whole
                 if not quantizer.active:  # warm-up epochs are full precision: never selected

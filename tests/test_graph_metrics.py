@@ -40,7 +40,9 @@ def brute_force_metrics(scores, train, test, k):
         out["precision"].append(sum(hits) / k)
         out["hitrate"].append(float(sum(hits) > 0))
         out["ndcg"].append(dcg / idcg)
-    return {f"{m}@{k}": float(np.mean(v)) for m, v in out.items()}
+    result = {f"{m}@{k}": float(np.mean(v)) for m, v in out.items()}
+    result[f"ndcg@{k}_se"] = float(np.std(out["ndcg"]) / np.sqrt(len(out["ndcg"])))  # population std / √n
+    return result
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from gnaq import train as train_cli
@@ -115,3 +117,26 @@ def test_a_target_climbs_the_ladder_until_one_setting_keeps_it(tmp_path):
                            out=str(tmp_path / "explicit"))
     _, _, tried = fit_to_target(explicit, data, target=10.0)
     assert len(tried) == 1  # a deployment the user chose is not replaced
+
+
+def test_sampled_validation_is_a_fixed_seeded_sample_and_reports_its_standard_error(tmp_path):
+    from gnaq.metrics import evaluate
+    data = make_synthetic(n_users=300, n_items=80, seed=1)
+    config = TrainConfig(**TINY, valid_users=50, epochs=3, out=str(tmp_path / "a"))
+    first = Trainer(config, data)
+    users = first.validation_users()
+    candidates = np.flatnonzero(np.diff(data.valid.indptr) > 0)
+    assert len(users) == 50 and set(users.tolist()) <= set(candidates.tolist()) and np.all(np.diff(users) > 0)
+    again = Trainer(TrainConfig(**TINY, valid_users=50, epochs=3, out=str(tmp_path / "b")), data)
+    np.testing.assert_array_equal(again.validation_users(), users)  # the same sample from the same seed
+    other = Trainer(TrainConfig(**TINY, valid_users=50, epochs=3, seed=7, out=str(tmp_path / "c")), data)
+    assert not np.array_equal(other.validation_users(), users)
+    first.fit()
+    lines = read_lines(tmp_path / "a" / "metrics.jsonl")
+    assert [line["valid_users"] for line in lines] == [50, 50, 50]
+    user_emb, item_emb = first.model.final_embeddings()  # the line's metric is the sample's, with its error
+    direct = evaluate(user_emb, item_emb, data.train, data.valid, ks=(10, 20), users=users)
+    assert first.evaluate("valid")["ndcg@20"] == pytest.approx(direct["ndcg@20"])
+    assert 0 < lines[-1]["ndcg@20_se"] < lines[-1]["ndcg@20"]
+    full = Trainer(TrainConfig(**TINY, epochs=3, out=str(tmp_path / "d")), data).evaluate("valid")
+    assert full["users"] == len(candidates)

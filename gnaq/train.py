@@ -73,7 +73,8 @@ def build_parser():
     p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
                    help="the same for gnaq's full-precision warm-up (default: --patience)")
     p.add_argument("--target", type=float, default=None, metavar="FRACTION",
-                   help="e.g. 0.97: when the quantized model keeps less of full precision's validation NDCG@20, "
+                   help="e.g. 0.97: when the quantized model keeps less of full precision's validation Recall@20 "
+                        "or NDCG@20, "
                         "fine-tune the next larger graph-free setting (2.5 bits, then bits + 1) and keep the first "
                         "that meets it (default deployment only)")
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
     print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
     if "valid_kept" in result:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
-        print(f"the quantized model keeps {100 * result['valid_kept']:.1f}% of full precision's validation NDCG@20"
+        print(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
+              f"{100 * result['valid_kept_ndcg']:.1f}% of full precision's validation Recall@20 / NDCG@20"
               + (f" (tried for --target {args.target:g}: {tried})" if tried else "")
               + ("" if args.target or result["valid_kept"] >= 0.97 else
                  "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)

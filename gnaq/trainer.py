@@ -163,6 +163,7 @@ class Trainer:
         self.elapsed = 0.0  # seconds of training + evaluation so far, over resumes (the time budget's clock)
         self.phases = {}  # phase name -> {"first_epoch", "last_epoch", "best_epoch", "ended_by"}
         self.reference_score = None  # validation NDCG@20 of the full-precision model the quantizer starts from
+        self.reference_recall = None  # … and its Recall@20
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -238,14 +239,14 @@ class Trainer:
     def selection_split(self) -> str:
         return "valid" if self.data.valid is not None else "test"
 
-    def _full_precision_score(self, metric: str) -> float:
-        """Validation ``metric`` of the --init-from model in full precision (what quantizing it keeps a share of)."""
+    def _full_precision_metrics(self) -> dict:
+        """Validation metrics of the --init-from model in full precision (what quantizing it keeps a share of)."""
         d = self.data
         fp32 = LightGCN(d.n_users, d.n_items, self.norm_adj, self.config.dim, self.config.layers, None,
                         device=self.device, init_embedding=initial_embedding(self.config.init_from, self))
         target = d.valid if self.selection_split == "valid" else d.test
         user_emb, item_emb = fp32.final_embeddings()
-        return evaluate(user_emb, item_emb, d.train, target, ks=tuple(self.config.topk))[metric]
+        return evaluate(user_emb, item_emb, d.train, target, ks=tuple(self.config.topk))
 
     # ---- checkpoints -------------------------------------------------------------------
     def _path(self, name):
@@ -259,7 +260,7 @@ class Trainer:
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
                 "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
                 "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases,
-                "reference_score": self.reference_score}
+                "reference_score": self.reference_score, "reference_recall": self.reference_recall}
         save_checkpoint(self._path(name), arrays, meta)
 
     def restore(self, path) -> None:
@@ -273,7 +274,7 @@ class Trainer:
         self.warmup_state = meta.get("warmup_state", self.warmup_state)
         self.lr_drops_done = meta.get("lr_drops_done", 0)
         self.elapsed, self.phases = meta.get("elapsed", 0.0), meta.get("phases", {})
-        self.reference_score = meta.get("reference_score")
+        self.reference_score, self.reference_recall = meta.get("reference_score"), meta.get("reference_recall")
         if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
@@ -283,7 +284,7 @@ class Trainer:
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
 
     # ---- "auto" warm-up: full precision until it converges ---------------------------------
-    def _track_warmup(self, score: float) -> None:
+    def _track_warmup(self, score: float, recall: float = None) -> None:
         """During an "auto" warm-up (quantizer.warmup is None): keep the best full-precision
         epoch; once validation has not improved for ``warmup_patience`` evaluations (or half of
         the epoch or time budget is spent), restore it, reset Adam and let the quantizer start
@@ -293,7 +294,7 @@ class Trainer:
             return
         state = self.warmup_state
         if score > state["score"]:
-            state.update(score=score, epoch=self.epoch, bad=0)
+            state.update(score=score, epoch=self.epoch, bad=0, recall=recall)
             self.save("best_fp32.npz")
         else:
             state["bad"] += 1
@@ -306,7 +307,7 @@ class Trainer:
             self.optimizer = Adam(self.model.parameters(), lr=cfg.lr)
             quantizer.warmup = self.epoch  # on_epoch_start(self.epoch) initialises from the restored weights
             self._end_phase("full_precision", ended_by, state["epoch"])
-            self.reference_score = state["score"]
+            self.reference_score, self.reference_recall = state["score"], state.get("recall")
             log.info("full precision ended by its %s at epoch %d (best %d); quantizing from it",
                      ended_by, self.epoch, state["epoch"])
 
@@ -354,8 +355,10 @@ class Trainer:
             json.dump(_jsonable(asdict(cfg)), f, indent=2)
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
         quantizer = self.model.quantizer
+        recall_metric = metric.replace("ndcg", "recall")
         if cfg.init_from and cfg.bits != 32 and cfg.eval_every and self.reference_score is None:
-            self.reference_score = self._full_precision_score(metric)  # the model it starts from, unquantized
+            start = self._full_precision_metrics()  # the model it starts from, unquantized
+            self.reference_score, self.reference_recall = start[metric], start[recall_metric]
         while (ended_by := self._stop_reason()) is None:
             quantizer.on_epoch_start(self.epoch)
             # a function of the schedule's state only, so a resumed run gets the same rate
@@ -383,9 +386,9 @@ class Trainer:
                           "train_seconds": round(train_seconds, 3)}
                 self.elapsed += time.perf_counter() - t1  # the warm-up's time budget sees this epoch whole
                 if not quantizer.active:  # warm-up epochs are full precision: never selected
-                    self._track_warmup(metrics[metric])
+                    self._track_warmup(metrics[metric], metrics[recall_metric])
                 elif metrics[metric] > self.best["score"]:
-                    self.best = {"score": metrics[metric], "epoch": self.epoch}
+                    self.best = {"score": metrics[metric], "epoch": self.epoch, "recall": metrics[recall_metric]}
                     self.bad_evals = 0
                     self.save("best.npz")
                 else:
@@ -412,7 +415,10 @@ class Trainer:
         kept = {}
         if cfg.bits != 32 and self.reference_score:  # what quantization kept of full precision, on validation
             kept = {"full_precision_valid": self.reference_score, "quantized_valid": self.best["score"],
-                    "valid_kept": self.best["score"] / self.reference_score}
+                    "valid_kept_ndcg": self.best["score"] / self.reference_score}
+            if self.reference_recall and self.best.get("recall") is not None:
+                kept["valid_kept_recall"] = self.best["recall"] / self.reference_recall
+            kept["valid_kept"] = min(kept["valid_kept_ndcg"], kept.get("valid_kept_recall", math.inf))
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
                   "selection_metric": f"{self.selection_split} {metric}",
                   "phases": self.phases, "seconds": round(self.elapsed, 1), **kept,

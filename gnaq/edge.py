@@ -676,6 +676,8 @@ class EdgeModel:
         pure Python. w = negatives, λ = regularization (measured: bench/results/foldin.md).
         An empty H gives the zero vector."""
         rows = [self.item_row(raw) for raw in item_raw_ids]
+        if self.backend != "python":
+            return _fast("numpy").fold_in(self, rows, negatives, regularization)
         d = self.dim
         mean_gram = self.gram()
         ridge = regularization * sum(mean_gram[a][a] for a in range(d))

@@ -119,6 +119,20 @@ def norms(vectors):
     return np.sqrt((vectors ** 2).sum(1))
 
 
+def fold_in(model, rows, negatives, regularization):
+    """EdgeModel.fold_in's twin: z = (w·Ḡ + Z_HᵀZ_H + λ·tr(Ḡ)·I)⁻¹ Z_Hᵀ 1 with numpy's solver, as a list."""
+    if model.item_gram is None:
+        z = item_vectors(model)
+        model.item_gram = (z.T @ z / max(len(z), 1)).tolist()
+    gram = np.asarray(model.item_gram, dtype=np.float64)
+    cache = cached(model)
+    if "z_items" not in cache:
+        cache["z_items"] = item_vectors(model)
+    z_h = cache["z_items"][np.asarray(rows, dtype=np.int64)] if rows else np.zeros((0, model.dim))
+    a = negatives * gram + z_h.T @ z_h + max(regularization * np.trace(gram), 1e-12) * np.eye(model.dim)
+    return np.linalg.solve(a, z_h.sum(0)).tolist()
+
+
 def seen_array(model, u):
     if "history" not in cached(model):
         model._np_cache["history"] = np.frombuffer(model.history_indices, dtype=np.uint32)

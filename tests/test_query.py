@@ -144,3 +144,17 @@ def test_fit_takes_show_progress_and_a_callback(user_items):
     assert [epoch for epoch, _, _ in seen] == [1, 2, 3, 4]
     assert all(s > 0 for _, s, _ in seen) and "ndcg@20" in seen[-1][2]
     assert model.result_["epochs_run"] == 4
+
+
+def test_the_fold_in_is_the_same_rule_on_every_backend_and_without_the_stored_gram(saved, tmp_path):
+    from gnaq.edge_numpy import item_vectors
+    items = [5, 17, 40, 41]
+    python = edge.load(saved, "python").fold_in(items)
+    for backend in ("numpy", "numba"):
+        np.testing.assert_allclose(edge.load(saved, backend).fold_in(items), python, rtol=1e-9, atol=1e-12)
+    no_gram = edge.load(saved, "python")
+    z = item_vectors(edge.load(saved, "numpy"))
+    stored = np.asarray(no_gram.item_gram)
+    np.testing.assert_allclose(stored, z.T @ z / len(z), rtol=1e-5, atol=1e-7)  # Ḡ = ZᵀZ / n_items, float32
+    no_gram.item_gram = None  # a file without the section: computed from the rows on first use
+    np.testing.assert_allclose(no_gram.fold_in(items), python, rtol=1e-4, atol=1e-7)

@@ -40,7 +40,7 @@ def build_parser():
     p.add_argument("--quantizer", default="gnaq", choices=tuple(QUANTIZERS))
     p.add_argument("--quant-option", action="append", default=[], metavar="KEY=VALUE",
                    help="quantizer option, e.g. delta=0.5, refine=false (repeatable); gnaq's warmup "
-                        "defaults to a third of --epochs")
+                        "defaults to auto: full precision until validation stops improving (--warmup-patience)")
     p.add_argument("--dim", type=int, default=defaults.dim)
     p.add_argument("--layers", type=int, default=defaults.layers)
     p.add_argument("--epochs", type=int, default=None,

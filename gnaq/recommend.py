@@ -1,6 +1,8 @@
-"""``python -m gnaq.recommend MODEL.gnaq --user ID [-k 10] [--json] [--backend B]``.
+"""``python -m gnaq.recommend MODEL.gnaq (--user ID | --items ID,ID,...) [-k 10] [--json] [--backend B]``.
 
-Top-k items for one user from a packed model, through gnaq.edge (standard library only).
+Top-k items for one user from a packed model, through gnaq.edge (standard library only): a user
+of the model (--user), or someone known only by the items they like (--items: folded in, those
+items left out; item-only files too).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from . import edge
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gnaq.recommend", description=__doc__)
     parser.add_argument("model")
-    parser.add_argument("--user", required=True, type=int, help="raw user id, as in the dataset")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=int, help="raw user id, as in the dataset")
+    who.add_argument("--items", help="comma-separated raw item ids this person likes (fold-in)")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--include-seen", action="store_true", help="do not filter training items")
     parser.add_argument("--backend", default="auto", choices=edge.BACKENDS)
@@ -23,12 +27,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         model = edge.load(args.model, args.backend)
-        top = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
-    except (OSError, edge.EdgeFormatError, edge.UnknownUserError, ValueError, RuntimeError) as exc:
+        if args.items is not None:
+            liked = [int(x) if x.strip().lstrip("-").isdigit() else x.strip() for x in args.items.split(",") if x.strip()]
+            top = model.recommend_for_items(liked, k=args.k)
+        else:
+            top = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+    except (OSError, edge.EdgeFormatError, edge.UnknownUserError, KeyError, ValueError, RuntimeError) as exc:
         print(f"gnaq.recommend: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"user": args.user, "backend": model.backend,
+        print(json.dumps({"user": args.user, "items_liked": args.items, "backend": model.backend,
                           "items": [{"item": i, "score": s} for i, s in top]}))
     else:
         for rank, (item, score) in enumerate(top, 1):

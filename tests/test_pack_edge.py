@@ -302,6 +302,12 @@ def test_recommend_cli(data, tmp_path, capsys):
     assert recommend_main([str(path), "--user", "999999"]) == 2
     assert "is not in" in capsys.readouterr().err
     assert recommend_main([str(tmp_path / "missing.gnaq"), "--user", "1"]) == 2
+    capsys.readouterr()
+    liked = [int(data.item_ids[i]) for i in (1, 4, 9)]
+    assert recommend_main([str(path), "--items", ",".join(map(str, liked)), "-k", "4", "--json"]) == 0
+    folded = [x["item"] for x in json.loads(capsys.readouterr().out)["items"]]
+    assert folded == [i for i, _ in edge.load(path).recommend_for_items(liked, k=4)] and not set(folded) & set(liked)
+    assert recommend_main([str(path), "--items", "1,99999"]) == 2 and "99999" in capsys.readouterr().err
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):

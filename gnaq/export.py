@@ -94,7 +94,8 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
     if not users:
         header["n_users"] = 0
         header.pop("user_labels", None)
-        header["user_ids"] = "range"
+        header["user_ids"] = "range"  # (no ids to give: there are no users)
+        sections.pop("user_ids", None)
         for name in [k for k in sections if k.startswith("user_")]:
             sections[name] = b""
     return header, sections

@@ -65,18 +65,22 @@ def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micro
     lib = tmp_path / "lib"
     lib.mkdir()
     shutil.copy(ROOT / "gnaq" / "edge.py", lib / "edge.py")
+    shutil.copy(ROOT / "gnaq" / "edge_stream.py", lib / "edge_stream.py")
     shutil.copy(HERE / "check_files.py", lib / "check_files.py")
     body = "import check_files\ncheck_files.main({models!r})\n"
     on_device = run_micropython(micropython, "import sys\nsys.path.append('/lib')\n" + body.format(models="/models"),
                                 {lib: "/lib", models: "/models"}, tmp_path=tmp_path)
     on_desktop = run_cpython_pure(f"sys.path.insert(0, {str(lib)!r})\n" + body.format(models=str(models)), tmp_path)
     lines = on_device.splitlines()
-    assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1)  # per file: 3 users × 2, 2 similar, 1 fold-in
+    streamed = sum(2 for _, _, bits, options in KINDS if bits != 32 and options.get("quantize") != "layer0")
+    assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + streamed  # per file: 3 users × 2, 2 similar, 1 fold-in
+    assert sum(" streamed " in line for line in lines) == streamed
     assert {line.split()[0] for line in lines} == {p.name for p in models.glob("*.gnaq")}
     float_kinds = ("f", "l0", "mixed-l0")  # float sums: same operations, libm's pow may differ in the last bit
     for device, desktop in zip(lines, on_desktop.splitlines()):
         name = device.split()[0]
-        if name.split("-nohist")[0].split(".")[0] in float_kinds or " similar " in device or " fold-in " in device:
+        if (name.split("-nohist")[0].split(".")[0] in float_kinds or " similar " in device or " fold-in " in device
+                or " streamed " in device):
             assert device.split(" [")[0] == desktop.split(" [")[0]
             ids_device, ids_desktop = device.rsplit(" ", 1)[0], desktop.rsplit(" ", 1)[0]
             assert ids_device == ids_desktop, (device, desktop)

@@ -434,3 +434,41 @@ def test_every_header_field_is_checked_even_where_the_kind_does_not_use_it(data,
                 edge.load(tmp_path / "lie.gnaq", backend)
     (tmp_path / "true.gnaq").write_bytes(join(prefix, header, body))
     edge.load(tmp_path / "true.gnaq")  # the same bytes without a lie load
+
+
+@pytest.mark.parametrize("options, compact", [(Z, True), ({**Z, "mix_share": 0.3}, True),
+                                              ({**Z, "transform": "klt", "busy_share": 0.25}, True),
+                                              ({**Z, "transform": "klt", "busy_share": 0.25}, False)],
+                         ids=["uniform", "mixed", "columns", "columns-no-gram-int64-ids"])
+def test_streamed_items_answer_like_the_loaded_file(data, tmp_path, options, compact):
+    from dataclasses import replace
+    from gnaq import edge_stream
+    source = data if compact else replace(data, item_ids=np.arange(data.n_items) * 3 + 1)
+    path = tmp_path / "m.gnaq"
+    export_model(make_model(data, "gnaq", 2, **options), source, path, compact=compact, users=compact)
+    loaded = edge.load(path, "python")
+    liked = [loaded.item_ids[i] for i in (2, 11, 40)]
+    expected = loaded.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]])
+    for chunk in (1, 7, 256):
+        streamed = edge_stream.open_items(path, chunk_items=chunk)
+        assert streamed.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]]) == expected
+    assert [streamed.item_vector(i) for i in (0, 33, data.n_items - 1)] == [loaded.item_vector(i) for i in (0, 33, data.n_items - 1)]
+
+
+def test_streaming_refuses_what_it_cannot_stream_and_every_lie(data, tmp_path):
+    from gnaq import edge_stream
+    path = tmp_path / "l0.gnaq"
+    export_model(make_model(data, **LAYER0), data, path)
+    with pytest.raises(ValueError, match="graph-free"):
+        edge_stream.open_items(path)
+    export_model(make_model(data, **Z), data, path)
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    (tmp_path / "bad.gnaq").write_bytes(bytes(blob))
+    with pytest.raises(edge.EdgeFormatError, match="CRC32"):
+        edge_stream.open_items(tmp_path / "bad.gnaq")
+    (tmp_path / "short.gnaq").write_bytes(path.read_bytes()[:9])
+    with pytest.raises(edge.EdgeFormatError):
+        edge_stream.open_items(tmp_path / "short.gnaq")
+    with pytest.raises(KeyError, match="item 100000"):
+        edge_stream.open_items(path).recommend_for_items([100000])

@@ -1,0 +1,202 @@
+"""Item rows left in the file: fold-in recommendations from a .gnaq file larger than the device's RAM.
+
+    import edge_stream                          # beside edge.py on the device; standard library only
+    items = edge_stream.open_items("model.gnaq", chunk_items=256)
+    items.recommend_for_items([7, 19, 230], k=10, exclude=[5])
+
+For graph-free quantized files (kind "quantized": uniform, mixed widths or transform-coded). At open
+the whole file is checked as ``edge.load`` checks it — magic, version, every header field against the
+section sizes, and the CRC32, computed over the file in 4 KiB reads — but only the small sections are
+read: the item scales (as a float32 array), the width/group index, the ids when they are not 0..n−1,
+and the fold-in Gram matrix. Scoring reads the item codes ``chunk_items`` rows at a time and keeps a
+heap of the k best, so the heap holds O(chunk + k + n_items·G floats of scales) — nothing per item
+beyond its scales. The scores, the fold-in rule and the tie-break are ``edge.EdgeModel``'s (the same
+float tables over the packed rows), so the top-k equals ``edge.load(path).recommend_for_items``.
+"""
+
+import heapq
+import json
+import struct
+
+try:
+    from . import edge
+except ImportError:  # copied beside edge.py on a device
+    import edge
+
+CRC_CHUNK = 4096
+
+
+def open_items(path, chunk_items: int = 256):
+    return StreamedItems(path, chunk_items)
+
+
+class StreamedItems(edge.EdgeModel):
+    """The item side of a graph-free quantized .gnaq file, its codes read from the file while scoring."""
+
+    def __init__(self, path, chunk_items: int = 256):
+        if not isinstance(chunk_items, int) or chunk_items < 1:
+            raise ValueError(f"chunk_items must be a positive integer, got {chunk_items!r}")
+        self.path, self.chunk_items = str(path), chunk_items
+        with open(path, "rb") as f:
+            head = f.read(10)
+            f.seek(0, 2)
+            size = f.tell()
+            if len(head) < 10 or size < 14 or head[:4] != edge.MAGIC:
+                raise edge.EdgeFormatError(f"{path}: not a .gnaq model (bad magic {head[:4]!r})")
+            version, header_len = struct.unpack_from("<HI", head, 4)
+            if version > edge.FORMAT_VERSION or version < 1:
+                raise edge.EdgeFormatError(f"{path}: format version {version} is not one this reader "
+                                           f"(version {edge.FORMAT_VERSION}) reads")
+            if 10 + header_len + 4 > size:
+                raise edge.EdgeFormatError(f"{path}: truncated (header says {header_len} bytes, file has {size})")
+            f.seek(0)
+            crc, left = 0, size - 4
+            while left:
+                block = f.read(min(CRC_CHUNK, left))
+                crc = edge.crc32(block, crc)
+                left -= len(block)
+            if crc & 0xFFFFFFFF != struct.unpack("<I", f.read(4))[0]:
+                raise edge.EdgeFormatError(f"{path}: CRC32 mismatch: the file is corrupted or truncated")
+            f.seek(10)
+            try:
+                header = json.loads(f.read(header_len).decode("utf-8"))
+            except (UnicodeError, ValueError, RuntimeError) as exc:
+                raise edge.EdgeFormatError(f"{path}: unreadable header ({exc})") from None
+            base = 10 + header_len
+            spans = edge._validate_header(path, version, header, size - 4 - base)
+            if header["kind"] != "quantized":
+                raise ValueError(f"{path}: open_items streams graph-free quantized files; this one is "
+                                 f"{header['kind']!r} (load it with edge.load)")
+
+            def section(name):
+                offset, nbytes = spans[name]
+                f.seek(base + offset)
+                return f.read(nbytes)
+
+            self.header, h = header, header
+            self.n_users, self.n_items, self.kind, self.dim = h["n_users"], h["n_items"], h["kind"], h["dim"]
+            self.bits, self.groups, self.backend = h.get("bits", 32), h.get("groups", 1), "python"
+            self.column_widths, self.column_steps = h.get("column_widths"), h.get("column_steps")
+            self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
+            self.row_bytes = self._layout(self.row_keys[0])[2]
+            self.item_scales = edge._typed(section("item_scales"), "f")
+            edge._check_finite(self.path, "item_scales", self.item_scales)
+            self._labels = h.get("item_labels") or (None if h.get("item_ids") == "range" else
+                                                    list(edge._typed(section("item_ids"), "q")))
+            self._item_index = None if self._labels is None else {raw: i for i, raw in enumerate(self._labels)}
+            if self._item_index is not None and len(self._item_index) != self.n_items:
+                raise edge.EdgeFormatError(f"{self.path}: section 'item_ids' repeats an id")
+            self._keys = None  # each item's row key index (several widths or node groups), packed
+            if len(self.row_keys) > 1:
+                self._keys = edge._unpack_index(section("item_width_index"), self.n_items,
+                                                edge.index_bits(len(self.row_keys)))
+                if any(i >= len(self.row_keys) for i in self._keys):
+                    raise edge.EdgeFormatError(f"{self.path}: section 'item_width_index' names a width or group "
+                                               "beyond the header's")
+                total = sum(self._layout(self.row_keys[i])[2] for i in self._keys)
+                if total != spans["item_codes"][1]:
+                    raise edge.EdgeFormatError(f"{self.path}: section 'item_codes' has {spans['item_codes'][1]} "
+                                               f"bytes; the node widths imply {total}")
+            self.item_gram = None
+            if "item_gram" in spans:
+                lower = edge._typed(section("item_gram"), "f")
+                edge._check_finite(self.path, "item_gram", lower)
+                self.item_gram = edge._symmetric(lower, self.dim)
+        self._codes_at = base + spans["item_codes"][0]
+        self.user_width = self.item_width = None
+
+    # ---- ids and rows -------------------------------------------------------------------------
+    @property
+    def item_ids(self):
+        return range(self.n_items) if self._labels is None else self._labels
+
+    def item_row(self, item_raw_id) -> int:
+        if self._item_index is None:
+            if edge._integer(item_raw_id) and 0 <= item_raw_id < self.n_items:
+                return item_raw_id
+        elif item_raw_id in self._item_index:
+            return self._item_index[item_raw_id]
+        raise KeyError(f"item {item_raw_id!r} is not in {self.path} ({self.n_items} items)")
+
+    def _key_of(self, i):
+        return self.row_keys[self._keys[i]] if self._keys else self.row_keys[0]
+
+    def _rows(self, start=0):
+        """(item index, key, row bytes) of every item from ``start``, read chunk_items rows at a time."""
+        offset = 0
+        if self._keys:
+            offset = sum(self._layout(self._key_of(i))[2] for i in range(start))
+        else:
+            offset = start * self.row_bytes
+        with open(self.path, "rb") as f:
+            f.seek(self._codes_at + offset)
+            for first in range(start, self.n_items, self.chunk_items):
+                last = min(first + self.chunk_items, self.n_items)
+                keys = [self._key_of(i) for i in range(first, last)]
+                sizes = [self._layout(key)[2] for key in keys]
+                blob, p = f.read(sum(sizes)), 0
+                for i, key, rb in zip(range(first, last), keys, sizes):
+                    yield i, key, blob[p:p + rb]
+                    p += rb
+
+    def _vector(self, side, r):
+        """z of item row r, read from the file (as edge.EdgeModel._vector dequantizes it)."""
+        for i, key, row in self._rows(r):
+            offsets, widths, _ = self._layout(key)
+            stream = int.from_bytes(row, "little")
+            codes = [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)]
+            steps = self.column_steps[key] if self.column_steps else [1] * self.dim
+            per_group = self.dim // self.groups
+            scales = self.item_scales[r * self.groups:(r + 1) * self.groups]
+            return [0.5 * scales[k // per_group] * m * (2 * c + 1 - (1 << w)) if w else 0.0
+                    for k, (c, w, m) in enumerate(zip(codes, widths, steps))]
+
+    def gram(self):
+        if self.item_gram is None:  # no stored Gram: one streamed pass over the items
+            d = self.dim
+            gram = [[0.0] * d for _ in range(d)]
+            for i in range(self.n_items):
+                v = self._vector("item", i)
+                for a in range(d):
+                    if v[a]:
+                        for b in range(a + 1):
+                            gram[a][b] += v[a] * v[b]
+            n = max(self.n_items, 1)
+            self.item_gram = edge._symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
+        return self.item_gram
+
+    # ---- scoring, one chunk at a time -------------------------------------------------------------
+    def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=()):
+        """Top-k [(item_raw_id, score)] for someone known by their items, as edge.EdgeModel's, streamed."""
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        liked = list(item_raw_ids)
+        skip = set(self.item_row(raw) for raw in liked) | set(self.item_row(raw) for raw in exclude)
+        z = self.fold_in(liked)
+        G, scales = self.groups, self.item_scales
+        quarter = [0.5] * G
+        tables = {key: self._tables(z, key) for key in self.row_keys}
+        heap = []
+        for i, key, row in self._rows():
+            if i in skip:
+                continue
+            table, consts = tables[key]
+            per_group = len(row) // G
+            score = 0.0
+            for g in range(G):
+                total = consts[g]
+                for j in range(g * per_group, (g + 1) * per_group):
+                    total += table[j][row[j]]
+                score += total * quarter[g] * scales[i * G + g]
+            if len(heap) < k:
+                heapq.heappush(heap, (score, -i))
+            elif (score, -i) > heap[0]:
+                heapq.heappop(heap)
+                heapq.heappush(heap, (score, -i))
+        out = []
+        while heap:
+            score, negative = heapq.heappop(heap)
+            out.append((self.item_ids[-negative], float(score)))
+        out.reverse()
+        return out
+

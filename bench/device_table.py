@@ -31,32 +31,32 @@ import resource, sys
 sys.path[:0] = [{gnaq!r}, {probe!r}]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 import edge, probe
-probe.load_phase({path!r}, {backend!r})
+probe.load_phase({path!r}, {backend!r}, {stream!r})
 probe.query_phase({queries})
 print('{{"peak_rss_kb": %d}}' % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before))
 """
 
 
-def run_cpython(path, backend, queries):
+def run_cpython(path, backend, queries, stream=False):
     block = "sys.modules['numpy'] = None; sys.modules['numba'] = None" if backend == "python" else ""
     code = CPYTHON.format(block=block, gnaq=str(ROOT / "gnaq"), probe=str(ROOT / "bench" / "device"),
-                          path=str(path), backend=backend, queries=queries)
+                          path=str(path), backend=backend, queries=queries, stream=stream)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     record = {**json.loads(out[-3]), **json.loads(out[-2])}
     record["memory"] = f"{json.loads(out[-1])['peak_rss_kb'] / 1024:.1f} MB peak RSS"
     return record
 
 
-def run_micropython(mjs, path, queries):
+def run_micropython(mjs, path, queries, stream=False):
     with tempfile.TemporaryDirectory() as folder:
         lib, data = Path(folder) / "lib", Path(folder) / "data"
         lib.mkdir(), data.mkdir()
-        for source in (ROOT / "gnaq" / "edge.py", ROOT / "bench" / "device" / "probe.py"):
+        for source in (ROOT / "gnaq" / "edge.py", ROOT / "gnaq" / "edge_stream.py", ROOT / "bench" / "device" / "probe.py"):
             (lib / source.name).write_bytes(source.read_bytes())
         (data / "m.gnaq").write_bytes(Path(path).read_bytes())
         scripts = [Path(folder) / "load.py", Path(folder) / "query.py"]
         scripts[0].write_text("import sys\nsys.path.append('/lib')\nimport gc\ngc.disable()\nimport probe\n"
-                              "probe.load_phase('/data/m.gnaq', 'python')\n")
+                              f"probe.load_phase('/data/m.gnaq', 'python', {stream})\n")
         scripts[1].write_text(f"gc.disable()\nprobe.query_phase({queries})\n")
         out = subprocess.run(["node", str(ROOT / "tests" / "micropython" / "run.mjs"), mjs, str(8 << 20),
                               ",".join(map(str, scripts)), f"{lib}:/lib", f"{data}:/data"],
@@ -74,6 +74,9 @@ def main():
     p.add_argument("files", nargs="+", metavar="NAME=FILE")
     p.add_argument("--queries", type=int, default=20)
     p.add_argument("--micropython", default=os.environ.get("GNAQ_MICROPYTHON"))
+    p.add_argument("--stream", action="store_true", help="also the streamed reader (edge_stream.open_items: item "
+                                                           "rows left in the file) for item-only files")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "device_table.md"))
     args = p.parse_args()
     rows = []
     for spec in args.files:
@@ -83,12 +86,18 @@ def main():
                 for b in ("numba", "numpy", "python")]
         if args.micropython:
             runs.append(("MicroPython 1.27 (wasm, node)", lambda: run_micropython(args.micropython, path, args.queries)))
+        if args.stream:
+            runs.append((f"CPython {sys.version.split()[0]} pure, streamed",
+                         lambda: run_cpython(path, "python", args.queries, stream=True)))
+            if args.micropython:
+                runs.append(("MicroPython 1.27 (wasm, node), streamed",
+                             lambda: run_micropython(args.micropython, path, args.queries, stream=True)))
         for label, fn in runs:
             r = fn()
             rows.append([name, f"{size:,}", label, f"{r['load_s']:.3f}", f"{r['top10_ms']:.2f}", r["memory"]])
             print(" | ".join(rows[-1]), flush=True)
     table = markdown_table(["file", "bytes", "interpreter", "load s", "top-10 ms", "memory"], rows)
-    (ROOT / "bench" / "results" / "device_table.md").write_text(__doc__.split("\n\n")[0] + "\n\n" + table + "\n")
+    Path(args.out).write_text(__doc__.split("\n\n")[0] + "\n\n" + table + "\n")
     print(table)
 
 

@@ -22,10 +22,14 @@ def heap():
     return gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
 
 
-def load_phase(path, backend):
+def load_phase(path, backend, stream=False):
     before = heap()
     t0 = ticks()
-    MODEL.append(edge.load(path, backend))
+    if stream:  # the item rows stay in the file (edge_stream.py beside edge.py)
+        import edge_stream
+        MODEL.append(edge_stream.open_items(path, chunk_items=128))
+    else:
+        MODEL.append(edge.load(path, backend))
     print(json.dumps({"backend": MODEL[0].backend, "load_s": diff(ticks(), t0) / 1e6, "heap_before": before,
                       "allocated_by_load": heap() - before if before >= 0 else -1}))
 

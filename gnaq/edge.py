@@ -496,9 +496,21 @@ class EdgeModel:
         """Row r's codes as ints and its key (width or node group), from one side's codes section."""
         b = node_keys[r] if node_keys else self.row_keys[0]
         start = starts[r] if node_keys else r * self.row_bytes
-        offsets, widths, rb = self._layout(b)
-        stream = int.from_bytes(codes[start:start + rb], "little")
-        return [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)], b
+        return self._unpack_row(codes[start:start + self._layout(b)[2]], b), b
+
+    def _unpack_row(self, row, key):
+        """The codes (ints) of one packed row of row key ``key`` (LSB-first bitstream)."""
+        offsets, widths, _ = self._layout(key)
+        stream = int.from_bytes(row, "little")
+        return [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)]
+
+    def _dequantized(self, codes, key, scales):
+        """A row's dim floats s_g·m_k·aₖ/2 from its codes, row key and G scales (0 at 0 bits)."""
+        _, widths, _ = self._layout(key)
+        steps = self.column_steps[key] if self.column_steps else [1] * self.dim
+        per_group = self.dim // self.groups
+        return [0.5 * scales[k // per_group] * m * (2 * c + 1 - (1 << w)) if w else 0.0
+                for k, (c, w, m) in enumerate(zip(codes, widths, steps))]
 
     def item_vector(self, i):
         """z of item row i as a list of dim floats (see ``_vector``)."""
@@ -516,13 +528,8 @@ class EdgeModel:
             return [float(v) for v in getattr(self, side + "_float")[r * d:(r + 1) * d]]
         keys = getattr(self, side + "_width")
         codes, key = self._row_codes(getattr(self, side + "_codes"), keys, keys and getattr(self, side + "_start"), r)
-        _, widths, _ = self._layout(key)
-        steps = self.column_steps[key] if self.column_steps else [1] * d
         G = self.groups
-        per_group = d // G
-        scales = getattr(self, side + "_scales")[r * G:(r + 1) * G]
-        return [0.5 * scales[k // per_group] * m * (2 * c + 1 - (1 << w)) if w else 0.0
-                for k, (c, w, m) in enumerate(zip(codes, widths, steps))]
+        return self._dequantized(codes, key, getattr(self, side + "_scales")[r * G:(r + 1) * G])
 
     def _user_terms(self, u):
         """(aᵤ as ints — times the user group's steps m_k in column files, 0 at 0 bits —, ¼·sᵤ_g per
@@ -579,29 +586,26 @@ class EdgeModel:
             rb = self._layout(b)[2]
             bytes_per_group = rb // G
             for n, i in enumerate(items if items is not None else range(self.n_items)):
-                row = codes[n * rb:(n + 1) * rb]
-                score = 0.0
-                for g in range(G):
-                    total = consts[g]
-                    for j in range(g * bytes_per_group, (g + 1) * bytes_per_group):
-                        total += tables[j][row[j]]
-                    score += total * user_quarter[g] * scales[i * G + g]
-                out[i] = score
+                out[i] = _packed_score(codes[n * rb:(n + 1) * rb], tables, consts, user_quarter, scales, i * G,
+                                       bytes_per_group)
         return out
 
     def _float_scores(self, u):
         d = self.dim
         if self.backend == "python":
-            user = self.user_float[u * d:(u + 1) * d]
-            items = self.item_float
-            out = [0.0] * self.n_items
-            for i in range(self.n_items):
-                total = 0.0
-                for a, b in zip(user, items[i * d:(i + 1) * d]):
-                    total += a * b
-                out[i] = total
-            return out
+            return self._float_dots(self.user_float[u * d:(u + 1) * d])
         return _fast("numpy").float_scores(self, u)
+
+    def _float_dots(self, z):
+        """z·zᵢ for every row zᵢ of a float file's items, one running sum per item (pure Python)."""
+        d, items = self.dim, self.item_float
+        out = [0.0] * self.n_items
+        for i in range(self.n_items):
+            total = 0.0
+            for a, b in zip(z, items[i * d:(i + 1) * d]):
+                total += a * b
+            out[i] = total
+        return out
 
     # ---- any vector against every item: similar items, folded-in users ---------------------
     def _vector_scores(self, z):
@@ -612,16 +616,8 @@ class EdgeModel:
             if self.backend == "python":
                 return self._scores_python(z, [0.5] * self.groups)
             return _fast("numpy").scores(self, z, [0.5] * self.groups)
-        d = self.dim
         if self.backend == "python":
-            items = self.item_float
-            out = [0.0] * self.n_items
-            for i in range(self.n_items):
-                total = 0.0
-                for a, b in zip(z, items[i * d:(i + 1) * d]):
-                    total += a * b
-                out[i] = total
-            return out
+            return self._float_dots(z)
         return _fast("numpy").vector_scores(self, z)
 
     def _item_norms(self):
@@ -655,17 +651,7 @@ class EdgeModel:
         """Ḡ = ZᵀZ / n_items (dim × dim lists): the file's item_gram section, else computed once from
         the item rows (pure Python, O(n_items·dim²))."""
         if self.item_gram is None:
-            d = self.dim
-            gram = [[0.0] * d for _ in range(d)]
-            for i in range(self.n_items):
-                v = self.item_vector(i)
-                for a in range(d):
-                    if v[a]:
-                        row, va = gram[a], v[a]
-                        for b in range(a + 1):
-                            row[b] += va * v[b]
-            n = max(self.n_items, 1)
-            self.item_gram = _symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
+            self.item_gram = _mean_gram((self.item_vector(i) for i in range(self.n_items)), self.dim, self.n_items)
         return self.item_gram
 
     def fold_in(self, item_raw_ids, negatives: float = FOLD_IN_NEGATIVES, regularization: float = FOLD_IN_RIDGE):
@@ -807,13 +793,17 @@ def _cholesky_solve(a, b):
 
 
 def _top_k_python(scores, k, seen):
-    """Top-k (score, index) pairs, best first, ties → smaller index, indices in ``seen`` skipped:
-    a min-heap of the k best so far keyed (score, −index), so its root is the one to displace
-    (heappush/heappop only: all MicroPython's heapq has)."""
+    """Top-k (score, index) pairs of a list of scores, best first, ties → smaller index, indices in
+    ``seen`` skipped (``_top_k_pairs``)."""
+    return _top_k_pairs(((s, i) for i, s in enumerate(scores) if i not in seen), k)
+
+
+def _top_k_pairs(pairs, k):
+    """Top-k of an iterable of (score, index), best first, ties → smaller index: a min-heap of the
+    k best so far keyed (score, −index), so its root is the one to displace (heappush/heappop
+    only: all MicroPython's heapq has). The pairs may be streamed: it holds k of them."""
     heap = []
-    for i, s in enumerate(scores):
-        if i in seen:
-            continue
+    for s, i in pairs:
         if len(heap) < k:
             heapq.heappush(heap, (s, -i))
         elif (s, -i) > heap[0]:
@@ -825,6 +815,31 @@ def _top_k_python(scores, k, seen):
         out.append((s, -negative))
     out.reverse()
     return out
+
+
+def _packed_score(row, tables, consts, quarter, scales, base, per_group):
+    """One item's score from its packed row: Σ_g (consts[g] + Σ_{j∈g} tables[j][row[j]])·quarter[g]·
+    scales[base + g], in that order (so every path gives the same float)."""
+    score = 0.0
+    for g in range(len(consts)):
+        total = consts[g]
+        for j in range(g * per_group, (g + 1) * per_group):
+            total += tables[j][row[j]]
+        score += total * quarter[g] * scales[base + g]
+    return score
+
+
+def _mean_gram(vectors, d, n):
+    """Ḡ = Σ v vᵀ / n over an iterable of n vectors of d floats, as d × d lists (pure Python)."""
+    gram = [[0.0] * d for _ in range(d)]
+    for v in vectors:
+        for a in range(d):
+            if v[a]:
+                row, va = gram[a], v[a]
+                for b in range(a + 1):
+                    row[b] += va * v[b]
+    n = max(n, 1)
+    return _symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
 
 
 def _row_bytes(d, b):

@@ -14,7 +14,6 @@ beyond its scales. The scores, the fold-in rule and the tie-break are ``edge.Edg
 float tables over the packed rows), so the top-k equals ``edge.load(path).recommend_for_items``.
 """
 
-import heapq
 import json
 import struct
 
@@ -142,27 +141,15 @@ class StreamedItems(edge.EdgeModel):
     def _vector(self, side, r):
         """z of item row r, read from the file (as edge.EdgeModel._vector dequantizes it)."""
         for i, key, row in self._rows(r):
-            offsets, widths, _ = self._layout(key)
-            stream = int.from_bytes(row, "little")
-            codes = [(stream >> o) & ((1 << w) - 1) for o, w in zip(offsets, widths)]
-            steps = self.column_steps[key] if self.column_steps else [1] * self.dim
-            per_group = self.dim // self.groups
-            scales = self.item_scales[r * self.groups:(r + 1) * self.groups]
-            return [0.5 * scales[k // per_group] * m * (2 * c + 1 - (1 << w)) if w else 0.0
-                    for k, (c, w, m) in enumerate(zip(codes, widths, steps))]
+            G = self.groups
+            return self._dequantized(self._unpack_row(row, key), key, self.item_scales[i * G:(i + 1) * G])
 
     def gram(self):
         if self.item_gram is None:  # no stored Gram: one streamed pass over the items
-            d = self.dim
-            gram = [[0.0] * d for _ in range(d)]
-            for i in range(self.n_items):
-                v = self._vector("item", i)
-                for a in range(d):
-                    if v[a]:
-                        for b in range(a + 1):
-                            gram[a][b] += v[a] * v[b]
-            n = max(self.n_items, 1)
-            self.item_gram = edge._symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
+            G = self.groups
+            vectors = (self._dequantized(self._unpack_row(row, key), key, self.item_scales[i * G:(i + 1) * G])
+                       for i, key, row in self._rows())
+            self.item_gram = edge._mean_gram(vectors, self.dim, self.n_items)
         return self.item_gram
 
     # ---- scoring, one chunk at a time -------------------------------------------------------------
@@ -173,30 +160,8 @@ class StreamedItems(edge.EdgeModel):
         liked = list(item_raw_ids)
         skip = set(self.item_row(raw) for raw in liked) | set(self.item_row(raw) for raw in exclude)
         z = self.fold_in(liked)
-        G, scales = self.groups, self.item_scales
-        quarter = [0.5] * G
+        G, scales, quarter = self.groups, self.item_scales, [0.5] * self.groups
         tables = {key: self._tables(z, key) for key in self.row_keys}
-        heap = []
-        for i, key, row in self._rows():
-            if i in skip:
-                continue
-            table, consts = tables[key]
-            per_group = len(row) // G
-            score = 0.0
-            for g in range(G):
-                total = consts[g]
-                for j in range(g * per_group, (g + 1) * per_group):
-                    total += table[j][row[j]]
-                score += total * quarter[g] * scales[i * G + g]
-            if len(heap) < k:
-                heapq.heappush(heap, (score, -i))
-            elif (score, -i) > heap[0]:
-                heapq.heappop(heap)
-                heapq.heappush(heap, (score, -i))
-        out = []
-        while heap:
-            score, negative = heapq.heappop(heap)
-            out.append((self.item_ids[-negative], float(score)))
-        out.reverse()
-        return out
-
+        pairs = ((edge._packed_score(row, tables[key][0], tables[key][1], quarter, scales, i * G, len(row) // G), i)
+                 for i, key, row in self._rows() if i not in skip)
+        return [(self.item_ids[i], float(score)) for score, i in edge._top_k_pairs(pairs, k)]

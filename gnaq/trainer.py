@@ -149,11 +149,14 @@ class Trainer:
         self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
                               quantizer, seed=config.seed, device=self.device, init_embedding=initial)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
-        self.teacher = None  # z of the --init-from model in full precision, for --distill
+        # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
+        # run keeps a share of (fit evaluates it once, then lets it go)
+        self._start_model = None if initial is None else LightGCN(
+            d.n_users, d.n_items, self.norm_adj, config.dim, config.layers, None, device=self.device,
+            init_embedding=np.array(initial))  # its own copy: restore() and Adam write self.model's in place
+        self.teacher = None
         if config.distill:
-            teacher = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers, None,
-                              device=self.device, init_embedding=initial)
-            self.teacher = teacher.xp.concatenate(teacher.final_embeddings())
+            self.teacher = self._start_model.xp.concatenate(self._start_model.final_embeddings())
         self.rng = np.random.default_rng(config.seed)
         self.epoch = 0
         self.best = {"score": -math.inf, "epoch": 0}
@@ -164,6 +167,7 @@ class Trainer:
         self.phases = {}  # phase name -> {"first_epoch", "last_epoch", "best_epoch", "ended_by"}
         self.reference_score = None  # validation NDCG@20 of the full-precision model the quantizer starts from
         self.reference_recall = None  # … and its Recall@20
+        self._se_warned = False  # the standard-error warning is said once a run
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -214,10 +218,14 @@ class Trainer:
     def evaluate(self, split: str = "valid") -> dict:
         """Metrics on ``valid`` (train masked; ``valid_users`` > 0: on ``validation_users()``) or
         ``test`` (train ∪ valid masked, every user, with a progress bar)."""
+        return self._metrics(split, self.model)
+
+    def _metrics(self, split: str, model) -> dict:
+        """``evaluate``'s metrics of any model over this run's data (the same users and masks)."""
         d = self.data
         target = d.valid if split == "valid" else d.test
         mask = d.train if split == "valid" or d.valid is None else (d.train + d.valid).tocsr()
-        user_emb, item_emb = self.model.final_embeddings()
+        user_emb, item_emb = model.final_embeddings()
         selecting = split == self.selection_split and split == "valid"
         return evaluate(user_emb, item_emb, mask, target, ks=tuple(self.config.topk),
                         users=self.validation_users() if selecting else None,
@@ -238,15 +246,6 @@ class Trainer:
     @property
     def selection_split(self) -> str:
         return "valid" if self.data.valid is not None else "test"
-
-    def _full_precision_metrics(self) -> dict:
-        """Validation metrics of the --init-from model in full precision (what quantizing it keeps a share of)."""
-        d = self.data
-        fp32 = LightGCN(d.n_users, d.n_items, self.norm_adj, self.config.dim, self.config.layers, None,
-                        device=self.device, init_embedding=initial_embedding(self.config.init_from, self))
-        target = d.valid if self.selection_split == "valid" else d.test
-        user_emb, item_emb = fp32.final_embeddings()
-        return evaluate(user_emb, item_emb, d.train, target, ks=tuple(self.config.topk))
 
     # ---- checkpoints -------------------------------------------------------------------
     def _path(self, name):
@@ -356,9 +355,10 @@ class Trainer:
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
         quantizer = self.model.quantizer
         recall_metric = metric.replace("ndcg", "recall")
-        if cfg.init_from and cfg.bits != 32 and cfg.eval_every and self.reference_score is None:
-            start = self._full_precision_metrics()  # the model it starts from, unquantized
+        if self._start_model is not None and cfg.bits != 32 and cfg.eval_every and self.reference_score is None:
+            start = self._metrics(self.selection_split, self._start_model)  # the model it starts from, unquantized
             self.reference_score, self.reference_recall = start[metric], start[recall_metric]
+        self._start_model = None  # (the teacher's z, if any, was taken at construction)
         while (ended_by := self._stop_reason()) is None:
             quantizer.on_epoch_start(self.epoch)
             # a function of the schedule's state only, so a resumed run gets the same rate
@@ -374,7 +374,7 @@ class Trainer:
                 t1 = time.perf_counter()
                 metrics = self.evaluate(self.selection_split)
                 se = metrics.get(f"{metric}_se", 0.0)
-                if metrics[metric] and se > 0.01 * metrics[metric] and not getattr(self, "_se_warned", False):
+                if metrics[metric] and se > 0.01 * metrics[metric] and not self._se_warned:
                     self._se_warned = True
                     log.warning("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
                                 "differences below ~2 standard errors are noise%s", metric, metrics[metric], se,

@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import data_dir  # noqa: E402
 
-from gnaq import edge  # noqa: E402
 from gnaq.data import load_dataset  # noqa: E402
 
 HELD_OUT_SHARE, SEED = 0.1, 0

@@ -7,6 +7,25 @@ from pathlib import Path
 
 import pytest
 
+import gnaq
+from gnaq.data import make_synthetic
+
+FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)  # a quick Recommender
+
+
+@pytest.fixture(scope="session")
+def user_items():
+    """A small synthetic users × items matrix (train ∪ valid ∪ test)."""
+    d = make_synthetic(seed=0)
+    return (d.train + d.valid + d.test).tocsr()
+
+
+@pytest.fixture(scope="session")
+def fitted(user_items):
+    """A Recommender fitted on user_items with FAST (shared: tests only query it)."""
+    return gnaq.Recommender(**FAST).fit(user_items)
+
+
 MICROPYTHON_PACKAGE = "@micropython/micropython-webassembly-pyscript@1.27.0"
 MJS = Path("node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs")
 

@@ -5,22 +5,11 @@ import pytest
 import scipy.sparse
 
 import gnaq
-from gnaq.data import DataError, from_pandas, make_synthetic
+from conftest import FAST  # noqa: F401  (the fitted-model fixtures are in conftest.py)
+from gnaq.data import DataError, from_pandas
 from gnaq.recommender import NotFittedError, top_n
 from gnaq.trainer import TrainConfig
 
-FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)
-
-
-@pytest.fixture(scope="module")
-def user_items():
-    d = make_synthetic(seed=0)
-    return (d.train + d.valid + d.test).tocsr()
-
-
-@pytest.fixture(scope="module")
-def fitted(user_items):
-    return gnaq.Recommender(**FAST).fit(user_items)
 
 
 def test_parameters_follow_scikit_learn(user_items):

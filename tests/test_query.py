@@ -7,21 +7,9 @@ import pytest
 import scipy.sparse
 
 import gnaq
+from conftest import FAST  # noqa: F401  (the fitted-model fixtures are in conftest.py)
 from gnaq import edge
-from gnaq.data import make_synthetic
 
-FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)
-
-
-@pytest.fixture(scope="module")
-def user_items():
-    d = make_synthetic(seed=0)
-    return (d.train + d.valid + d.test).tocsr()
-
-
-@pytest.fixture(scope="module")
-def fitted(user_items):
-    return gnaq.Recommender(**FAST).fit(user_items)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@
 import json
 import os
 
-import edge
 
-
-def check(path):
-    model = edge.load(path)
+def check(edge, path, backend="auto"):
+    """Load and score with the reader module ``edge``; AssertionError if the scores are inconsistent.
+    (Also tests/edge_fuzz.py's check, on the desktop backends.)"""
+    model = edge.load(path, backend)
     if model.n_users == 0:
         return
     user = model.user_ids[0]
@@ -20,10 +20,11 @@ def check(path):
 
 
 def main(folder):
+    import edge
     counts = {"loaded": 0, "refused": 0, "crashed": 0}
     for name in sorted(os.listdir(folder)):
         try:
-            check(folder + "/" + name)
+            check(edge, folder + "/" + name)
             counts["loaded"] += 1
         except edge.EdgeFormatError:
             counts["refused"] += 1

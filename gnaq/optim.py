@@ -3,10 +3,15 @@
 Adam (Kingma & Ba 2015), with t the step count:
     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
     θ ← θ − lr · m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+A row-sparse gradient (autograd.RowSparse, sampled training) updates only its rows, with the same
+formulas and the global t: "lazy" Adam (TensorFlow's LazyAdam, PyTorch's SparseAdam) — the moments
+of rows outside the batch do not decay that step, so a row moves only on steps that touch it.
 SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ − lr b).
 """
 
 from __future__ import annotations
+
+from .autograd import RowSparse
 
 
 class Optimizer:
@@ -37,7 +42,7 @@ class SGD(Optimizer):
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = p.grad
+            g = p.grad.dense() if isinstance(p.grad, RowSparse) else p.grad
             if self.momentum:
                 self.buffers[i] = g if self.buffers[i] is None else self.momentum * self.buffers[i] + g
                 g = self.buffers[i]
@@ -62,6 +67,13 @@ class Adam(Optimizer):
             if p.grad is None:
                 continue
             g = p.grad
+            if isinstance(g, RowSparse):
+                rows, g = g.coalesce()
+                m_rows = m[rows] * b1 + (1 - b1) * g
+                v_rows = v[rows] * b2 + (1 - b2) * (g * g)
+                m[rows], v[rows] = m_rows, v_rows
+                p.data[rows] -= step_size * m_rows / (p.xp.sqrt(v_rows / v_correction) + self.eps)
+                continue
             m *= b1
             m += (1 - b1) * g
             v *= b2

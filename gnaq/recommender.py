@@ -53,14 +53,14 @@ class Recommender:
                  epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
                  validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
-                 sampler=_DEFAULTS.sampler, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target=None,
+                 sampler=_DEFAULTS.sampler, propagation=_DEFAULTS.propagation, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target=None,
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.regularization, self.quant_options, self.init_from = regularization, quant_options, init_from
         self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
         self.lr_drops, self.sampler, self.time_budget, self.refit = lr_drops, sampler, time_budget, refit
-        self.target = target
+        self.target, self.propagation = target, propagation
         self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
@@ -89,7 +89,7 @@ class Recommender:
             dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(self.quant_options or {}),
             dim=self.factors, layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.learning_rate, reg=self.regularization, init_from=self.init_from, patience=self.patience,
-            lr_drops=self.lr_drops, sampler=self.sampler, time_budget=self.time_budget,
+            lr_drops=self.lr_drops, sampler=self.sampler, propagation=self.propagation, time_budget=self.time_budget,
             seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
             progress=self.progress)
 

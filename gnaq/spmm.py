@@ -10,6 +10,10 @@ A: (n, m) CSR, X: (m, d) dense, Y: (n, d). Three implementations, one selector:
 
 Results agree up to float rounding (the summation order within a row is the same: CSR order).
 
+``coalesce_rows`` sums the repeated rows of a row-sparse gradient (sampled training): numpy's
+``np.unique`` + ``np.add.at`` is the oracle, the numba loop (one slot per table row) its twin,
+equal bit for bit (both add in input order).
+
 ``scatter_add_rows`` is the other sparse product of training, Sᵀ G for the one-hot selection
 matrix S (B, n) of a gather: the backward of ``E[index]``. numpy's ``np.add.at`` is its twin and
 oracle; the numba loop adds in the same order, so the two agree bit for bit.
@@ -65,6 +69,85 @@ if HAVE_NUMBA:
             row = index[j]
             for k in range(d):
                 out[row, k] += values[j, k]
+
+
+if HAVE_NUMBA:
+    @njit(cache=True, nogil=True)
+    def _coalesce_numba(rows, values, n_rows):  # pragma: no cover - jitted
+        slot = np.full(n_rows, -1, dtype=np.int64)
+        order = np.empty(rows.shape[0], dtype=np.int64)  # unique rows in order of first appearance
+        k = 0
+        for j in range(rows.shape[0]):
+            r = rows[j]
+            if slot[r] < 0:
+                slot[r] = k
+                order[k] = r
+                k += 1
+        unique = np.sort(order[:k])
+        for i in range(k):
+            slot[unique[i]] = i
+        out = np.zeros((k, values.shape[1]), dtype=values.dtype)
+        for j in range(rows.shape[0]):
+            s = slot[rows[j]]
+            for c in range(values.shape[1]):
+                out[s, c] += values[j, c]
+        return unique, out
+
+
+if HAVE_NUMBA:
+    @njit(cache=True, nogil=True)
+    def _transpose_rows_numba(indptr, indices, data, g, n_cols):  # pragma: no cover - jitted
+        slot = np.full(n_cols, -1, dtype=np.int64)
+        order = np.empty(indices.shape[0], dtype=np.int64)
+        k = 0
+        for p in range(indices.shape[0]):
+            c = indices[p]
+            if slot[c] < 0:
+                slot[c] = k
+                order[k] = c
+                k += 1
+        unique = np.sort(order[:k])
+        for i in range(k):
+            slot[unique[i]] = i
+        out = np.zeros((k, g.shape[1]), dtype=g.dtype)
+        for row in range(indptr.shape[0] - 1):
+            for p in range(indptr[row], indptr[row + 1]):
+                s = slot[indices[p]]
+                v = data[p]
+                for c in range(g.shape[1]):
+                    out[s, c] += v * g[row, c]
+        return unique, out
+
+
+def transpose_product_rows(W, g, impl: str | None = None):
+    """Wᵀ g for CSR W (T, N) and dense g (T, d), as (columns of W that hold entries, ascending (u,),
+    those rows of Wᵀ g (u, d)): the row-sparse gradient of out = W x. ``impl``: ``numba`` (the
+    default where numba imports) or ``numpy`` (np.unique + np.add.at, the oracle; cupy arrays)."""
+    if is_cupy_array(g) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy":
+        xp = np if not is_cupy_array(g) else __import__("cupy")
+        row_of = xp.repeat(xp.arange(W.shape[0]), xp.diff(W.indptr))
+        return coalesce_rows(W.indices, g[row_of] * W.data[:, None].astype(g.dtype), W.shape[1], impl="numpy")
+    g = np.ascontiguousarray(g)
+    return _transpose_rows_numba(W.indptr, W.indices, W.data.astype(g.dtype, copy=False), g, W.shape[1])
+
+
+def coalesce_rows(rows, values, n_rows: int | None = None, impl: str | None = None):
+    """(unique rows ascending (u,), summed values (u, d)) of row-sparse pairs rows (k,), values (k, d).
+
+    ``impl``: ``numba`` (default on the CPU where numba imports) or ``numpy`` (the oracle); cupy
+    arrays use ``cupy.unique`` + ``cupy.add.at``.
+    """
+    if is_cupy_array(values) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy" or values.ndim != 2:
+        xp = np if not is_cupy_array(values) else __import__("cupy")
+        unique, inverse = xp.unique(rows, return_inverse=True)
+        out = xp.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
+        xp.add.at(out, inverse.ravel(), values)
+        return unique, out
+    rows = np.asarray(rows, dtype=np.int64)
+    n_rows = int(rows.max()) + 1 if n_rows is None and rows.size else (n_rows or 0)
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise IndexError(f"coalesce_rows: row out of range [0, {n_rows})")
+    return _coalesce_numba(rows, np.ascontiguousarray(values), n_rows)
 
 
 def scatter_add_rows(index, values, n_rows: int, impl: str | None = None):

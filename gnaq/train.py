@@ -61,6 +61,13 @@ def build_parser():
     p.add_argument("--reg", type=float, default=defaults.reg)
     p.add_argument("--sampler", choices=("interactions", "users"), default=defaults.sampler,
                    help="BPR triplets: one per training interaction, or users drawn uniformly (LightGCN's)")
+    p.add_argument("--propagation", choices=("auto", "full", "sampled"), default=defaults.propagation,
+                   help="full: propagate the whole graph every step (cost per epoch ~ interactions²); sampled: only "
+                        "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
+                        "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
+    p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s)")
+    p.add_argument("--refreshes", type=int, default=defaults.refreshes,
+                   help="sampled: full propagations of the history an epoch (default %(default)s)")
     p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
     p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
                    help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
@@ -149,6 +156,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
+        propagation=args.propagation, walks=args.walks, refreshes=args.refreshes,
         topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet)

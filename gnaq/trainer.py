@@ -35,6 +35,7 @@ from .graph import graph_fingerprint, normalized_adjacency
 from .metrics import evaluate
 from .models import LightGCN
 from .optim import Adam
+from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
 
 log = logging.getLogger("gnaq.train")
@@ -66,6 +67,9 @@ class TrainConfig:
     distill: float = 0.0  # λ of score distillation from the --init-from model (its full-precision z)
     reg: float = 1e-4
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
+    propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
+    walks: int = 4  # sampled: random walks a target row
+    refreshes: int = 8  # sampled: history refreshes an epoch (one full propagation each)
     topk: tuple = (10, 20)
     valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
     eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
@@ -116,6 +120,9 @@ class TrainConfig:
             (self.eval_every >= 0, f"--eval-every must be ≥ 0, got {self.eval_every}"),
             (self.valid_users >= 0, f"--valid-users must be ≥ 0, got {self.valid_users}"),
             (self.patience > 0, f"--patience must be positive, got {self.patience}"),
+            (self.propagation in PROPAGATIONS, f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
+            (self.walks >= 1, f"--walks must be ≥ 1, got {self.walks}"),
+            (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
@@ -148,6 +155,17 @@ class Trainer:
         quantizer = make_quantizer(config.quantizer, config.bits, **config.quant_options)
         self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
                               quantizer, seed=config.seed, device=self.device, init_embedding=initial)
+        self.propagation = resolve_propagation(config.propagation, d.train.nnz)
+        self.sampled = None
+        if self.propagation == "sampled":
+            if not getattr(quantizer, "row_local", False):
+                raise ValueError(f"--propagation sampled: quantizer {config.quantizer!r} with options "
+                                 f"{config.quant_options} needs the whole graph a step; use --propagation full "
+                                 "(sampled training takes --bits 32 or gnaq's default graph-free deployment)")
+            self.sampled = SampledPropagation(self.model, d.train, config.walks)
+            n_nodes = d.n_users + d.n_items
+            for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
+                p.sparse_grad = p.shape[0] == n_nodes
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)
@@ -184,11 +202,15 @@ class Trainer:
         timings["sampling"] += time.perf_counter() - t0
         n_batches = math.ceil(len(users) / cfg.batch_size)
         total = None
+        refresh_every = default_refresh_every(n_batches, cfg.refreshes)
         bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
         for b in bar:
             sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
             t0 = time.perf_counter()
-            loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, self.teacher, cfg.distill)
+            if self.sampled is not None and b % refresh_every == 0:  # the history, from this step's E⁽⁰⁾
+                self.sampled.refresh()
+            loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, self.teacher, cfg.distill,
+                                             sampled=self.sampled, rng=self.rng)
             sync(self.device)
             t1 = time.perf_counter()
             self.optimizer.zero_grad()

@@ -6,8 +6,8 @@ Broadcasting binary ops undo broadcasting with one helper, :func:`unbroadcast`.
 
 from __future__ import annotations
 
-from .tensor import Tensor, as_tensor, make_output
-from ..spmm import scatter_add_rows, spmm as _spmm
+from .tensor import RowSparse, Tensor, as_tensor, make_output
+from ..spmm import scatter_add_rows, spmm as _spmm, transpose_product_rows
 
 
 def unbroadcast(grad, shape):
@@ -135,12 +135,25 @@ def propagate(A, x, weights):
 def gather(a, index):
     """Rows a[index] (embedding lookup), index: int array (B,); ∂a = scatter-add of g rows.
 
-    Repeated indices sum their gradients.
+    Repeated indices sum their gradients. A ``sparse_grad`` leaf receives RowSparse(index, g).
     """
     a = as_tensor(a)
     def backward(g):
-        _accum(a, scatter_add_rows(index, g, a.shape[0]))
+        _accum(a, RowSparse(index, g, a.shape[0]) if a.sparse_grad else scatter_add_rows(index, g, a.shape[0]))
     return make_output(a.data[index], (a,), backward)
+
+
+def sampled_rows(x, W, base):
+    """Rows of a propagation from a sampled operator: out = base + W x, W: constant CSR (T, N),
+    x: (N, d), base: (T, d) constant; ∂x = Wᵀ g — row-sparse (RowSparse over W's columns) for a
+    ``sparse_grad`` leaf, so the step costs O(nnz(W)·d), never O(N·d)."""
+    x = as_tensor(x)
+    def backward(g):
+        if x.sparse_grad:
+            _accum(x, RowSparse(*transpose_product_rows(W, g), x.shape[0]))
+        else:
+            _accum(x, _spmm(W.T.tocsr(), g))
+    return make_output(base + _spmm(W, x.data), (x,), backward)
 
 
 def concat(tensors, axis: int = 0):

@@ -52,7 +52,7 @@ class Tensor:
     requires_grad: leaves (parameters) set it; op outputs inherit it from their parents.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "sparse_grad")
     __array_priority__ = 100  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
@@ -67,6 +67,7 @@ class Tensor:
         self._parents = ()
         self._backward = None
         self.name = name
+        self.sparse_grad = False  # a leaf whose row gathers leave a RowSparse grad (sampled training)
 
     # ---- array-like facade -------------------------------------------------------------
     @property
@@ -107,8 +108,14 @@ class Tensor:
 
     # ---- graph -------------------------------------------------------------------------
     def accumulate(self, g) -> None:
-        """grad += g (never in place: g may be shared with a sibling parent)."""
-        self.grad = g if self.grad is None else self.grad + g
+        """grad += g (never in place: g may be shared with a sibling parent). A RowSparse g
+        stays row-sparse while every term is; mixed with a dense one it is added densely."""
+        if self.grad is None:
+            self.grad = g
+        elif isinstance(self.grad, RowSparse):
+            self.grad = self.grad + g if isinstance(g, RowSparse) else g + self.grad.dense()
+        else:
+            self.grad = self.grad + (g.dense() if isinstance(g, RowSparse) else g)
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Back-propagate from this tensor; grad defaults to ones (scalar losses).
@@ -131,6 +138,34 @@ class Tensor:
                     node._parents = ()
 
     # ---- operators (defined in ops.py, attached there) ---------------------------------
+
+
+class RowSparse:
+    """A gradient that is zero but on some rows: ∂L/∂T[rows[j]] += values[j] (rows repeat).
+
+    rows: (k,) int array, values: (k, d) array, n_rows: the parameter's number of rows. What a row
+    gather of a large table (the embedding, per-node scales) leaves behind in sampled training,
+    where a dense (N, d) gradient per step would cost O(N·d) — more than the step's own work.
+    """
+
+    __slots__ = ("rows", "values", "n_rows")
+
+    def __init__(self, rows, values, n_rows: int):
+        self.rows, self.values, self.n_rows = rows, values, int(n_rows)
+
+    def __add__(self, other: "RowSparse") -> "RowSparse":
+        xp = get_array_module(self.values)
+        return RowSparse(xp.concatenate([self.rows, other.rows]),
+                         xp.concatenate([self.values, other.values]), self.n_rows)
+
+    def coalesce(self):
+        """(unique rows ascending, their summed values)."""
+        from ..spmm import coalesce_rows
+        return coalesce_rows(self.rows, self.values, self.n_rows)
+
+    def dense(self):
+        from ..spmm import scatter_add_rows
+        return scatter_add_rows(self.rows, self.values, self.n_rows)
 
 
 def _topological_order(root: Tensor) -> list:

@@ -62,17 +62,26 @@ class LightGCN:
         """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set)."""
         return self.quantizer.represent()
 
-    def bpr_loss(self, users, pos_items, neg_items, reg: float, teacher=None, distill: float = 0.0):
+    def bpr_loss(self, users, pos_items, neg_items, reg: float, teacher=None, distill: float = 0.0,
+                 sampled=None, rng=None):
         """Returns (total, bpr, l2) Tensors for one batch of (user, positive, negative) indices.
 
         ``teacher`` (N, d) array z_t of a trained model and ``distill`` λ > 0 add score
         distillation on the batch's pairs: λ · mean_b[(ŷᵤₚ − ŷᵗᵤₚ)² + (ŷᵤₙ − ŷᵗᵤₙ)²].
+        ``sampled`` (a sampled.SampledPropagation) computes only the batch's rows of z, from
+        random walks drawn with ``rng``, and quantizes them row by row (``represent_rows``).
         """
-        z = self.representation()
         n_users = self.n_users
-        u = ag.gather(z, users)
-        p = ag.gather(z, pos_items + n_users)
-        n = ag.gather(z, neg_items + n_users)
+        if sampled is None:
+            z = self.representation()
+            u = ag.gather(z, users)
+            p = ag.gather(z, pos_items + n_users)
+            n = ag.gather(z, neg_items + n_users)
+        else:
+            xp, b = self.xp, len(users)
+            targets = xp.concatenate([users, pos_items + n_users, neg_items + n_users])
+            z_rows = self.quantizer.represent_rows(sampled.rows(targets, rng), targets)
+            u, p, n = (ag.gather(z_rows, xp.arange(i * b, (i + 1) * b)) for i in range(3))
         margin = ag.sum(u * (p - n), axis=1)
         bpr = -ag.mean(ag.log_sigmoid(margin))
         ego = self.quantizer.ego()

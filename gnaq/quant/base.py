@@ -9,6 +9,8 @@ A quantizer sees the model's layer outputs and decides what the final representa
     after_step()               called after each optimizer step (the official GNAQ re-assigns codes)
     on_epoch_start(epoch)      hook for schedules (GNAQ's full-precision warm-up); ``active``
                                is False while the representation is not yet quantized
+    represent_rows(z_T, T) → ẑ_T  the same for some rows T of the full-precision z, where the
+                               quantizer is row-local (``row_local``): sampled training (sampled.py)
     combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   how layer outputs become z
     parameters()               learned tensors for the optimizer
     exportable                 False where the .gnaq format cannot hold the representation
@@ -29,6 +31,12 @@ class Quantizer:
     active = True        # False while a quantizer trains in full precision (warm-up)
     exportable = True    # whether gnaq.export can write it as a .gnaq file
     deploys = "z"        # "z": the representation is quantized; "layer0": E⁽⁰⁾ is, z = Σ αₗ Âˡ Ê⁽⁰⁾
+    row_local = False    # whether ẑ's row n depends on z's row n (and node n's parameters) alone
+
+    def represent_rows(self, z_rows, rows):
+        """ẑ_T from z_T (|T|, d) Tensor for node ids ``rows`` (|T|,) — row-local quantizers only."""
+        raise NotImplementedError(f"{self.name}: this quantizer needs the whole graph a step "
+                                  "(--propagation full); sampled training takes fp32 or gnaq's graph-free transform coding")
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (epoch = number of completed epochs)."""
@@ -113,6 +121,10 @@ def weighted_sum(tensors, weights):
 class FullPrecision(Quantizer):
     """No quantization: z = Σₗ αₗ E⁽ˡ⁾ stored as float32."""
     name = "fp32"
+    row_local = True
+
+    def represent_rows(self, z_rows, rows):
+        return z_rows
 
     def represent(self):  # z = Σₗ αₗ Âˡ E⁽⁰⁾ as one fused op (same values as combine(layers()))
         return propagate_table(self.model, self.model.embedding)

@@ -245,6 +245,25 @@ class GNAQQuantizer(Quantizer):
         z_pre, z_scale = self.forward()
         return self._quantize(z_pre, z_scale)
 
+    @property
+    def row_local(self) -> bool:  # transform coding (rule 7) without the graph-aware gradient
+        return self.transform != "none" and not self.delta
+
+    def represent_rows(self, z_rows, rows):
+        """ẑ_T = Q(z_T R; s_T · u·m^g_k, b^g_k) (rule 7) for rows T of z; full precision in the warm-up."""
+        if not self.active:
+            return z_rows
+        if not self.row_local:
+            return super().represent_rows(z_rows, rows)
+        per_node = self.axis_widths.shape[0] > 1  # (N, d') by group, or one row for every node
+
+        def pick(a):
+            return a[rows] if per_node else a
+        scale = ag.exp(ag.gather(self.log_node, rows)) * pick(self.axis_steps.data)
+        out = graph_quantize(ag.matmul(z_rows, self.rotation), scale, pick(self.axis_widths),
+                             1.0 / math.sqrt(self.rotation.shape[1] * 2 ** (self.bits - 1)))
+        return out * pick(self.axis_coded)
+
     def combine(self, layers):  # GNAQ propagates itself (represent); kept for the interface
         raise NotImplementedError("GNAQQuantizer computes z in represent()")
 

@@ -1,0 +1,117 @@
+"""Linear-cost training: the rows of z a BPR batch needs, from random walks and a history.
+
+Full-graph training propagates the whole graph at every step: an epoch is nnz/B steps of
+O(nnz·d) each, O(nnz²·d/B) in all. Here a step touches only the batch's rows and S·L random-walk
+nodes per row. N nodes, d dims, L layers, z = P E⁽⁰⁾ with P = Σₗ αₗ Âˡ (N, N).
+
+For the target rows T of a batch (its users, positives and negatives, repeats kept):
+
+    z_T ≈ Z̄_T + W_T (E⁽⁰⁾ − H)
+
+H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ``refresh_every`` steps —
+and Z̄ = P H (one full propagation: L sparse products). W_T (|T|, N) estimates P's rows T without
+bias from S uniform random walks of length L out of each target t, v_l^s the l-th node of walk s:
+
+    W[t, t] += α₀,    W[t, v_l^s] += αₗ / S · √(d_t / d_{v_l^s})
+
+A uniform step u → v has probability 1/d_u and Â_uv · d_u = √(d_u / d_v); along a walk the
+product telescopes, so E[W_T] = P_T (an isolated target's walks weigh 0, as its row of P does).
+
+z_T is therefore exact at a refresh and unbiased between refreshes — a control variate: only the
+drift E⁽⁰⁾ − H since the refresh is estimated. The gradient is exact for the sampled operator,
+∂E⁽⁰⁾ = W_Tᵀ g (gradcheck: ``ag.sampled_rows``), an unbiased estimate of P g_T, row-sparse over the
+≤ |T|·(1 + S·L) rows it touches, which lazy Adam (optim.py) updates alone. What is approximate:
+the walk estimate of z_T between refreshes (its variance grows with the drift), and rows outside
+the batch, whose Adam moments do not decay on steps that skip them.
+
+Cost per step O(|T|·S·L·d); per epoch O(nnz·S·L·d) plus refreshes × O(L·nnz·d): linear in the
+number of interactions, where the full graph costs O(nnz²·d/B).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse
+
+from . import autograd as ag
+from .backend import to_device
+from .graph import bipartite_adjacency
+
+PROPAGATIONS = ("auto", "full", "sampled")
+SAMPLED_MIN_INTERACTIONS = 2_000_000  # "auto" samples from this many training interactions up
+
+
+def resolve_propagation(name: str, n_interactions: int) -> str:
+    """``auto``: the full graph below SAMPLED_MIN_INTERACTIONS, sampled walks from there."""
+    if name not in PROPAGATIONS:
+        raise ValueError(f"--propagation {name!r} unknown; choose from {PROPAGATIONS}")
+    if name == "auto":
+        return "sampled" if n_interactions >= SAMPLED_MIN_INTERACTIONS else "full"
+    return name
+
+
+def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np.random.Generator):
+    """W_T as CSR (len(targets), N) float32, 1 + walks·L entries a row (repeats summed by products).
+
+    indptr, indices: the binary bipartite adjacency A (N, N) CSR; degree: A's row sums (N,);
+    weights: α₀ … α_L. Vectorised over targets; the RNG draws walks·len(targets) uniforms a layer.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    k, n_layers = len(targets), len(weights) - 1
+    start = np.repeat(targets, walks)
+    alive = degree[start] > 0
+    root = np.sqrt(np.maximum(degree[start], 1).astype(np.float64))
+    current = start
+    columns = [targets[:, None]]
+    values = [np.full((k, 1), weights[0], dtype=np.float64)]
+    for layer in range(1, n_layers + 1):
+        offset = (rng.random(len(current)) * degree[current]).astype(np.int64)
+        current = np.where(alive, indices[np.where(alive, indptr[current] + offset, 0)], current)
+        w = weights[layer] / walks * root / np.sqrt(np.maximum(degree[current], 1)) * alive
+        columns.append(current.reshape(k, walks))
+        values.append(w.reshape(k, walks))
+    width = 1 + walks * n_layers
+    indptr_w = np.arange(k + 1, dtype=np.int64) * width
+    return scipy.sparse.csr_matrix(
+        (np.hstack(values).astype(np.float32).ravel(), np.hstack(columns).ravel(), indptr_w),
+        shape=(k, len(degree)))
+
+
+class SampledPropagation:
+    """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` recomputes
+    the history H, Z̄ = P H from the model's current E⁽⁰⁾."""
+
+    def __init__(self, model, train, walks: int = 4, refresh_every: int = 0):
+        if walks < 1:
+            raise ValueError(f"--walks must be ≥ 1, got {walks}")
+        A = bipartite_adjacency(train)
+        self.indptr, self.indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
+        self.degree = np.diff(self.indptr)
+        self.model, self.walks = model, int(walks)
+        self.refresh_every = int(refresh_every)  # steps between refreshes within an epoch (0: epoch starts only)
+        self.history = self.mean = None
+
+    def refresh(self) -> None:
+        """H ← E⁽⁰⁾, Z̄ ← P H (full propagation, no graph recorded)."""
+        model = self.model
+        with ag.no_grad():
+            self.history = model.embedding.data.copy()
+            self.mean = ag.propagate(model.norm_adj, self.history, model.layer_weights).data
+
+    def rows(self, targets, rng: np.random.Generator):
+        """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding."""
+        from .backend import to_numpy
+        from .spmm import spmm
+        W = walk_operator(self.indptr, self.indices, self.degree, to_numpy(targets), self.model.layer_weights,
+                          self.walks, rng)
+        W = to_device(W, self.model.device)
+        index = to_device(np.asarray(to_numpy(targets)), self.model.device)
+        base = self.mean[index] - spmm(W, self.history)
+        return ag.sampled_rows(self.model.embedding, W, base)
+
+
+def default_refresh_every(steps_per_epoch: int, refreshes: int = 8) -> int:
+    """Steps between refreshes so that an epoch refreshes ``refreshes`` times (at least every step)."""
+    return max(1, math.ceil(steps_per_epoch / refreshes))

@@ -1,0 +1,190 @@
+"""Sampled (linear-cost) training: the walk operator is unbiased, its gradient exact, row-sparse
+gradients and lazy Adam match their dense twins on the rows they touch, and a sampled run
+resumes exactly, trains the default 2-bit deployment and refuses what needs the whole graph."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from gnaq import autograd as ag
+from gnaq import train as train_cli
+from gnaq.data import make_synthetic
+from gnaq.graph import bipartite_adjacency, normalized_adjacency
+from gnaq.optim import Adam
+from gnaq.sampled import SampledPropagation, resolve_propagation, walk_operator
+from gnaq.spmm import HAVE_NUMBA, coalesce_rows, transpose_product_rows
+
+FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "2", "--batch-size", "512", "--quiet", "--no-export",
+        "--propagation", "sampled"]
+
+
+def tiny_graph(seed=0, users=30, items=20, density=0.15):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < density).astype(np.float32)
+    dense[0] = 0  # an isolated user: its row of P is α₀ e₀ only
+    return scipy.sparse.csr_matrix(dense)
+
+
+def propagation_matrix(R, weights):
+    """P = Σₗ αₗ Âˡ dense (N, N), the brute-force reference."""
+    A = normalized_adjacency(R).toarray().astype(np.float64)
+    P, power = np.zeros_like(A), np.eye(len(A))
+    for w in weights:
+        P += w * power
+        power = power @ A
+    return P
+
+
+def test_the_walk_operator_is_an_unbiased_estimate_of_the_propagation_rows():
+    R = tiny_graph()
+    weights = [0.25] * 4
+    A = bipartite_adjacency(R)
+    indptr, indices, degree = A.indptr.astype(np.int64), A.indices.astype(np.int64), np.diff(A.indptr)
+    targets = np.array([0, 1, 5, 30, 31, 40])  # the isolated user, two users, three items
+    rng = np.random.default_rng(1)
+    draws = 4000
+    total = np.zeros((len(targets), A.shape[0]))
+    square = np.zeros_like(total)
+    for _ in range(draws):
+        W = walk_operator(indptr, indices, degree, targets, weights, 2, rng).toarray().astype(np.float64)
+        total += W
+        square += W * W
+    mean = total / draws
+    se = np.sqrt(np.maximum(square / draws - mean ** 2, 0) / draws)
+    P = propagation_matrix(R, weights)[targets]
+    assert np.all(np.abs(mean - P) <= 5 * se + 1e-6), np.abs(mean - P).max()
+    assert np.allclose(mean[0], P[0]) and mean[0, 0] == 0.25  # isolated: exactly α₀ on itself
+    assert (W != 0).sum(axis=1).max() <= 1 + 2 * 3  # at most 1 + S·L entries a row
+
+
+def test_sampled_rows_gradient_is_exact_in_float64_and_row_sparse():
+    rng = np.random.default_rng(0)
+    W = scipy.sparse.random(7, 40, density=0.2, format="csr", random_state=2, dtype=np.float64)
+    base = rng.normal(size=(7, 5))
+    x = rng.normal(size=(40, 5))
+    weight = rng.normal(size=(7, 5))
+    loss = lambda X: float((np.tanh(base + W @ X) * weight).sum())  # noqa: E731
+    eps, numeric = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        numeric[idx] = (loss(up) - loss(down)) / (2 * eps)
+    for sparse in (False, True):
+        t = ag.Tensor(x.copy(), requires_grad=True)
+        t.sparse_grad = sparse
+        ag.sum(ag.tanh(ag.sampled_rows(t, W, base)) * weight).backward()
+        grad = t.grad.dense() if sparse else t.grad
+        assert isinstance(t.grad, ag.RowSparse) == sparse
+        assert np.abs(grad - numeric).max() < 1e-8 * max(1.0, np.abs(numeric).max())
+    rows, _ = t.grad.coalesce()
+    assert set(rows) == set(W.indices)  # only the columns W touches
+
+
+@pytest.mark.parametrize("impl", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
+def test_row_sparse_kernels_match_their_dense_oracle(impl):
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 50, 400)
+    values = rng.normal(size=(400, 6)).astype(np.float32)
+    unique, summed = coalesce_rows(rows, values, 50, impl=impl)
+    dense = np.zeros((50, 6), np.float32)
+    np.add.at(dense, rows, values)
+    assert np.array_equal(unique, np.unique(rows)) and np.array_equal(summed, dense[unique])
+    W = scipy.sparse.random(30, 50, density=0.1, format="csr", random_state=4, dtype=np.float32)
+    g = rng.normal(size=(30, 6)).astype(np.float32)
+    cols, product = transpose_product_rows(W, g, impl=impl)
+    assert np.array_equal(cols, np.unique(W.indices))
+    assert np.allclose(product, (W.T @ g)[cols], atol=1e-5)
+
+
+def test_lazy_adam_updates_the_touched_rows_as_dense_adam_does_and_no_others():
+    rng = np.random.default_rng(5)
+    init = rng.normal(size=(20, 4))
+    dense, sparse = ag.Tensor(init.copy(), requires_grad=True), ag.Tensor(init.copy(), requires_grad=True)
+    sparse.sparse_grad = True
+    opt_dense, opt_sparse = Adam([dense], lr=0.1), Adam([sparse], lr=0.1)
+    index = np.array([3, 7, 3, 11])
+    for _ in range(3):  # the same rows every step: lazy and dense Adam agree exactly there
+        g = rng.normal(size=(4, 4))
+        for t, opt in ((dense, opt_dense), (sparse, opt_sparse)):
+            opt.zero_grad()
+            ag.sum(ag.gather(t, index) * g).backward()
+            opt.step()
+    touched = np.unique(index)
+    assert np.allclose(sparse.data[touched], dense.data[touched])
+    others = np.setdiff1d(np.arange(20), touched)
+    assert np.array_equal(sparse.data[others], init[others])
+
+
+class _Model:  # what SampledPropagation reads of a LightGCN
+    def __init__(self, R, dim=6, layers=3, seed=0):
+        n = sum(R.shape)
+        self.norm_adj = normalized_adjacency(R, dtype=np.float64)
+        self.embedding = ag.Tensor(np.random.default_rng(seed).normal(size=(n, dim)), requires_grad=True)
+        self.layer_weights, self.device = [1.0 / (layers + 1)] * (layers + 1), "cpu"
+
+
+def test_sampled_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
+    R = tiny_graph(seed=2)
+    model = _Model(R)
+    P = propagation_matrix(R, model.layer_weights)
+    sampled = SampledPropagation(model, R, walks=3)
+    sampled.refresh()
+    targets = np.arange(0, 50, 3)
+    rng = np.random.default_rng(0)
+    z = sampled.rows(targets, rng).data
+    assert np.allclose(z, (P @ model.embedding.data)[targets])  # E⁽⁰⁾ = H: the control variate is exact
+    model.embedding.data += 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    draws = np.stack([sampled.rows(targets, rng).data for _ in range(3000)])
+    expected = (P @ model.embedding.data)[targets]
+    se = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9)
+
+
+def test_auto_propagation_samples_only_large_graphs_and_unknown_names_fail():
+    assert resolve_propagation("auto", 100_000) == "full"
+    assert resolve_propagation("auto", 14_000_000) == "sampled"
+    assert resolve_propagation("full", 14_000_000) == "full"
+    with pytest.raises(ValueError, match="--propagation"):
+        resolve_propagation("walks", 10)
+
+
+def read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("bits", ["32", "2"])
+def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits):
+    extra = ["--bits", bits] + (["--quant-option", "warmup=2"] if bits == "2" else [])
+    assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
+    assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    full = read_lines(tmp_path / "full" / "metrics.jsonl")
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(full)
+    assert full[-1]["ndcg@20"] > full[0]["ndcg@20"]
+    assert full[-1]["quantized"] == (bits == "2")
+
+
+def test_a_quantizer_that_needs_the_whole_graph_is_refused_clearly(capsys):
+    code = train_cli.main(FAST + ["--bits", "2", "--quantizer", "lsq", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--propagation full" in err and "lsq" in err
+
+
+def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
+    from gnaq.trainer import TrainConfig, Trainer
+    data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
+    trainer = Trainer(TrainConfig(dataset="synthetic", bits=2, dim=8, layers=2, progress=False, propagation="sampled",
+                                  out=str(tmp_path)), data=data)
+    trainer.model.quantizer.warmup = 0
+    trainer.model.quantizer.on_epoch_start(0)  # quantize now (fits the transform and the node scales)
+    with ag.no_grad():
+        whole = trainer.model.representation().data
+        z = trainer.model.quantizer.combination()
+        rows = np.array([0, 5, 59, 60, 99])
+        part = trainer.model.quantizer.represent_rows(ag.Tensor(z[rows]), rows).data
+    assert np.allclose(part, whole[rows], atol=1e-6)

@@ -11,7 +11,44 @@ SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ
 
 from __future__ import annotations
 
+import numpy as np
+
 from .autograd import RowSparse
+
+try:  # the lazy (row-sparse) Adam update has a numba twin of the numpy rows below
+    from numba import njit, prange
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the no-numba CI leg
+    HAVE_NUMBA = False
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _adam_rows_numba(param, m, v, rows, g, b1, b2, step_size, v_correction, eps):  # pragma: no cover
+        for i in prange(rows.shape[0]):
+            r = rows[i]
+            for c in range(g.shape[1]):
+                gi = g[i, c]
+                mi = m[r, c] * b1 + (1 - b1) * gi
+                vi = v[r, c] * b2 + (1 - b2) * (gi * gi)
+                m[r, c] = mi
+                v[r, c] = vi
+                param[r, c] -= step_size * mi / (np.sqrt(vi / v_correction) + eps)
+
+
+def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=None):
+    """Adam on rows ``rows`` (unique) of param/m/v (n, d) in place, gradient g (len(rows), d).
+    ``impl``: ``numba`` (the default on the CPU where it imports) or ``numpy`` (the oracle, and cupy)."""
+    xp_cpu = isinstance(param, np.ndarray)
+    if (impl or ("numba" if HAVE_NUMBA and xp_cpu and param.ndim == 2 else "numpy")) == "numba":
+        _adam_rows_numba(param, m, v, rows, np.ascontiguousarray(g, dtype=param.dtype), param.dtype.type(b1),
+                         param.dtype.type(b2), param.dtype.type(step_size), param.dtype.type(v_correction),
+                         param.dtype.type(eps))
+        return
+    xp = np if xp_cpu else __import__("cupy")
+    m_rows = m[rows] * b1 + (1 - b1) * g
+    v_rows = v[rows] * b2 + (1 - b2) * (g * g)
+    m[rows], v[rows] = m_rows, v_rows
+    param[rows] -= step_size * m_rows / (xp.sqrt(v_rows / v_correction) + eps)
 
 
 class Optimizer:
@@ -69,10 +106,7 @@ class Adam(Optimizer):
             g = p.grad
             if isinstance(g, RowSparse):
                 rows, g = g.coalesce()
-                m_rows = m[rows] * b1 + (1 - b1) * g
-                v_rows = v[rows] * b2 + (1 - b2) * (g * g)
-                m[rows], v[rows] = m_rows, v_rows
-                p.data[rows] -= step_size * m_rows / (p.xp.sqrt(v_rows / v_correction) + self.eps)
+                adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
                 continue
             m *= b1
             m += (1 - b1) * g

@@ -39,6 +39,12 @@ from . import autograd as ag
 from .backend import to_device
 from .graph import bipartite_adjacency
 
+try:
+    from numba import njit, prange
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the no-numba CI leg
+    HAVE_NUMBA = False
+
 PROPAGATIONS = ("auto", "full", "sampled")
 SAMPLED_MIN_INTERACTIONS = 2_000_000  # "auto" samples from this many training interactions up
 
@@ -52,31 +58,62 @@ def resolve_propagation(name: str, n_interactions: int) -> str:
     return name
 
 
-def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np.random.Generator):
+def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np.random.Generator,
+                  impl: str | None = None):
     """W_T as CSR (len(targets), N) float32, 1 + walks·L entries a row (repeats summed by products).
 
     indptr, indices: the binary bipartite adjacency A (N, N) CSR; degree: A's row sums (N,);
-    weights: α₀ … α_L. Vectorised over targets; the RNG draws walks·len(targets) uniforms a layer.
+    weights: α₀ … α_L. One draw of (L, len(targets)·walks) uniforms; ``impl`` ``numba`` (default
+    where it imports) or ``numpy`` (the vectorised twin): the same walks from the same draw.
     """
-    targets = np.asarray(targets, dtype=np.int64)
+    targets = np.asarray(targets, dtype=indices.dtype)
     k, n_layers = len(targets), len(weights) - 1
-    start = np.repeat(targets, walks)
-    alive = degree[start] > 0
-    root = np.sqrt(np.maximum(degree[start], 1).astype(np.float64))
-    current = start
-    columns = [targets[:, None]]
-    values = [np.full((k, 1), weights[0], dtype=np.float64)]
-    for layer in range(1, n_layers + 1):
-        offset = (rng.random(len(current)) * degree[current]).astype(np.int64)
-        current = np.where(alive, indices[np.where(alive, indptr[current] + offset, 0)], current)
-        w = weights[layer] / walks * root / np.sqrt(np.maximum(degree[current], 1)) * alive
-        columns.append(current.reshape(k, walks))
-        values.append(w.reshape(k, walks))
+    uniforms = rng.random((n_layers, k * walks))
     width = 1 + walks * n_layers
+    weights = np.asarray(weights, dtype=np.float64)
+    if (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numba":
+        columns = np.empty((k, width), dtype=indices.dtype)
+        values = np.empty((k, width), dtype=np.float32)
+        _walks_numba(indptr, indices, degree, targets, weights, walks, uniforms, columns, values)
+    else:
+        start = np.repeat(targets, walks)
+        alive = degree[start] > 0
+        root = np.sqrt(np.maximum(degree[start], 1).astype(np.float64))
+        current = start
+        columns, values = [targets[:, None]], [np.full((k, 1), weights[0])]
+        for layer in range(1, n_layers + 1):
+            offset = (uniforms[layer - 1] * degree[current]).astype(np.int64)
+            current = np.where(alive, indices[np.where(alive, indptr[current] + offset, 0)], current)
+            w = weights[layer] / walks * root / np.sqrt(np.maximum(degree[current], 1)) * alive
+            columns.append(current.reshape(k, walks))
+            values.append(w.reshape(k, walks))
+        columns, values = np.hstack(columns), np.hstack(values).astype(np.float32)
     indptr_w = np.arange(k + 1, dtype=np.int64) * width
-    return scipy.sparse.csr_matrix(
-        (np.hstack(values).astype(np.float32).ravel(), np.hstack(columns).ravel(), indptr_w),
-        shape=(k, len(degree)))
+    return scipy.sparse.csr_matrix((values.ravel(), columns.ravel(), indptr_w), shape=(k, len(degree)))
+
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _walks_numba(indptr, indices, degree, targets, weights, walks, uniforms, columns, values):  # pragma: no cover
+        n_layers = uniforms.shape[0]
+        for t in prange(targets.shape[0]):
+            start = targets[t]
+            columns[t, 0] = start
+            values[t, 0] = weights[0]
+            alive = degree[start] > 0
+            root = np.sqrt(max(degree[start], 1))
+            for s in range(walks):
+                current = start
+                for layer in range(1, n_layers + 1):
+                    if alive:
+                        offset = np.int64(uniforms[layer - 1, t * walks + s] * degree[current])
+                        current = indices[indptr[current] + offset]
+                        w = weights[layer] / walks * root / np.sqrt(max(degree[current], 1))
+                    else:
+                        w = 0.0
+                    j = layer * walks - walks + 1 + s  # the numpy twin's layout: layer-major blocks
+                    columns[t, j] = current
+                    values[t, j] = w
 
 
 class SampledPropagation:
@@ -87,7 +124,7 @@ class SampledPropagation:
         if walks < 1:
             raise ValueError(f"--walks must be ≥ 1, got {walks}")
         A = bipartite_adjacency(train)
-        self.indptr, self.indices = A.indptr.astype(np.int64), A.indices.astype(np.int64)
+        self.indptr, self.indices = A.indptr.astype(np.int64), A.indices  # int32 indices: 4 bytes an edge
         self.degree = np.diff(self.indptr)
         self.model, self.walks = model, int(walks)
         self.refresh_every = int(refresh_every)  # steps between refreshes within an epoch (0: epoch starts only)
@@ -108,8 +145,26 @@ class SampledPropagation:
                           self.walks, rng)
         W = to_device(W, self.model.device)
         index = to_device(np.asarray(to_numpy(targets)), self.model.device)
-        base = self.mean[index] - spmm(W, self.history)
-        return ag.sampled_rows(self.model.embedding, W, base)
+        embedding = self.model.embedding
+        if HAVE_NUMBA and isinstance(embedding.data, np.ndarray) and embedding.data.ndim == 2:
+            z = np.empty((len(index), embedding.shape[1]), dtype=embedding.dtype)
+            _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, embedding.data, self.history, z)
+        else:  # the numpy twin (and cupy): Z̄_T + W E⁽⁰⁾ − W H
+            z = self.mean[index] + spmm(W, embedding.data) - spmm(W, self.history)
+        return ag.sampled_rows(embedding, W, z, output=True)
+
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _drift_rows_numba(indptr, indices, data, targets, mean, embedding, history, out):  # pragma: no cover
+        """out[t] = Z̄[T_t] + Σ_p W_tp (E⁽⁰⁾ − H)[col p]: one pass over W's rows."""
+        for t in prange(targets.shape[0]):
+            for c in range(out.shape[1]):
+                out[t, c] = mean[targets[t], c]
+            for p in range(indptr[t], indptr[t + 1]):
+                j, w = indices[p], data[p]
+                for c in range(out.shape[1]):
+                    out[t, c] += w * (embedding[j, c] - history[j, c])
 
 
 def default_refresh_every(steps_per_epoch: int, refreshes: int = 8) -> int:

@@ -7,12 +7,34 @@ One epoch = nnz (u, p, n) triplets, in one of two ways (``by``):
   items — every user weighs the same, whatever their degree (what LightGCN's published figures use).
 The negative n is drawn uniformly from all items and re-drawn, for the offending triplets only,
 while it is one of u's training items. Membership is a binary search over the sorted keys
-u·n_items + i of the CSR (row-major with sorted indices, hence already globally sorted).
+u·n_items + i of the CSR (row-major with sorted indices, hence already globally sorted) — the
+numpy oracle; with numba, a binary search inside u's own row (O(log deg u), in cache), the same
+answers (14.2 M draws: 23 s of np.searchsorted over all keys).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+try:
+    from numba import njit, prange
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the no-numba CI leg
+    HAVE_NUMBA = False
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _in_rows_numba(indptr, indices, users, items, out):  # pragma: no cover - jitted
+        for j in prange(users.shape[0]):
+            lo, hi = indptr[users[j]], indptr[users[j] + 1]
+            target = items[j]
+            while lo < hi:  # first position whose index is ≥ target
+                mid = (lo + hi) // 2
+                if indices[mid] < target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[j] = lo < indptr[users[j] + 1] and indices[lo] == target
 
 
 SAMPLERS = ("interactions", "users")
@@ -34,13 +56,21 @@ def sample_bpr_epoch(train, rng: np.random.Generator, by: str = "interactions", 
         offset = (rng.random(train.nnz) * degree[users]).astype(np.int64)   # uniform in [0, deg)
         pos = train.indices[train.indptr[users] + offset].astype(np.int64)
     neg = rng.integers(0, n_items, size=len(users), dtype=np.int64)
-    todo = np.flatnonzero(_is_member(keys, users * n_items + neg))
+    member = (lambda u, i: _in_rows(train, u, i)) if HAVE_NUMBA else (lambda u, i: _is_member(keys, u * n_items + i))
+    todo = np.flatnonzero(member(users, neg))
     for _ in range(max_rounds):
         if todo.size == 0:
             break
         neg[todo] = rng.integers(0, n_items, size=todo.size, dtype=np.int64)
-        todo = todo[_is_member(keys, users[todo] * n_items + neg[todo])]
+        todo = todo[member(users[todo], neg[todo])]
     return users, pos, neg
+
+
+def _in_rows(train, users, items):
+    """Whether items[j] is among users[j]'s training items (CSR with sorted indices), via numba."""
+    out = np.empty(len(users), dtype=np.bool_)
+    _in_rows_numba(train.indptr, train.indices, users, items.astype(train.indices.dtype), out)
+    return out
 
 
 def _is_member(sorted_keys, queries):

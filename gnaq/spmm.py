@@ -10,9 +10,9 @@ A: (n, m) CSR, X: (m, d) dense, Y: (n, d). Three implementations, one selector:
 
 Results agree up to float rounding (the summation order within a row is the same: CSR order).
 
-``coalesce_rows`` sums the repeated rows of a row-sparse gradient (sampled training): numpy's
-``np.unique`` + ``np.add.at`` is the oracle, the numba loop (one slot per table row) its twin,
-equal bit for bit (both add in input order).
+``sum_row_parts`` sums the parts of a row-sparse gradient (sampled training: row gathers and the
+transposed walk operator) in one pass, one slot per table row; ``coalesce_rows`` (np.unique +
+np.add.at) is its numpy twin and oracle.
 
 ``scatter_add_rows`` is the other sparse product of training, Sᵀ G for the one-hot selection
 matrix S (B, n) of a gather: the backward of ``E[index]``. numpy's ``np.add.at`` is its twin and
@@ -73,81 +73,81 @@ if HAVE_NUMBA:
 
 if HAVE_NUMBA:
     @njit(cache=True, nogil=True)
-    def _coalesce_numba(rows, values, n_rows):  # pragma: no cover - jitted
-        slot = np.full(n_rows, -1, dtype=np.int64)
-        order = np.empty(rows.shape[0], dtype=np.int64)  # unique rows in order of first appearance
-        k = 0
+    def _assign_slots(rows, slot, order, count):  # pragma: no cover - jitted
         for j in range(rows.shape[0]):
             r = rows[j]
             if slot[r] < 0:
-                slot[r] = k
-                order[k] = r
-                k += 1
-        unique = np.sort(order[:k])
-        for i in range(k):
-            slot[unique[i]] = i
-        out = np.zeros((k, values.shape[1]), dtype=values.dtype)
+                slot[r] = count
+                order[count] = r
+                count += 1
+        return count
+
+    @njit(cache=True, nogil=True)
+    def _add_rows(rows, values, slot, out):  # pragma: no cover - jitted
         for j in range(rows.shape[0]):
             s = slot[rows[j]]
             for c in range(values.shape[1]):
                 out[s, c] += values[j, c]
-        return unique, out
 
-
-if HAVE_NUMBA:
     @njit(cache=True, nogil=True)
-    def _transpose_rows_numba(indptr, indices, data, g, n_cols):  # pragma: no cover - jitted
-        slot = np.full(n_cols, -1, dtype=np.int64)
-        order = np.empty(indices.shape[0], dtype=np.int64)
-        k = 0
-        for p in range(indices.shape[0]):
-            c = indices[p]
-            if slot[c] < 0:
-                slot[c] = k
-                order[k] = c
-                k += 1
-        unique = np.sort(order[:k])
-        for i in range(k):
-            slot[unique[i]] = i
-        out = np.zeros((k, g.shape[1]), dtype=g.dtype)
+    def _add_transpose_product(indptr, indices, data, g, slot, out):  # pragma: no cover - jitted
         for row in range(indptr.shape[0] - 1):
             for p in range(indptr[row], indptr[row + 1]):
                 s = slot[indices[p]]
                 v = data[p]
                 for c in range(g.shape[1]):
                     out[s, c] += v * g[row, c]
-        return unique, out
 
 
-def transpose_product_rows(W, g, impl: str | None = None):
-    """Wᵀ g for CSR W (T, N) and dense g (T, d), as (columns of W that hold entries, ascending (u,),
-    those rows of Wᵀ g (u, d)): the row-sparse gradient of out = W x. ``impl``: ``numba`` (the
-    default where numba imports) or ``numpy`` (np.unique + np.add.at, the oracle; cupy arrays)."""
-    if is_cupy_array(g) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy":
-        xp = np if not is_cupy_array(g) else __import__("cupy")
-        row_of = xp.repeat(xp.arange(W.shape[0]), xp.diff(W.indptr))
-        return coalesce_rows(W.indices, g[row_of] * W.data[:, None].astype(g.dtype), W.shape[1], impl="numpy")
-    g = np.ascontiguousarray(g)
-    return _transpose_rows_numba(W.indptr, W.indices, W.data.astype(g.dtype, copy=False), g, W.shape[1])
+def sum_row_parts(parts, n_rows: int, impl: str | None = None):
+    """Σ of row-sparse parts as (unique rows (u,), summed values (u, d)); a part is (rows, values)
+    or (W, g) for CSR W (m, n_rows): Wᵀ g. numba: one slot per table row, rows in order of first
+    appearance, no part copied; ``numpy``: each part materialised, np.unique + np.add.at (the
+    oracle, and cupy), rows ascending. Equal sums, the same rows."""
+    first = parts[0][1]
+    if is_cupy_array(first) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy" or first.ndim != 2:
+        xp = np if not is_cupy_array(first) else __import__("cupy")
+        rows, values = [], []
+        for a, b in parts:
+            if scipy_sparse_like(a):
+                row_of = xp.repeat(xp.arange(a.shape[0]), xp.diff(a.indptr))
+                rows.append(a.indices)
+                values.append(b[row_of] * a.data[:, None].astype(b.dtype))
+            else:
+                rows.append(a)
+                values.append(b)
+        return coalesce_rows(xp.concatenate(rows), xp.concatenate(values), n_rows, impl="numpy")
+    slot = np.full(n_rows, -1, dtype=np.int64)
+    order = np.empty(sum(len(a.indices) if scipy_sparse_like(a) else len(a) for a, _ in parts), dtype=np.int64)
+    count = 0
+    for a, _ in parts:
+        rows = a.indices if scipy_sparse_like(a) else np.asarray(a)
+        if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+            raise IndexError(f"sum_row_parts: row out of range [0, {n_rows})")
+        count = _assign_slots(rows.astype(np.int64, copy=False), slot, order, count)
+    out = np.zeros((count, first.shape[1]), dtype=first.dtype)
+    for a, b in parts:
+        b = np.ascontiguousarray(b, dtype=first.dtype)
+        if scipy_sparse_like(a):
+            _add_transpose_product(a.indptr, a.indices, a.data.astype(first.dtype, copy=False), b, slot, out)
+        else:
+            _add_rows(np.asarray(a, dtype=np.int64), b, slot, out)
+    return order[:count], out
 
 
-def coalesce_rows(rows, values, n_rows: int | None = None, impl: str | None = None):
-    """(unique rows ascending (u,), summed values (u, d)) of row-sparse pairs rows (k,), values (k, d).
+def scipy_sparse_like(a) -> bool:
+    """A CSR matrix (scipy or cupyx), told from an index array."""
+    return hasattr(a, "indptr")
 
-    ``impl``: ``numba`` (default on the CPU where numba imports) or ``numpy`` (the oracle); cupy
-    arrays use ``cupy.unique`` + ``cupy.add.at``.
-    """
-    if is_cupy_array(values) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy" or values.ndim != 2:
-        xp = np if not is_cupy_array(values) else __import__("cupy")
-        unique, inverse = xp.unique(rows, return_inverse=True)
-        out = xp.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
-        xp.add.at(out, inverse.ravel(), values)
-        return unique, out
-    rows = np.asarray(rows, dtype=np.int64)
-    n_rows = int(rows.max()) + 1 if n_rows is None and rows.size else (n_rows or 0)
-    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-        raise IndexError(f"coalesce_rows: row out of range [0, {n_rows})")
-    return _coalesce_numba(rows, np.ascontiguousarray(values), n_rows)
+
+def coalesce_rows(rows, values, n_rows: int | None = None, impl: str = "numpy"):
+    """(unique rows ascending (u,), summed values (u, d)) of row-sparse pairs rows (k,), values (k, d):
+    np.unique + np.add.at (cupy's on the GPU), sum_row_parts's oracle."""
+    xp = np if not is_cupy_array(values) else __import__("cupy")
+    unique, inverse = xp.unique(rows, return_inverse=True)
+    out = xp.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
+    xp.add.at(out, inverse.ravel(), values)
+    return unique, out
 
 
 def scatter_add_rows(index, values, n_rows: int, impl: str | None = None):

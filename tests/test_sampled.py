@@ -14,7 +14,7 @@ from gnaq.data import make_synthetic
 from gnaq.graph import bipartite_adjacency, normalized_adjacency
 from gnaq.optim import Adam
 from gnaq.sampled import SampledPropagation, resolve_propagation, walk_operator
-from gnaq.spmm import HAVE_NUMBA, coalesce_rows, transpose_product_rows
+from gnaq.spmm import HAVE_NUMBA, coalesce_rows, sum_row_parts
 
 FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "2", "--batch-size", "512", "--quiet", "--no-export",
         "--propagation", "sampled"]
@@ -59,6 +59,16 @@ def test_the_walk_operator_is_an_unbiased_estimate_of_the_propagation_rows():
     assert (W != 0).sum(axis=1).max() <= 1 + 2 * 3  # at most 1 + S·L entries a row
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_walks_are_the_numpy_twins_walks():
+    R = tiny_graph(seed=4)
+    A = bipartite_adjacency(R)
+    args = (A.indptr.astype(np.int64), A.indices, np.diff(A.indptr), np.arange(50), [0.25] * 4, 3)
+    fast = walk_operator(*args, np.random.default_rng(0), impl="numba")
+    twin = walk_operator(*args, np.random.default_rng(0), impl="numpy")
+    assert np.array_equal(fast.indices, twin.indices) and np.allclose(fast.data, twin.data, rtol=1e-6)
+
+
 def test_sampled_rows_gradient_is_exact_in_float64_and_row_sparse():
     rng = np.random.default_rng(0)
     W = scipy.sparse.random(7, 40, density=0.2, format="csr", random_state=2, dtype=np.float64)
@@ -84,19 +94,21 @@ def test_sampled_rows_gradient_is_exact_in_float64_and_row_sparse():
 
 
 @pytest.mark.parametrize("impl", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
-def test_row_sparse_kernels_match_their_dense_oracle(impl):
+def test_row_sparse_sums_match_the_dense_oracle(impl):
     rng = np.random.default_rng(3)
     rows = rng.integers(0, 50, 400)
     values = rng.normal(size=(400, 6)).astype(np.float32)
-    unique, summed = coalesce_rows(rows, values, 50, impl=impl)
-    dense = np.zeros((50, 6), np.float32)
-    np.add.at(dense, rows, values)
-    assert np.array_equal(unique, np.unique(rows)) and np.array_equal(summed, dense[unique])
     W = scipy.sparse.random(30, 50, density=0.1, format="csr", random_state=4, dtype=np.float32)
     g = rng.normal(size=(30, 6)).astype(np.float32)
-    cols, product = transpose_product_rows(W, g, impl=impl)
-    assert np.array_equal(cols, np.unique(W.indices))
-    assert np.allclose(product, (W.T @ g)[cols], atol=1e-5)
+    unique, summed = sum_row_parts([(rows, values), (W, g), (rows[:7], values[:7])], 50, impl=impl)
+    dense = np.asarray(W.T @ g)
+    np.add.at(dense, rows, values)
+    np.add.at(dense, rows[:7], values[:7])
+    assert len(set(unique)) == len(unique) and set(unique) == set(rows) | set(W.indices)
+    assert np.allclose(summed, dense[unique], atol=1e-5)
+    r2, v2 = coalesce_rows(rows, values, 50)
+    assert np.array_equal(r2, np.unique(rows)) and np.allclose(v2, np.asarray(np.add.reduceat(
+        values[np.argsort(rows, kind="stable")], np.searchsorted(np.sort(rows), r2))), atol=1e-5)
 
 
 def test_lazy_adam_updates_the_touched_rows_as_dense_adam_does_and_no_others():
@@ -116,6 +128,32 @@ def test_lazy_adam_updates_the_touched_rows_as_dense_adam_does_and_no_others():
     assert np.allclose(sparse.data[touched], dense.data[touched])
     others = np.setdiff1d(np.arange(20), touched)
     assert np.array_equal(sparse.data[others], init[others])
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_lazy_adam_kernel_equals_its_numpy_twin():
+    from gnaq.optim import adam_rows
+    rng = np.random.default_rng(6)
+    state = [rng.normal(size=(30, 5)).astype(np.float32) for _ in range(3)]
+    state[2] = np.abs(state[2])  # v ≥ 0
+    rows, g = np.array([1, 4, 9, 20]), rng.normal(size=(4, 5)).astype(np.float32)
+    a, b = [x.copy() for x in state], [x.copy() for x in state]
+    adam_rows(*a, rows, g, 0.9, 0.999, 0.01, 0.5, 1e-8, impl="numpy")
+    adam_rows(*b, rows, g, 0.9, 0.999, 0.01, 0.5, 1e-8, impl="numba")
+    for x, y in zip(a, b):
+        assert np.allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_membership_search_answers_as_the_numpy_oracle():
+    from gnaq import sampling
+    data = make_synthetic(n_users=300, n_items=100, seed=1)
+    train = data.train
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 300, 20000), rng.integers(0, 100, 20000)
+    keys = np.repeat(np.arange(300), np.diff(train.indptr)) * 100 + train.indices
+    fast, oracle = sampling._in_rows(train, users, items), sampling._is_member(keys, users * 100 + items)
+    assert np.array_equal(fast, oracle) and 0 < fast.sum() < len(fast)
 
 
 class _Model:  # what SampledPropagation reads of a LightGCN
@@ -141,6 +179,20 @@ def test_sampled_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
     expected = (P @ model.embedding.data)[targets]
     se = draws.std(axis=0) / np.sqrt(len(draws))
     assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_fused_drift_kernel_equals_its_numpy_twin(monkeypatch):
+    import gnaq.sampled
+    R = tiny_graph(seed=3)
+    model = _Model(R)
+    sampled = SampledPropagation(model, R, walks=3)
+    sampled.refresh()
+    model.embedding.data += 0.1 * np.random.default_rng(2).normal(size=model.embedding.shape)
+    targets = np.arange(0, 50, 2)
+    fused = sampled.rows(targets, np.random.default_rng(7)).data
+    monkeypatch.setattr(gnaq.sampled, "HAVE_NUMBA", False)
+    assert np.allclose(fused, sampled.rows(targets, np.random.default_rng(7)).data, atol=1e-12)
 
 
 def test_auto_propagation_samples_only_large_graphs_and_unknown_names_fail():

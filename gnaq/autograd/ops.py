@@ -7,7 +7,7 @@ Broadcasting binary ops undo broadcasting with one helper, :func:`unbroadcast`.
 from __future__ import annotations
 
 from .tensor import RowSparse, Tensor, as_tensor, make_output
-from ..spmm import scatter_add_rows, spmm as _spmm, transpose_product_rows
+from ..spmm import scatter_add_rows, spmm as _spmm
 
 
 def unbroadcast(grad, shape):
@@ -143,17 +143,18 @@ def gather(a, index):
     return make_output(a.data[index], (a,), backward)
 
 
-def sampled_rows(x, W, base):
+def sampled_rows(x, W, base, output: bool = False):
     """Rows of a propagation from a sampled operator: out = base + W x, W: constant CSR (T, N),
     x: (N, d), base: (T, d) constant; ∂x = Wᵀ g — row-sparse (RowSparse over W's columns) for a
-    ``sparse_grad`` leaf, so the step costs O(nnz(W)·d), never O(N·d)."""
+    ``sparse_grad`` leaf, so the step costs O(nnz(W)·d), never O(N·d). ``output=True``: ``base``
+    is already base + W x (computed by a fused kernel), only the backward is recorded."""
     x = as_tensor(x)
     def backward(g):
         if x.sparse_grad:
-            _accum(x, RowSparse(*transpose_product_rows(W, g), x.shape[0]))
+            _accum(x, RowSparse.transpose_product(W, g, x.shape[0]))
         else:
             _accum(x, _spmm(W.T.tocsr(), g))
-    return make_output(base + _spmm(W, x.data), (x,), backward)
+    return make_output(base if output else base + _spmm(W, x.data), (x,), backward)
 
 
 def concat(tensors, axis: int = 0):

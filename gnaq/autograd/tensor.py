@@ -141,31 +141,37 @@ class Tensor:
 
 
 class RowSparse:
-    """A gradient that is zero but on some rows: ∂L/∂T[rows[j]] += values[j] (rows repeat).
+    """A gradient that is zero but on some rows, as a list of parts summed lazily:
+    (rows (k,), values (k, d)) — ∂L/∂T[rows[j]] += values[j] — or (W, g) for a CSR W (m, n_rows)
+    and g (m, d) — ∂L/∂T += Wᵀ g, the backward of a sampled propagation.
 
-    rows: (k,) int array, values: (k, d) array, n_rows: the parameter's number of rows. What a row
-    gather of a large table (the embedding, per-node scales) leaves behind in sampled training,
-    where a dense (N, d) gradient per step would cost O(N·d) — more than the step's own work.
+    What a row gather of a large table (the embedding, per-node scales) leaves behind in sampled
+    training, where a dense (N, d) gradient per step would cost O(N·d) — more than the step's own
+    work. ``coalesce`` sums every part in one pass (spmm.sum_row_parts), without concatenating them.
     """
 
-    __slots__ = ("rows", "values", "n_rows")
+    __slots__ = ("parts", "n_rows")
 
-    def __init__(self, rows, values, n_rows: int):
-        self.rows, self.values, self.n_rows = rows, values, int(n_rows)
+    def __init__(self, rows, values, n_rows: int, parts=None):
+        self.parts = parts if parts is not None else [(rows, values)]
+        self.n_rows = int(n_rows)
+
+    @classmethod
+    def transpose_product(cls, W, g, n_rows: int) -> "RowSparse":
+        return cls(None, None, n_rows, parts=[(W, g)])
 
     def __add__(self, other: "RowSparse") -> "RowSparse":
-        xp = get_array_module(self.values)
-        return RowSparse(xp.concatenate([self.rows, other.rows]),
-                         xp.concatenate([self.values, other.values]), self.n_rows)
+        return RowSparse(None, None, self.n_rows, parts=self.parts + other.parts)
 
     def coalesce(self):
-        """(unique rows ascending, their summed values)."""
-        from ..spmm import coalesce_rows
-        return coalesce_rows(self.rows, self.values, self.n_rows)
+        """(unique rows (u,), in no particular order, their summed values (u, d))."""
+        from ..spmm import sum_row_parts
+        return sum_row_parts(self.parts, self.n_rows)
 
     def dense(self):
         from ..spmm import scatter_add_rows
-        return scatter_add_rows(self.rows, self.values, self.n_rows)
+        rows, values = self.coalesce()
+        return scatter_add_rows(rows, values, self.n_rows)
 
 
 def _topological_order(root: Tensor) -> list:

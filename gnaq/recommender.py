@@ -40,6 +40,9 @@ class Recommender:
     ``fit`` gets no ``valid=`` matrix (seeded by random_state; at least one stays in train).
     checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
     folder holding a previous run's last.npz resumes it.
+    propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
+    there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
+    a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
     target: e.g. 0.97 — when the quantized model keeps less of full precision's hold-out NDCG@20,
     fine-tune larger graph-free settings until one does (gnaq.target; the CLI's --target).
     refit (default True): after the hold-out has chosen the schedule (epochs in full precision,

@@ -10,7 +10,10 @@ For the target rows T of a batch (its users, positives and negatives, repeats ke
 
 H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ``refresh_every`` steps —
 and Z̄ = P H (one full propagation: L sparse products). W_T (|T|, N) estimates P's rows T without
-bias from S uniform random walks of length L out of each target t, v_l^s the l-th node of walk s:
+bias from S uniform random walks of length L out of each target t, v_l^s the l-th node of walk s
+(stratified at the first step: walk s draws its first neighbour uniformly from the s-th of S equal
+slices of t's neighbour list — the S walks' average is still unbiased, and they cover the list
+evenly, so a target with at most S neighbours visits each about equally often):
 
     W[t, t] += α₀,    W[t, v_l^s] += αₗ / S · √(d_t / d_{v_l^s})
 
@@ -81,8 +84,10 @@ def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np
         root = np.sqrt(np.maximum(degree[start], 1).astype(np.float64))
         current = start
         columns, values = [targets[:, None]], [np.full((k, 1), weights[0])]
+        stratum = np.tile(np.arange(walks), k)
         for layer in range(1, n_layers + 1):
-            offset = (uniforms[layer - 1] * degree[current]).astype(np.int64)
+            u = (stratum + uniforms[0]) / walks if layer == 1 else uniforms[layer - 1]
+            offset = np.minimum((u * degree[current]).astype(np.int64), np.maximum(degree[current] - 1, 0))
             current = np.where(alive, indices[np.where(alive, indptr[current] + offset, 0)], current)
             w = weights[layer] / walks * root / np.sqrt(np.maximum(degree[current], 1)) * alive
             columns.append(current.reshape(k, walks))
@@ -106,7 +111,10 @@ if HAVE_NUMBA:
                 current = start
                 for layer in range(1, n_layers + 1):
                     if alive:
-                        offset = np.int64(uniforms[layer - 1, t * walks + s] * degree[current])
+                        u = uniforms[layer - 1, t * walks + s]
+                        if layer == 1:  # stratified: walk s starts in the s-th of S equal slices of t's neighbours
+                            u = (s + u) / walks
+                        offset = min(np.int64(u * degree[current]), degree[current] - 1)
                         current = indices[indptr[current] + offset]
                         w = weights[layer] / walks * root / np.sqrt(max(degree[current], 1))
                     else:

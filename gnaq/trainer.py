@@ -16,6 +16,10 @@ started ``--init-from`` a trained model has one. ``epochs`` (default 1000) and `
 (seconds of training and evaluation, summed over resumes) bound the whole run; the warm-up may use
 at most half of either, so the quantizer always gets the other half. Each phase records its first
 and last epoch and what ended it: "patience", "epoch budget" or "time budget".
+
+A step propagates the whole graph (``propagation="full"``: an epoch costs O(nnz²·d/B)) or only its
+batch's rows (``"sampled"``, gnaq/sampled.py: O(nnz·S·L·d) an epoch, row-sparse gradients, lazy
+Adam); ``"auto"`` samples from SAMPLED_MIN_INTERACTIONS training interactions up.
 """
 
 from __future__ import annotations

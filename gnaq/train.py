@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     from .data import DataError
+    from .comm import MPIUnavailable
     from .trainer import NonFiniteLoss, Trainer
     try:
         config = config_from_args(args)
@@ -186,41 +187,48 @@ def main(argv=None) -> int:
             if resolve_device("auto") == "cpu":
                 print("gnaq.train: --device auto: no usable CUDA device, training on the CPU", file=sys.stderr)
         trainer = Trainer(config)
-    except (ValueError, DataError, DeviceUnavailable) as exc:
+    except (ValueError, DataError, DeviceUnavailable, MPIUnavailable) as exc:
         print(f"gnaq.train: error: {exc}", file=sys.stderr)
         return 2
+    root = trainer.comm.is_root
+    say = print if root else (lambda *a, **k: None)
+    if not root:  # under mpiexec, rank 0 alone speaks (and writes)
+        logging.getLogger().setLevel(logging.WARNING)
     if args.resume:
         trainer.restore(os.path.join(args.resume, "last.npz"))
-        print(f"resumed {args.resume} after epoch {trainer.epoch}", file=sys.stderr)
+        say(f"resumed {args.resume} after epoch {trainer.epoch}", file=sys.stderr)
     for note in trainer.data.notes:
-        print(f"data: {note}", file=sys.stderr)
+        say(f"data: {note}", file=sys.stderr)
     started = time.perf_counter()
     if args.target is not None and not 0 < args.target <= 1.5:
-        print(f"gnaq.train: error: --target must be a fraction such as 0.97, got {args.target}", file=sys.stderr)
+        say(f"gnaq.train: error: --target must be a fraction such as 0.97, got {args.target}", file=sys.stderr)
         return 2
     from .target import fit_to_target
     try:
         trainer, result, _ = fit_to_target(config, trainer.data, args.target,
-                                           on_eval=lambda r: print(json.dumps(r), flush=True), trainer=trainer)
+                                           on_eval=lambda r: say(json.dumps(r), flush=True), trainer=trainer)
         config = trainer.config
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the last complete epoch ({trainer.epoch}) is in {config.out}/last.npz — "
+        say(f"\ninterrupted; the last complete epoch ({trainer.epoch}) is in {config.out}/last.npz — "
               f"continue with: python -m gnaq.train --resume {config.out}", file=sys.stderr)
         return 130
     except NonFiniteLoss as exc:
-        print(f"gnaq.train: stopped: {exc}", file=sys.stderr)
+        say(f"gnaq.train: stopped: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"result": result}))
-    print(summary_line(result, time.perf_counter() - started), file=sys.stderr)
+    say(json.dumps({"result": result}))
+    say(summary_line(result, time.perf_counter() - started), file=sys.stderr)
     if "valid_kept" in result:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
-        print(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
+        say(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
               f"{100 * result['valid_kept_ndcg']:.1f}% of full precision's validation Recall@20 / NDCG@20"
               + (f" (tried for --target {args.target:g}: {tried})" if tried else "")
               + ("" if args.target or result["valid_kept"] >= 0.97 else
                  "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)
+    whole = trainer.whole_model()  # every column (collective under mpiexec)
+    if not root:
+        return 0
     if not trainer.model.quantizer.exportable:
-        print(f"not exported: the .gnaq edge format cannot hold --quantizer {config.quantizer} with "
+        say(f"not exported: the .gnaq edge format cannot hold --quantizer {config.quantizer} with "
               f"options {config.quant_options}", file=sys.stderr)
     elif not args.no_export:
         try:
@@ -229,13 +237,13 @@ def main(argv=None) -> int:
             return 0
         path = config.export or os.path.join(config.out, "model.gnaq")
         try:
-            info = export_model(trainer.model, trainer.data, path, history=config.export_history,
+            info = export_model(whole, trainer.data, path, history=config.export_history,
                                 users=args.export_users == "yes")
         except ValueError as exc:
-            print(f"gnaq.train: not exported: {exc}", file=sys.stderr)
+            say(f"gnaq.train: not exported: {exc}", file=sys.stderr)
             return 2
         ratio = info["float32_file_bytes"] / info["file_bytes"]
-        print(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
+        say(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
               f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
               f"graph {info['graph_bytes']:,}, history "
               f"{sum(n for k, n in info['sections'].items() if k.startswith('history_')):,})",

@@ -24,6 +24,7 @@ Adam); ``"auto"`` samples from SAMPLED_MIN_INTERACTIONS training interactions up
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -35,9 +36,11 @@ import numpy as np
 
 from .backend import resolve_device, synchronize, to_device
 from .checkpoint import load_checkpoint, save_checkpoint
+from .comm import column_slice, world
 from .graph import graph_fingerprint, normalized_adjacency
 from .metrics import evaluate
 from .models import LightGCN
+from .models.lightgcn import initial_table
 from .optim import Adam
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
@@ -155,10 +158,22 @@ class Trainer:
         d = self.data
         self.norm_adj = normalized_adjacency(d.train, self.device)
         self.fingerprint = graph_fingerprint(d.train)
+        self.comm = world()
+        self.columns = slice(0, config.dim)  # this rank's columns of E⁽⁰⁾ (feature-sliced under mpiexec)
+        if self.comm.size > 1:
+            check_sliced(config, self.comm)
+            self.columns = column_slice(config.dim, self.comm)
+            if not self.comm.is_root:  # progress bars and logs on rank 0 only
+                self.config = config = dataclasses.replace(config, progress=False)
         initial = initial_embedding(config.init_from, self) if config.init_from else None
         quantizer = make_quantizer(config.quantizer, config.bits, **config.quant_options)
-        self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, config.dim, config.layers,
-                              quantizer, seed=config.seed, device=self.device, init_embedding=initial)
+        sliced = None
+        if self.comm.size > 1:  # every rank draws the whole table from the seed and keeps its columns
+            whole = initial if initial is not None else initial_table(d.n_users + d.n_items, config.dim, config.seed)
+            sliced = np.ascontiguousarray(whole[:, self.columns])
+        self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, self.columns.stop - self.columns.start,
+                              config.layers, quantizer, seed=config.seed, device=self.device,
+                              init_embedding=sliced if sliced is not None else initial, comm=self.comm)
         self.propagation = resolve_propagation(config.propagation, d.train.nnz)
         self.sampled = None
         if self.propagation == "sampled":
@@ -193,6 +208,16 @@ class Trainer:
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
+
+    def whole_model(self):
+        """The model with every column (collective under mpiexec: every rank calls it); self.model
+        in one process. What export and the Recommender's queries see."""
+        if self.comm.size == 1:
+            return self.model
+        d, cfg = self.data, self.config
+        whole = self.comm.allgather_columns(self.model.embedding.data)
+        return LightGCN(d.n_users, d.n_items, self.norm_adj, cfg.dim, cfg.layers, None, device=self.device,
+                        init_embedding=whole)
 
     # ---- one epoch -------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -278,18 +303,36 @@ class Trainer:
         return os.path.join(self.config.out, name)
 
     def save(self, name: str = "last.npz") -> None:
+        """Write the state (rank 0 under mpiexec, after gathering every rank's columns: a checkpoint
+        does not depend on the number of processes)."""
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
+        if self.comm.size > 1:
+            arrays = {k: self.comm.allgather_columns(v) if self._is_sliced(v) else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
                 "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
                 "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases,
                 "reference_score": self.reference_score, "reference_recall": self.reference_recall}
-        save_checkpoint(self._path(name), arrays, meta)
+        if self.comm.is_root:
+            save_checkpoint(self._path(name), arrays, meta)
+
+    def _is_sliced(self, array) -> bool:
+        n = self.data.n_users + self.data.n_items
+        return getattr(array, "ndim", 0) == 2 and array.shape == (n, self.columns.stop - self.columns.start)
+
+    def _read(self, path):
+        """A checkpoint's (arrays, meta), read by rank 0 and sent to every rank, each keeping its columns."""
+        if self.comm.size == 1:
+            return load_checkpoint(path)
+        arrays, meta = self.comm.bcast(load_checkpoint(path) if self.comm.is_root else None)
+        n = self.data.n_users + self.data.n_items
+        return {k: np.ascontiguousarray(v[:, self.columns]) if getattr(v, "ndim", 0) == 2 and v.shape == (n, self.config.dim)
+                else v for k, v in arrays.items()}, meta
 
     def restore(self, path) -> None:
-        arrays, meta = load_checkpoint(path)
+        arrays, meta = self._read(path)
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
         optim["t"] = meta["optim_t"]
@@ -305,7 +348,7 @@ class Trainer:
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
 
     def load_weights(self, path) -> None:
-        arrays, _ = load_checkpoint(path)
+        arrays, _ = self._read(path)
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
 
     # ---- "auto" warm-up: full precision until it converges ---------------------------------
@@ -376,8 +419,9 @@ class Trainer:
         """Train until every phase has converged (or a budget is spent); returns test metrics of
         the best checkpoint, the phases and the seconds spent."""
         cfg = self.config
-        with open(self._path("config.json"), "w") as f:
-            json.dump(_jsonable(asdict(cfg)), f, indent=2)
+        if self.comm.is_root:
+            with open(self._path("config.json"), "w") as f:
+                json.dump(_jsonable(asdict(cfg)), f, indent=2)
         metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
         quantizer = self.model.quantizer
         recall_metric = metric.replace("ndcg", "recall")
@@ -423,7 +467,7 @@ class Trainer:
                         self._drop_lr()
                 record["eval_seconds"] = round(time.perf_counter() - t1, 3)
             self.save("last.npz")  # before the log line, so a resumed run never repeats a line
-            if record is not None:
+            if record is not None and self.comm.is_root:
                 with open(self._path("metrics.jsonl"), "a") as f:
                     f.write(json.dumps(record) + "\n")
                 if on_eval:
@@ -433,10 +477,9 @@ class Trainer:
         if not cfg.eval_every:  # nothing selected: the last epoch is the model, no split to test on
             result = {"best_epoch": self.epoch, "epochs_run": self.epoch, "selection_metric": None,
                       "phases": self.phases, "seconds": round(self.elapsed, 1)}
-            with open(self._path("result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            self._write_result(result)
             return result
-        if os.path.exists(self._path("best.npz")):
+        if self.comm.bcast(os.path.exists(self._path("best.npz"))):
             self.load_weights(self._path("best.npz"))
         kept = {}
         if cfg.bits != 32 and self.reference_score:  # what quantization kept of full precision, on validation
@@ -449,9 +492,26 @@ class Trainer:
                   "selection_metric": f"{self.selection_split} {metric}",
                   "phases": self.phases, "seconds": round(self.elapsed, 1), **kept,
                   **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
-        with open(self._path("result.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        self._write_result(result)
         return result
+
+    def _write_result(self, result: dict) -> None:
+        if self.comm.is_root:
+            with open(self._path("result.json"), "w") as f:
+                json.dump(result, f, indent=2)
+
+
+def check_sliced(config: TrainConfig, comm) -> None:
+    """What feature-sliced training (mpiexec, W > 1) takes today; one clear line otherwise."""
+    if config.bits != 32:
+        raise ValueError(f"under mpiexec ({comm.size} processes) gnaq trains full precision (--bits 32) so far: the "
+                         "quantizers' per-node statistics and transform coding's rotation are not yet summed over "
+                         "ranks; quantize in one process with --init-from the sliced fp32 run")
+    if config.distill:
+        raise ValueError(f"--distill is not supported under mpiexec ({comm.size} processes) yet")
+    if config.device not in ("cpu", "auto") or resolve_device(config.device) != "cpu":
+        raise ValueError(f"under mpiexec ({comm.size} processes) gnaq trains on the CPU so far (--device cpu); "
+                         "NCCL for one GPU a rank is not built")
 
 
 def initial_embedding(path, trainer) -> np.ndarray:

@@ -17,19 +17,29 @@ from .. import autograd as ag
 from ..backend import array_module, to_device
 
 
+def initial_table(n: int, dim: int, seed: int, std: float = 0.1, dtype=np.float32) -> np.ndarray:
+    """E⁽⁰⁾ ~ N(0, std²) (n, dim), from ``seed`` alone (so every rank of a sliced run draws the same)."""
+    return np.random.default_rng(seed).normal(0.0, std, size=(n, dim)).astype(dtype)
+
+
 class LightGCN:
+    """``comm`` (gnaq.comm, feature-sliced training): this model holds its rank's ``dim`` columns;
+    scores' dot products and the L2 term are summed over ranks (comm.all_sum), and
+    ``final_embeddings`` gathers every column."""
+
     def __init__(self, n_users: int, n_items: int, norm_adj, dim: int = 64, n_layers: int = 3,
                  quantizer=None, seed: int = 0, init_std: float = 0.1, device: str = "cpu",
-                 dtype=np.float32, init_embedding=None):
+                 dtype=np.float32, init_embedding=None, comm=None):
         from ..quant.base import FullPrecision
         if dim <= 0 or n_layers < 0:
             raise ValueError(f"need dim > 0 and n_layers ≥ 0, got dim={dim}, n_layers={n_layers}")
         self.n_users, self.n_items = n_users, n_items
         self.dim, self.n_layers, self.device = dim, n_layers, device
         self.norm_adj = norm_adj
+        from ..comm import SingleProcess
+        self.comm = comm or SingleProcess()
         if init_embedding is None:
-            rng = np.random.default_rng(seed)
-            init = rng.normal(0.0, init_std, size=(n_users + n_items, dim)).astype(dtype)
+            init = initial_table(n_users + n_items, dim, seed, init_std, dtype)
         else:  # E⁽⁰⁾ of a trained model: the quantizer's setup below initialises from it
             init = np.asarray(init_embedding, dtype=dtype)
             if init.shape != (n_users + n_items, dim):
@@ -82,16 +92,18 @@ class LightGCN:
             targets = xp.concatenate([users, pos_items + n_users, neg_items + n_users])
             z_rows = self.quantizer.represent_rows(sampled.rows(targets, rng), targets)
             u, p, n = (ag.gather(z_rows, xp.arange(i * b, (i + 1) * b)) for i in range(3))
-        margin = ag.sum(u * (p - n), axis=1)
+        from ..comm import all_sum
+        comm = self.comm
+        margin = all_sum(ag.sum(u * (p - n), axis=1), comm)
         bpr = -ag.mean(ag.log_sigmoid(margin))
         ego = self.quantizer.ego()
         rows = [ag.gather(ego, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
-        l2 = ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users))
+        l2 = all_sum(ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users)), comm)
         total = bpr + l2 * reg if reg else bpr
-        if distill and teacher is not None:
+        if distill and teacher is not None:  # the teacher's columns are this rank's too
             t_u, t_p, t_n = (teacher[idx] for idx in (users, pos_items + n_users, neg_items + n_users))
-            t_pos, t_neg = (t_u * t_p).sum(axis=1), (t_u * t_n).sum(axis=1)
-            s_pos, s_neg = ag.sum(u * p, axis=1), ag.sum(u * n, axis=1)
+            t_pos, t_neg = comm.allreduce((t_u * t_p).sum(axis=1)), comm.allreduce((t_u * t_n).sum(axis=1))
+            s_pos, s_neg = all_sum(ag.sum(u * p, axis=1), comm), all_sum(ag.sum(u * n, axis=1), comm)
             gap_pos, gap_neg = s_pos - t_pos, s_neg - t_neg
             total = total + ag.mean(gap_pos * gap_pos + gap_neg * gap_neg) * distill
         if self.quantizer.has_extra_loss:
@@ -101,7 +113,7 @@ class LightGCN:
     def final_embeddings(self):
         """(user_emb, item_emb) arrays of the representation, no graph recorded."""
         with ag.no_grad():
-            z = self.representation().data
+            z = self.comm.allgather_columns(self.representation().data)
         return z[: self.n_users], z[self.n_users:]
 
     def state_dict(self) -> dict:

@@ -205,6 +205,7 @@ class Trainer:
         self.reference_score = None  # validation NDCG@20 of the full-precision model the quantizer starts from
         self.reference_recall = None  # … and its Recall@20
         self._se_warned = False  # the standard-error warning is said once a run
+        self.step_bytes, self.steps_done = 0, 0  # bytes this rank sent in training steps, and the steps (this process)
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -435,7 +436,10 @@ class Trainer:
             base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
             self.optimizer.lr = base * 0.1 ** self.lr_drops_done
             t0 = time.perf_counter()
+            sent = self.comm.bytes_sent
             loss = self.train_epoch()
+            self.step_bytes += self.comm.bytes_sent - sent  # what training steps send (not evaluation)
+            self.steps_done += math.ceil(self.data.train.nnz / cfg.batch_size)
             train_seconds = time.perf_counter() - t0
             self.elapsed += train_seconds
             self.epoch += 1
@@ -490,10 +494,16 @@ class Trainer:
             kept["valid_kept"] = min(kept["valid_kept_ndcg"], kept.get("valid_kept_recall", math.inf))
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
                   "selection_metric": f"{self.selection_split} {metric}",
-                  "phases": self.phases, "seconds": round(self.elapsed, 1), **kept,
+                  "phases": self.phases, "seconds": round(self.elapsed, 1), **kept, **self._comm_record(),
                   **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
         self._write_result(result)
         return result
+
+    def _comm_record(self) -> dict:
+        if self.comm.size == 1:
+            return {}
+        return {"processes": self.comm.size,
+                "bytes_sent_per_rank_per_step": round(self.step_bytes / max(self.steps_done, 1), 1)}
 
     def _write_result(self, result: dict) -> None:
         if self.comm.is_root:

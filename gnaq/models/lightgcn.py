@@ -89,9 +89,11 @@ class LightGCN:
             n = ag.gather(z, neg_items + n_users)
         else:
             xp, b = self.xp, len(users)
-            targets = xp.concatenate([users, pos_items + n_users, neg_items + n_users])
+            targets, where = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
+                                       return_inverse=True)  # each distinct row once (popular items repeat)
+            where = where.ravel()
             z_rows = self.quantizer.represent_rows(sampled.rows(targets, rng), targets)
-            u, p, n = (ag.gather(z_rows, xp.arange(i * b, (i + 1) * b)) for i in range(3))
+            u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
         from ..comm import all_sum
         comm = self.comm
         margin = all_sum(ag.sum(u * (p - n), axis=1), comm)

@@ -99,7 +99,7 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         step(b % n_steps)
         times.append(time.perf_counter() - t0)
     step_seconds = statistics.median(times[2:])
-    millions = nnz / 1e6
+    millions = float(spec.split(":")[1]) if spec.startswith("synthetic:") else nnz / 1e6  # the nominal size
     if mode == "sampled" and millions <= whole_epoch_up_to:
         t0 = time.perf_counter()
         trainer.train_epoch()

@@ -240,3 +240,19 @@ def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
         rows = np.array([0, 5, 59, 60, 99])
         part = trainer.model.quantizer.represent_rows(ag.Tensor(z[rows]), rows).data
     assert np.allclose(part, whole[rows], atol=1e-6)
+
+
+def test_on_a_small_graph_sampled_training_ranks_as_well_as_the_full_graph(tmp_path):
+    """Test NDCG@20 of the two modes, same data, seed and defaults, converged by patience: the
+    sampled model within 3 standard errors of the test metric (its spread over users) of the
+    full-graph one — on this graph they measure 0.455 vs 0.446 (± 0.012)."""
+    from gnaq.trainer import TrainConfig, Trainer
+    data = make_synthetic(n_users=600, n_items=300, mean_degree=20, seed=0)
+    results = {}
+    for mode in ("full", "sampled"):
+        config = TrainConfig(dataset="synthetic", bits=32, dim=16, layers=2, batch_size=1024, epochs=40, patience=5,
+                             progress=False, propagation=mode, out=str(tmp_path / mode))
+        results[mode] = Trainer(config, data=data).fit()
+    full, sampled = results["full"], results["sampled"]
+    assert sampled["test_ndcg@20"] >= full["test_ndcg@20"] - 3 * full["test_ndcg@20_se"]
+    assert sampled["test_recall@20"] >= full["test_recall@20"] - 0.05

@@ -2,7 +2,8 @@
 
     python bench/mpi_model.py [--bandwidth-gbps 100] [--latency-us 5] [--out bench/results/mpi_model]
 
-Measured on this machine (synthetic 1 M interactions, bench/scale.py's graph, CLI defaults d = 64,
+Measured on this machine (--graph, default bench/scale.py's synthetic 16 M interactions — out of cache, as
+a large graph is; CLI defaults d = 64,
 L = 3, B = 8192; medians of 7 steps after 2): the full-graph step (its cost is per edge: c_e =
 step / nnz), the sampled step split into what W ranks divide (per column: the drift rows, the
 transposed product, Adam — ∝ d/W) and what each rank repeats (the random walks, drawn from the
@@ -38,13 +39,17 @@ USERS_PER_INTERACTION = 1 / 17.7  # bench/scale.py's synthetic graphs: nodes ≈
 PROCESSES = (1, 2, 4, 8, 16, 32, 64)
 
 
-def measure(steps: int = 7) -> dict:
+def duration(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 3600 else f"{seconds / 3600:,.1f} h"
+
+
+def measure(graph: str, steps: int = 7) -> dict:
     import numpy as np
     import scale
     from gnaq.sampled import walk_operator
     from gnaq.sampling import sample_bpr_epoch
     from gnaq.trainer import TrainConfig, Trainer
-    data = scale.load("synthetic:1")
+    data = scale.load(graph)
     out = {"nnz": data.train.nnz}
     for mode in ("full", "sampled"):
         trainer = Trainer(TrainConfig(bits=32, propagation=mode, progress=False, out=tempfile.mkdtemp()), data=data)
@@ -87,13 +92,15 @@ def main():
     parser.add_argument("--latency-us", type=float, default=5.0)
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--refreshes", type=int, default=8)
+    parser.add_argument("--graph", default="synthetic:16",
+                        help="where compute is measured (bench/scale.py's graphs; 16 M: out of cache, as at scale)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "mpi_model"))
     args = parser.parse_args()
-    m = measure()
+    m = measure(args.graph)
     bandwidth, latency, B = args.bandwidth_gbps * 1e9 / 8, args.latency_us * 1e-6, args.batch_size
     c_edge = m["full_step"] / m["nnz"]  # seconds a full-graph step spends per interaction
     refresh_per = m["refresh"] / m["nnz"]
-    lines = [f"Measured here (synthetic {m['nnz']:,} interactions): full-graph step {1000 * m['full_step']:.0f} ms; "
+    lines = [f"Measured here ({args.graph}, {m['nnz']:,} interactions): full-graph step {1000 * m['full_step']:.0f} ms; "
              f"sampled step {1000 * m['sampled_step']:.0f} ms = walks {1000 * m['walks']:.0f} ms (repeated on every rank) "
              f"+ {1000 * m['per_column']:.0f} ms per-column work (divided by W); refresh {1000 * m['refresh']:.0f} ms. "
              f"Network: {args.bandwidth_gbps:g} Gbit/s, {args.latency_us:g} µs; a step allreduces {4 * B + 4:,} bytes.", ""]
@@ -108,7 +115,7 @@ def main():
             base.setdefault("full", full)
             base.setdefault("sampled", sampled)
             nodes = nnz * USERS_PER_INTERACTION * 1.4
-            rows.append([w, f"{full / 3600:,.1f} h", f"{base['full'] / full:.1f}x", f"{sampled:,.0f} s",
+            rows.append([w, duration(full), f"{base['full'] / full:.1f}x", duration(sampled),
                          f"{base['sampled'] / sampled:.1f}x", f"{1000 * comm:.2f}",
                          f"{(5 * nodes * 64 * 4 / w + 20 * nnz) / 2**30:,.1f}"])
         lines += [f"### {name}", "", markdown_table(

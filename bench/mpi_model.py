@@ -5,15 +5,18 @@
 Measured on this machine (--graph, default bench/scale.py's synthetic 16 M interactions — out of cache, as
 a large graph is; CLI defaults d = 64,
 L = 3, B = 8192; medians of 7 steps after 2): the full-graph step (its cost is per edge: c_e =
-step / nnz), the sampled step split into what W ranks divide (per column: the drift rows, the
-transposed product, Adam — ∝ d/W) and what each rank repeats (the random walks, drawn from the
-shared seed: ∝ B·S·L, no d), and one full propagation (the sampled history's refresh, ∝ nnz·d/W).
+step / nnz), the sampled step split into its per-column work (the drift rows, the transposed product, Adam — ∝ d/W)
+and its random walks (∝ B·S·L, no d: divided among ranks by batch rows, then gathered), and one full
+propagation (the sampled history's refresh, ∝ nnz·d/W).
 
-Per step, a rank sends one allreduce of the batch's margins (4·B bytes) and one float; a ring
-allreduce of m bytes over W ranks takes 2(W−1)/W · m / bandwidth + 2(W−1) · latency. So
+Per step, a rank sends one allreduce of the batch's margins (4·B bytes) and one float — a ring
+allreduce of m bytes over W ranks takes 2(W−1)/W · m / bandwidth + 2(W−1) · latency — and, sampled,
+an allgather of the walk operator (8 bytes an entry, 13 entries a target, ≤ 3B targets: (W−1)/W · m /
+bandwidth + (W−1) · latency). So
 
     full:     epoch(W) = nnz/B · (c_e·nnz / W + allreduce(W))
-    sampled:  epoch(W) = nnz/B · (walks + per_column / W + allreduce(W)) + refreshes · propagate·nnz / W
+    sampled:  epoch(W) = nnz/B · ((walks + per_column) / W + allreduce(W) + allgather(W))
+                         + refreshes · propagate·nnz / W
 
 for amazon-book (2.4 M interactions), a 100 M-interaction graph and a 1 B-edge graph (500 M
 interactions, both directions). Memory a rank: parameters and Adam's moments (and the sampled
@@ -86,6 +89,10 @@ def allreduce_seconds(nbytes: float, w: int, bandwidth: float, latency: float) -
     return 0.0 if w == 1 else 2 * (w - 1) / w * nbytes / bandwidth + 2 * (w - 1) * latency
 
 
+def allgather_seconds(nbytes: float, w: int, bandwidth: float, latency: float) -> float:
+    return 0.0 if w == 1 else (w - 1) / w * nbytes / bandwidth + (w - 1) * latency
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bandwidth-gbps", type=float, default=100.0, help="network bandwidth, Gbit/s a link")
@@ -101,8 +108,8 @@ def main():
     c_edge = m["full_step"] / m["nnz"]  # seconds a full-graph step spends per interaction
     refresh_per = m["refresh"] / m["nnz"]
     lines = [f"Measured here ({args.graph}, {m['nnz']:,} interactions): full-graph step {1000 * m['full_step']:.0f} ms; "
-             f"sampled step {1000 * m['sampled_step']:.0f} ms = walks {1000 * m['walks']:.0f} ms (repeated on every rank) "
-             f"+ {1000 * m['per_column']:.0f} ms per-column work (divided by W); refresh {1000 * m['refresh']:.0f} ms. "
+             f"sampled step {1000 * m['sampled_step']:.0f} ms = walks {1000 * m['walks']:.0f} ms (divided by batch rows) "
+             f"+ {1000 * m['per_column']:.0f} ms per-column work (divided by columns); refresh {1000 * m['refresh']:.0f} ms. "
              f"Network: {args.bandwidth_gbps:g} Gbit/s, {args.latency_us:g} µs; a step allreduces {4 * B + 4:,} bytes.", ""]
     for name, nnz in GRAPHS.items():
         steps = nnz / B
@@ -111,15 +118,16 @@ def main():
         for w in PROCESSES:
             comm = allreduce_seconds(4 * B + 4, w, bandwidth, latency)
             full = steps * (c_edge * nnz / w + comm)
-            sampled = steps * (m["walks"] + m["per_column"] / w + comm) + args.refreshes * refresh_per * nnz / w
+            gather = allgather_seconds(3 * B * 13 * 8, w, bandwidth, latency)
+            sampled = steps * ((m["walks"] + m["per_column"]) / w + comm + gather) + args.refreshes * refresh_per * nnz / w
             base.setdefault("full", full)
             base.setdefault("sampled", sampled)
             nodes = nnz * USERS_PER_INTERACTION * 1.4
             rows.append([w, duration(full), f"{base['full'] / full:.1f}x", duration(sampled),
-                         f"{base['sampled'] / sampled:.1f}x", f"{1000 * comm:.2f}",
+                         f"{base['sampled'] / sampled:.1f}x", f"{1000 * comm:.2f} (+{1000 * gather:.2f})",
                          f"{(5 * nodes * 64 * 4 / w + 20 * nnz) / 2**30:,.1f}"])
         lines += [f"### {name}", "", markdown_table(
-            ["W", "full-graph epoch", "speed-up", "sampled epoch", "speed-up", "allreduce ms a step",
+            ["W", "full-graph epoch", "speed-up", "sampled epoch", "speed-up", "allreduce ms a step (+ sampled allgather)",
              "GiB a rank (sampled: params, Adam, history / W + graphs)"], rows), ""]
     text = "\n".join(lines)
     print(text)

@@ -9,7 +9,9 @@ communication; what spans a row is summed over ranks:
     l2 = Σ_r ½‖E_slice r‖² over the batch's rows            one float
 
 and everything after the sum is replicated, so ∂loss/∂(rank r's partial) is the same on every
-rank: the allreduce's backward is the identity. Evaluation and export gather the columns.
+rank: the allreduce's backward is the identity. Evaluation and export gather the columns. Sampled
+propagation's random walks are divided by batch rows: every rank draws the same uniforms, walks from
+its block of targets and the blocks are gathered (12 bytes a walk entry).
 
 Without mpi4py, or in one process, ``world()`` is a SingleProcess whose collectives are the
 identity, so the same code path runs everywhere.
@@ -36,6 +38,9 @@ class SingleProcess:
         return x
 
     def allgather_columns(self, x):
+        return x
+
+    def allgather_rows(self, x):
         return x
 
     def bcast(self, obj):
@@ -71,6 +76,14 @@ class MPICommunicator:
         self.comm.Allgather(x, out)
         self.bytes_sent += x.nbytes
         return np.concatenate(list(out), axis=1)
+
+    def allgather_rows(self, x):
+        """Equal-shaped (m, ...) blocks of every rank → (W·m, ...), rank r's block at r·m."""
+        x = np.ascontiguousarray(x)
+        out = np.empty((self.size,) + x.shape, dtype=x.dtype)
+        self.comm.Allgather(x, out)
+        self.bytes_sent += x.nbytes
+        return out.reshape((self.size * x.shape[0],) + x.shape[1:])
 
     def bcast(self, obj):
         return self.comm.bcast(obj, root=0)

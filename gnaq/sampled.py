@@ -62,16 +62,36 @@ def resolve_propagation(name: str, n_interactions: int) -> str:
 
 
 def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np.random.Generator,
-                  impl: str | None = None):
+                  impl: str | None = None, comm=None):
     """W_T as CSR (len(targets), N) float32, 1 + walks·L entries a row (repeats summed by products).
 
     indptr, indices: the binary bipartite adjacency A (N, N) CSR; degree: A's row sums (N,);
     weights: α₀ … α_L. One draw of (L, len(targets)·walks) uniforms; ``impl`` ``numba`` (default
     where it imports) or ``numpy`` (the vectorised twin): the same walks from the same draw.
+    ``comm`` (gnaq.comm, W ranks): every rank draws the same uniforms, walks from its own contiguous
+    block of targets and the blocks are gathered — the operator of one process, at 1/W of the walks.
     """
     targets = np.asarray(targets, dtype=indices.dtype)
     k, n_layers = len(targets), len(weights) - 1
     uniforms = rng.random((n_layers, k * walks))
+    width = 1 + walks * n_layers
+    if comm is not None and comm.size > 1:
+        block = -(-k // comm.size)
+        lo, hi = min(k, comm.rank * block), min(k, (comm.rank + 1) * block)
+        columns = np.zeros((block, width), dtype=indices.dtype)
+        values = np.zeros((block, width), dtype=np.float32)
+        columns[:hi - lo], values[:hi - lo] = walk_rows(indptr, indices, degree, targets[lo:hi], weights, walks,
+                                                        uniforms[:, lo * walks:hi * walks], impl)
+        columns, values = comm.allgather_rows(columns)[:k], comm.allgather_rows(values)[:k]
+    else:
+        columns, values = walk_rows(indptr, indices, degree, targets, weights, walks, uniforms, impl)
+    indptr_w = np.arange(k + 1, dtype=np.int64) * width
+    return scipy.sparse.csr_matrix((values.ravel(), columns.ravel(), indptr_w), shape=(k, len(degree)))
+
+
+def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, impl: str | None = None):
+    """(columns, values), each (len(targets), 1 + walks·L): walk_operator's rows from given uniforms."""
+    k, n_layers = len(targets), len(weights) - 1
     width = 1 + walks * n_layers
     weights = np.asarray(weights, dtype=np.float64)
     if (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numba":
@@ -93,8 +113,7 @@ def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np
             columns.append(current.reshape(k, walks))
             values.append(w.reshape(k, walks))
         columns, values = np.hstack(columns), np.hstack(values).astype(np.float32)
-    indptr_w = np.arange(k + 1, dtype=np.int64) * width
-    return scipy.sparse.csr_matrix((values.ravel(), columns.ravel(), indptr_w), shape=(k, len(degree)))
+    return columns, values
 
 
 if HAVE_NUMBA:
@@ -150,7 +169,7 @@ class SampledPropagation:
         from .backend import to_numpy
         from .spmm import spmm
         W = walk_operator(self.indptr, self.indices, self.degree, to_numpy(targets), self.model.layer_weights,
-                          self.walks, rng)
+                          self.walks, rng, comm=getattr(self.model, "comm", None))
         W = to_device(W, self.model.device)
         index = to_device(np.asarray(to_numpy(targets)), self.model.device)
         embedding = self.model.embedding

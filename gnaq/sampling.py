@@ -46,7 +46,9 @@ def sample_bpr_epoch(train, rng: np.random.Generator, by: str = "interactions", 
         raise ValueError(f"sampler {by!r} unknown; choose from {SAMPLERS}")
     n_users, n_items = train.shape
     degree = np.diff(train.indptr)
-    keys = np.repeat(np.arange(n_users, dtype=np.int64), degree) * n_items + train.indices  # sorted (CSR)
+    keys = None  # u·n_items + i, sorted (CSR): only where needed (8 bytes an interaction)
+    if by == "interactions" or not HAVE_NUMBA:
+        keys = np.repeat(np.arange(n_users, dtype=np.int64), degree) * n_items + train.indices
     if by == "interactions":
         order = rng.permutation(train.nnz)
         users, pos = keys[order] // n_items, train.indices[order].astype(np.int64)

@@ -33,3 +33,16 @@ def markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None (saying so) where matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        import sys
+        print("matplotlib not installed (pip install -e \".[bench]\"): no plot", file=sys.stderr)
+        return None
+    return plt

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import data_dir, markdown_table  # noqa: E402
+from _common import data_dir, markdown_table, pyplot  # noqa: E402
 
 
 def trained_model(folder: Path, data):
@@ -137,12 +137,8 @@ def main():
     out = ROOT / "bench" / "results" / f"frontier-{args.dataset}.md"
     out.write_text(text)
     print(text)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install matplotlib): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(8, 5))
     xs, ys = zip(*points)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import data_dir, markdown_table  # noqa: E402
+from _common import data_dir, markdown_table, pyplot  # noqa: E402
 
 USERS_PER_MILLION = 1e6 / 17.7  # training interactions a synthetic user gets, on average, at mean_degree 25
 
@@ -67,7 +67,6 @@ def csr_bytes(m) -> int:
 
 
 def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> dict:
-    import numpy as np
     from gnaq.sampling import sample_bpr_epoch
     from gnaq.trainer import TrainConfig, Trainer
     t0 = time.perf_counter()
@@ -163,12 +162,17 @@ def table(rows) -> str:
     return markdown_table(header, out)
 
 
+def synthetic_series(rows, mode) -> list:
+    """(interactions, epoch seconds) of ``mode`` on the synthetic graphs, by size."""
+    return sorted((r["interactions"], r["epoch_seconds"]) for r in rows
+                  if r["mode"] == mode and r["spec"].startswith("synthetic"))
+
+
 def growth(rows) -> str:
     """Epoch-time growth between consecutive synthetic sizes, per mode (the target: ≤ 5x for 4x)."""
     lines = []
     for mode in ("full", "sampled", "implicit"):
-        series = sorted((r["interactions"], r["epoch_seconds"]) for r in rows
-                        if r["mode"] == mode and r["spec"].startswith("synthetic"))
+        series = synthetic_series(rows, mode)
         for (n0, t0), (n1, t1) in zip(series, series[1:]):
             lines.append(f"- {mode}: {n0 / 1e6:.1f} M → {n1 / 1e6:.1f} M interactions ({n1 / n0:.1f}x): "
                          f"epoch {t1 / t0:.1f}x")
@@ -176,17 +180,12 @@ def growth(rows) -> str:
 
 
 def plot(rows, path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for mode, style in (("full", "o-"), ("sampled", "s-"), ("implicit", "^--")):
-        pts = sorted((r["interactions"], r["epoch_seconds"]) for r in rows
-                     if r["mode"] == mode and r["spec"].startswith("synthetic"))
+        pts = synthetic_series(rows, mode)
         if pts:
             ax.loglog(*zip(*pts), style, label={"full": "gnaq full graph", "sampled": "gnaq sampled",
                                                  "implicit": "implicit BPR (floor)"}[mode])

@@ -8,7 +8,7 @@ For the target rows T of a batch (its users, positives and negatives, repeats ke
 
     z_T ≈ Z̄_T + W_T (E⁽⁰⁾ − H)
 
-H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ``refresh_every`` steps —
+H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ⌈steps/refreshes⌉ steps (the trainer's --refreshes) —
 and Z̄ = P H (one full propagation: L sparse products). W_T (|T|, N) estimates P's rows T without
 bias from S uniform random walks of length L out of each target t, v_l^s the l-th node of walk s
 (stratified at the first step: walk s draws its first neighbour uniformly from the s-th of S equal
@@ -147,14 +147,13 @@ class SampledPropagation:
     """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` recomputes
     the history H, Z̄ = P H from the model's current E⁽⁰⁾."""
 
-    def __init__(self, model, train, walks: int = 4, refresh_every: int = 0):
+    def __init__(self, model, train, walks: int = 4):
         if walks < 1:
             raise ValueError(f"--walks must be ≥ 1, got {walks}")
         A = bipartite_adjacency(train)
         self.indptr, self.indices = A.indptr.astype(np.int64), A.indices  # int32 indices: 4 bytes an edge
         self.degree = np.diff(self.indptr)
         self.model, self.walks = model, int(walks)
-        self.refresh_every = int(refresh_every)  # steps between refreshes within an epoch (0: epoch starts only)
         self.history = self.mean = None
 
     def refresh(self) -> None:

@@ -116,7 +116,7 @@ def sum_row_parts(parts, n_rows: int, impl: str | None = None):
             else:
                 rows.append(a)
                 values.append(b)
-        return coalesce_rows(xp.concatenate(rows), xp.concatenate(values), n_rows, impl="numpy")
+        return coalesce_rows(xp.concatenate(rows), xp.concatenate(values))
     slot = np.full(n_rows, -1, dtype=np.int64)
     order = np.empty(sum(len(a.indices) if scipy_sparse_like(a) else len(a) for a, _ in parts), dtype=np.int64)
     count = 0
@@ -140,7 +140,7 @@ def scipy_sparse_like(a) -> bool:
     return hasattr(a, "indptr")
 
 
-def coalesce_rows(rows, values, n_rows: int | None = None, impl: str = "numpy"):
+def coalesce_rows(rows, values):
     """(unique rows ascending (u,), summed values (u, d)) of row-sparse pairs rows (k,), values (k, d):
     np.unique + np.add.at (cupy's on the GPU), sum_row_parts's oracle."""
     xp = np if not is_cupy_array(values) else __import__("cupy")

@@ -106,7 +106,7 @@ def test_row_sparse_sums_match_the_dense_oracle(impl):
     np.add.at(dense, rows[:7], values[:7])
     assert len(set(unique)) == len(unique) and set(unique) == set(rows) | set(W.indices)
     assert np.allclose(summed, dense[unique], atol=1e-5)
-    r2, v2 = coalesce_rows(rows, values, 50)
+    r2, v2 = coalesce_rows(rows, values)
     assert np.array_equal(r2, np.unique(rows)) and np.allclose(v2, np.asarray(np.add.reduceat(
         values[np.argsort(rows, kind="stable")], np.searchsorted(np.sort(rows), r2))), atol=1e-5)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import autograd as ag
 from ..backend import array_module, to_device
+from ..comm import SingleProcess, all_sum
 
 
 def initial_table(n: int, dim: int, seed: int, std: float = 0.1, dtype=np.float32) -> np.ndarray:
@@ -36,7 +37,6 @@ class LightGCN:
         self.n_users, self.n_items = n_users, n_items
         self.dim, self.n_layers, self.device = dim, n_layers, device
         self.norm_adj = norm_adj
-        from ..comm import SingleProcess
         self.comm = comm or SingleProcess()
         if init_embedding is None:
             init = initial_table(n_users + n_items, dim, seed, init_std, dtype)
@@ -94,7 +94,6 @@ class LightGCN:
             where = where.ravel()
             z_rows = self.quantizer.represent_rows(sampled.rows(targets, rng), targets)
             u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
-        from ..comm import all_sum
         comm = self.comm
         margin = all_sum(ag.sum(u * (p - n), axis=1), comm)
         bpr = -ag.mean(ag.log_sigmoid(margin))

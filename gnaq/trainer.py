@@ -309,7 +309,8 @@ class Trainer:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
         if self.comm.size > 1:
-            arrays = {k: self.comm.allgather_columns(v) if self._is_sliced(v) else v for k, v in arrays.items()}
+            width = self.columns.stop - self.columns.start
+            arrays = {k: self.comm.allgather_columns(v) if self._is_table(v, width) else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
@@ -319,18 +320,17 @@ class Trainer:
         if self.comm.is_root:
             save_checkpoint(self._path(name), arrays, meta)
 
-    def _is_sliced(self, array) -> bool:
-        n = self.data.n_users + self.data.n_items
-        return getattr(array, "ndim", 0) == 2 and array.shape == (n, self.columns.stop - self.columns.start)
+    def _is_table(self, array, width: int) -> bool:
+        """Whether ``array`` is a per-node table of ``width`` columns (E⁽⁰⁾, Adam's moments): what is sliced."""
+        return getattr(array, "ndim", 0) == 2 and array.shape == (self.data.n_users + self.data.n_items, width)
 
     def _read(self, path):
         """A checkpoint's (arrays, meta), read by rank 0 and sent to every rank, each keeping its columns."""
         if self.comm.size == 1:
             return load_checkpoint(path)
         arrays, meta = self.comm.bcast(load_checkpoint(path) if self.comm.is_root else None)
-        n = self.data.n_users + self.data.n_items
-        return {k: np.ascontiguousarray(v[:, self.columns]) if getattr(v, "ndim", 0) == 2 and v.shape == (n, self.config.dim)
-                else v for k, v in arrays.items()}, meta
+        return {k: np.ascontiguousarray(v[:, self.columns]) if self._is_table(v, self.config.dim) else v
+                for k, v in arrays.items()}, meta
 
     def restore(self, path) -> None:
         arrays, meta = self._read(path)

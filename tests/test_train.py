@@ -132,6 +132,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("GNAQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GNAQ_DATA_DIR", raising=False)  # (the lookup falls back to it after --data-dir)
     monkeypatch.setattr("gnaq.data.registry.download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(SystemExit) as info:
         raise SystemExit(train_cli.main(argv + ["--quiet"]))
@@ -254,10 +255,13 @@ def test_auto_warmup_quantizes_from_the_best_full_precision_epoch(tmp_path):
     assert all(line["quantized"] for line in lines[switch:])
 
 
-@pytest.mark.parametrize("options", [[], ["--quant-option", "quantize=z", "--quant-option", "transform=klt"]],
-                         ids=["layer0", "klt"])
+@pytest.mark.parametrize("options", [[], ["--quant-option", "quantize=z", "--quant-option", "transform=klt"],
+                                     ["--quantizer", "pq", "--quant-option", "rotation=adaptive",
+                                      "--quant-option", "subspaces=5", "--quant-option", "code_bits=4"]],
+                         ids=["layer0", "klt", "pq"])
 def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, options):
-    """klt: the axes are fitted when quantization starts and travel with the checkpoint."""
+    """klt: the axes are fitted when quantization starts and travel with the checkpoint; pq: so do its
+    rotation, subspaces, codebooks and assignments."""
     args = FAST + ["--bits", "2", "--epochs", "9", "--patience", "2", "--lr", "0.05"] + options
     assert train_cli.main(args + ["--out", str(tmp_path / "full")]) == 0
     full = read_lines(tmp_path / "full" / "metrics.jsonl")

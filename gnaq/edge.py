@@ -27,6 +27,17 @@ group g is one LSB-first bitstream with column k at stream bits Σ_{k'<k} b^g_k'
 bytes (rows back to back), and the code c of column k is worth sₙ·m^g_k·(c + ½ − 2^(b^g_k−1))
 (0 where b^g_k = 0).
 
+Format 6 may code the node scales (gnaq's ``scale_bits``): header "scale_levels" L (2-256), section
+scale_table (L float32) and user_scale_index/item_scale_index (one byte a node, < L) in place of
+user_scales/item_scales; node n's scale is scale_table[index[n]] (1 group). Format 6 also adds kind
+"codebook" (product quantization, ``--quantizer pq``): header "subspace_dims" [p_1 … p_M] (Σ ≤ dim;
+columns past Σ are 0), "codebooks" C (1: shared, 2: users' then items'), "bits" b (1-8, K = 2^b);
+sections user_codes/item_codes (rows of ⌈M·b/8⌉ bytes, M indices LSB-first), codewords (int8:
+codebook c, subspace m, codeword k at byte K·(c·Σp + Σ_{m'<m} p_m') + k·p_m, p_m values) and
+codeword_scales (C·M float32, t^c_m at c·M + m). Row r of codebook c is [t^c_m · q^c_m[a_rm]]ₘ and
+    ŷᵤᵢ = Σₘ Tₘ[aᵢₘ]·(t⁰_m t^{C−1}_m),   Tₘ[k] = ⟨q⁰_m[aᵤₘ], q^{C−1}_m[k]⟩ (integers)
+— M look-ups an item, summed over m in order from 0.0 on every backend (bit-identical).
+
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
 layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices
 (uint32) hold the training interactions. At load the reader runs LightGCN's propagation once,
@@ -60,8 +71,10 @@ except ImportError:  # MicroPython: binascii has it
     from binascii import crc32
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 5  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
-# widths and steps, 5 the items' Gram matrix for fold-in; files are written with the oldest version that reads them
+FORMAT_VERSION = 6  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
+# widths and steps, 5 the items' Gram matrix for fold-in, 6 kind "codebook" (product quantization) and
+# coded node scales (a table of "scale_levels" floats, one byte a node);
+# files are written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
 
@@ -117,14 +130,14 @@ def _read(path):
     return header, {name: view[base + offset: base + offset + size] for name, (offset, size) in spans.items()}
 
 
-KINDS = ("float", "quantized", "propagate")
+KINDS = ("float", "quantized", "propagate", "codebook")
 MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
 MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| ≤ D·64²·255² (int64 where ≥ 2^31)
 MAX_LAYERS = 64
-HEADER_FIELDS = ("bits", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups", "item_ids",
-                 "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users", "quantizer",
-                 "sections", "user_ids", "user_labels", "widths")
+HEADER_FIELDS = ("bits", "codebooks", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups",
+                 "item_ids", "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users",
+                 "quantizer", "scale_levels", "sections", "subspace_dims", "user_ids", "user_labels", "widths")
 FOLD_IN_NEGATIVES = 100.0  # w of fold_in: the total weight of "every item scores 0" (bench/results/foldin.md)
 FOLD_IN_RIDGE = 3.0  # λ of fold_in, relative to the mean squared item norm
 
@@ -150,6 +163,8 @@ def _validate_header(path, version, header, data_bytes):
         refuse(f"header field 'kind' is {kind!r}; expected one of {KINDS}")
     if kind == "propagate" and version < 2:
         refuse("kind 'propagate' needs format version 2")
+    if kind == "codebook" and version < 6:
+        refuse("kind 'codebook' needs format version 6")
     for field in header:  # every field is checked, also where this kind does not use it
         if field not in HEADER_FIELDS:
             refuse(f"unknown header field {field!r} (this reader knows {', '.join(sorted(HEADER_FIELDS))})")
@@ -173,7 +188,7 @@ def _validate_header(path, version, header, data_bytes):
     if name is not None and (not isinstance(name, str) or len(name) > 64):
         refuse(f"header field 'quantizer' is {name!r}; expected a name (a string of at most 64 characters)")
     offset, b = header.get("level_offset"), header.get("bits")
-    if offset is not None and (kind == "float" or not isinstance(offset, (int, float)) or isinstance(offset, bool)
+    if offset is not None and (kind in ("float", "codebook") or not isinstance(offset, (int, float)) or isinstance(offset, bool)
                                or not (_integer(b) and 1 <= b <= MAX_COLUMN_BITS) or offset != 0.5 - 2 ** (b - 1)
                                or "widths" in header or "column_widths" in header):
         refuse(f"header field 'level_offset' is {offset!r}; a uniform quantized file gives 0.5 − 2^(bits−1)")
@@ -190,6 +205,21 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"header field 'groups' is {groups!r}; a float model has 1")
         row_bytes = 4 * dim
         sizes = {"user_float": n_users * row_bytes, "item_float": n_items * row_bytes}
+    elif kind == "codebook":  # M indices of b bits a row; C codebooks of 2^b int8 codewords of p_m per subspace
+        dims, C = header.get("subspace_dims"), header.get("codebooks")
+        if (not isinstance(dims, list) or not 1 <= len(dims) <= dim or not all(_integer(p) and p >= 1 for p in dims)
+                or sum(dims) > dim):
+            refuse(f"header field 'subspace_dims' is {dims!r}; expected 1 to dim ({dim}) integers ≥ 1 summing to at most dim")
+        M = len(dims)
+        if not _integer(C) or C not in (1, 2):
+            refuse(f"header field 'codebooks' is {C!r}; expected 1 (shared) or 2 (users', items')")
+        if not _integer(bits) or not 1 <= bits <= MAX_COLUMN_BITS:
+            refuse(f"header field 'bits' is {bits!r}; a codebook file's index width is 1 to {MAX_COLUMN_BITS}")
+        if groups != 1 or isinstance(groups, bool) or "widths" in header or "column_widths" in header:
+            refuse("a codebook file has 1 group and no 'widths' or 'column_widths'")
+        row_bytes = _row_bytes(M, bits)
+        sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
+                 "codewords": C * (1 << bits) * sum(dims), "codeword_scales": 4 * C * M}
     else:
         allowed = range(1, MAX_COLUMN_BITS + 1) if "column_widths" in header else PACK_BITS  # (the widest column)
         if not _integer(bits) or bits not in allowed:
@@ -199,6 +229,18 @@ def _validate_header(path, version, header, data_bytes):
         row_bytes = _row_bytes(dim, bits)
         sizes = {"user_codes": n_users * row_bytes, "item_codes": n_items * row_bytes,
                  "user_scales": 4 * n_users * groups, "item_scales": 4 * n_items * groups}
+    levels = header.get("scale_levels")
+    if levels is not None:  # coded scales: a table of L float32 and one byte a node in place of G floats
+        if not _integer(levels) or not 2 <= levels <= 256 or kind != "quantized" or groups != 1 or version < 6:
+            refuse(f"header field 'scale_levels' is {levels!r}; coded scales are 2 to 256 levels of a version-6 "
+                   "'quantized' file with 1 group")
+        for side, n in (("user", n_users), ("item", n_items)):
+            del sizes[f"{side}_scales"]
+            sizes[f"{side}_scale_index"] = n
+        sizes["scale_table"] = 4 * levels
+    for field in ("subspace_dims", "codebooks"):
+        if field in header and kind != "codebook":
+            refuse(f"header field {field!r} belongs to kind 'codebook', not {kind!r}")
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
     columns, steps = header.get("column_widths"), header.get("column_steps")
     if columns is not None or steps is not None:
@@ -301,6 +343,21 @@ def _check_csr(path, name, indptr, indices, n_cols):
         raise EdgeFormatError(f"{path}: section '{name}_indices' holds an item index ≥ n_items ({n_cols})")
 
 
+def _read_scales(path, header, sections, side):
+    """One side's node scales (float32 values): the SIDE_scales section, or, coded ("scale_levels"),
+    scale_table[i] for each node's byte i of SIDE_scale_index; checked finite and in the table."""
+    if "scale_levels" not in header:
+        values = _typed(sections[f"{side}_scales"], "f")
+        _check_finite(path, f"{side}_scales", values)
+        return values
+    table = _typed(sections["scale_table"], "f")
+    _check_finite(path, "scale_table", table)
+    index = bytes(sections[f"{side}_scale_index"])
+    if index and max(index) >= len(table):
+        raise EdgeFormatError(f"{path}: section '{side}_scale_index' names a level beyond 'scale_levels' ({len(table)})")
+    return array.array("f", [table[i] for i in index])
+
+
 def _check_finite(path, name, values):
     if not all(v - v == 0 for v in values):  # false for nan and ±inf
         raise EdgeFormatError(f"{path}: section {name!r} holds a non-finite value")
@@ -329,9 +386,7 @@ class EdgeModel:
             if len(index) != n:
                 raise EdgeFormatError(f"{self.path}: section '{side}_ids' repeats an id")
         if self.kind in ("quantized", "propagate"):
-            scales = {side: _typed(sections[f"{side}_scales"], "f") for side in ("user", "item")}
-            for side, values in scales.items():
-                _check_finite(self.path, f"{side}_scales", values)
+            scales = {side: _read_scales(self.path, h, sections, side) for side in ("user", "item")}
         # transform coding (format 4): per node group g, column k at column_widths[g][k] bits, step column_steps[g][k]
         self.column_widths, self.column_steps = h.get("column_widths"), h.get("column_steps")
         # a row's kind: its width (uniform, mixed widths) or its node group (column files)
@@ -347,6 +402,15 @@ class EdgeModel:
             self.user_scales, self.item_scales = list(scales["user"]), list(scales["item"])
         elif self.kind == "propagate":
             self.user_float, self.item_float = self._propagate(sections, scales)
+        elif self.kind == "codebook":
+            self.subspace_dims, self.codebooks = h["subspace_dims"], h["codebooks"]
+            self.subspaces = len(self.subspace_dims)
+            self.subspace_starts = [sum(self.subspace_dims[:m]) for m in range(self.subspaces + 1)]
+            self.row_bytes = _row_bytes(self.subspaces, self.bits)
+            self.user_codes, self.item_codes = bytes(sections["user_codes"]), bytes(sections["item_codes"])
+            self.codewords = _typed(sections["codewords"], "b")  # codebook c, subspace m, codeword k, column j
+            self.codeword_scales = list(_typed(sections["codeword_scales"], "f"))  # t^c_m at c·M + m
+            _check_finite(self.path, "codeword_scales", self.codeword_scales)
         else:
             self.user_float = _typed(sections["user_float"], "f")
             self.item_float = _typed(sections["item_float"], "f")
@@ -524,6 +588,12 @@ class EdgeModel:
         """Row r of one side as dim floats: the float row, or the dequantized codes
         s_g·m_k·aₖ/2 (m_k = 1 without column steps, 0 at 0 bits). Pure Python, one row."""
         d = self.dim
+        if self.kind == "codebook":
+            words, weights = self._codebook_row(side, r)
+            out = []
+            for m, p in enumerate(self.subspace_dims):
+                out.extend(weights[m] * q for q in words[self.subspace_starts[m]:self.subspace_starts[m + 1]])
+            return out + [0.0] * (d - len(out))  # (columns past Σ p_m are not coded)
         if self.kind != "quantized":
             return [float(v) for v in getattr(self, side + "_float")[r * d:(r + 1) * d]]
         keys = getattr(self, side + "_width")
@@ -566,11 +636,65 @@ class EdgeModel:
             tables.append(table)
         return tables, consts
 
+    # ---- kind "codebook": M codeword indices a row ------------------------------------------
+    def _codeword(self, c, m, k):
+        """Codeword k of subspace m in codebook c: p_m ints in [−128, 127], at byte
+        K·(c·Σp + Σ_{m'<m} p_m') + k·p_m of the codewords section (K = 2^bits)."""
+        K, p, starts = 1 << self.bits, self.subspace_dims[m], self.subspace_starts
+        start = K * (c * starts[-1] + starts[m]) + k * p
+        return self.codewords[start:start + p]
+
+    def _codebook_row(self, side, r):
+        """(the Σp_m ints of row r's codewords, subspace by subspace; its codebook's M scales t^c_m):
+        the row is z = [t^c_m · q^c_m[a_m]]ₘ (then 0s), c = 0 for users, the last codebook for items."""
+        c = 0 if side == "user" else self.codebooks - 1
+        M = self.subspaces
+        index = _unpack_at(getattr(self, side + "_codes"), r * self.row_bytes, M, self.bits)
+        words = []
+        for m in range(M):
+            words.extend(self._codeword(c, m, index[m]))
+        return words, self.codeword_scales[c * M:(c + 1) * M]
+
+    def _codebook_tables(self, vector, weights):
+        """(T, w): T[m][k] = Σⱼ v_{m·p+j}·q^I_m[k][j] (j ascending) over the items' codebook I, and
+        w[m] = weights[m]·t^I_m, so item i scores Σₘ T[m][aᵢₘ]·w[m] (m ascending, from 0.0).
+        A user's codeword ints with its scales t^U_m give integer tables: exact on every path."""
+        M, K = self.subspaces, 1 << self.bits
+        items = self.codebooks - 1
+        tables = []
+        for m in range(M):
+            v = vector[self.subspace_starts[m]:self.subspace_starts[m + 1]]
+            row = []
+            for k in range(K):
+                total = 0
+                for a, q in zip(v, self._codeword(items, m, k)):
+                    total += a * q
+                row.append(total)
+            tables.append(row)
+        return tables, [weights[m] * self.codeword_scales[items * M + m] for m in range(M)]
+
+    def _codebook_scores(self, vector, weights):
+        """Σₘ T[m][aᵢₘ]·w[m] for every item (``_codebook_tables``): M look-ups an item."""
+        if self.backend != "python":  # (numba: the numpy gathers; M of them per query)
+            return _fast("numpy").codebook_scores(self, vector, weights)
+        tables, w = self._codebook_tables(vector, weights)
+        M, b, rb, codes = self.subspaces, self.bits, self.row_bytes, self.item_codes
+        out = [0.0] * self.n_items
+        for i in range(self.n_items):
+            index = codes[i * rb:(i + 1) * rb] if b == 8 else _unpack_at(codes, i * rb, M, b)
+            score = 0.0
+            for m in range(M):
+                score += tables[m][index[m]] * w[m]
+            out[i] = score
+        return out
+
     # ---- scoring -----------------------------------------------------------------------
     def _scores_all(self, u):
         """Scores of user row u against every item, as a list (python) or numpy array."""
         if self.kind in ("float", "propagate"):
             return self._float_scores(u)
+        if self.kind == "codebook":
+            return self._codebook_scores(*self._codebook_row("user", u))
         a_user, user_quarter = self._user_terms(u)
         if self.backend == "numba":
             return _fast("numba").scores(self, a_user, user_quarter)
@@ -612,6 +736,8 @@ class EdgeModel:
         """z·zᵢ for every item i, z a list of dim floats. Quantized files score in the packed domain
         with float tables (the user's a replaced by z, ¼sᵤ by ½: zᵢₖ = ½sᵢ·m_k·aᵢₖ); the numba
         backend uses the numpy path here (its kernel sums integers)."""
+        if self.kind == "codebook":
+            return self._codebook_scores(z, [1.0] * self.subspaces)
         if self.kind == "quantized":
             if self.backend == "python":
                 return self._scores_python(z, [0.5] * self.groups)

@@ -17,7 +17,16 @@ except ImportError:  # copied beside edge.py on a device
 def cached(model):
     """The file's item codes (per width or node group) and scales as numpy arrays, built once."""
     if model._np_cache is None:
-        if model.kind in ("float", "propagate"):
+        if model.kind == "codebook":  # indices (n, M) per side; codewords: per subspace (C, K, p_m) int64
+            M, b, K, starts = model.subspaces, model.bits, 1 << model.bits, model.subspace_starts
+            model._np_cache = {
+                side: unpack(np.frombuffer(getattr(model, side + "_codes"), dtype=np.uint8).reshape(n, model.row_bytes),
+                             M, b).astype(np.int64)
+                for side, n in (("user", model.n_users), ("item", model.n_items))}
+            words = np.asarray(model.codewords, dtype=np.int64).reshape(model.codebooks, K * starts[-1])
+            model._np_cache["codewords"] = [words[:, K * starts[m]:K * starts[m + 1]].reshape(model.codebooks, K, -1)
+                                            for m in range(M)]
+        elif model.kind in ("float", "propagate"):
             model._np_cache = {  # (array.array 'f' or 'd', native byte order)
                 "items": np.asarray(model.item_float).reshape(model.n_items, model.dim),
                 "users": np.asarray(model.user_float).reshape(model.n_users, model.dim)}
@@ -71,8 +80,43 @@ def scores(model, a_user, user_quarter):
     return out
 
 
+def codebook_scores(model, vector, weights):
+    """EdgeModel._codebook_scores' twin: the tables T (M, K) by numpy (ints: exact; floats: summed
+    over j ascending as the pure-Python loop does), then Σₘ T[m][aᵢₘ]·w[m] for all items at once."""
+    arrays = cached(model)
+    M, starts, v = model.subspaces, model.subspace_starts, np.asarray(vector)
+    tables = []
+    for m, words in enumerate(arrays["codewords"]):
+        items, part = words[-1], v[starts[m]:starts[m + 1]]
+        if v.dtype.kind in "iu":
+            tables.append(items @ part.astype(np.int64))
+        else:
+            total = np.zeros(len(items))
+            for j in range(items.shape[1]):
+                total += float(part[j]) * items[:, j]
+            tables.append(total)
+    w = [weights[m] * model.codeword_scales[(model.codebooks - 1) * M + m] for m in range(M)]
+    codes, out = arrays["item"], np.zeros(model.n_items)
+    for m in range(M):
+        out += tables[m][codes[:, m]] * w[m]
+    return out
+
+
+def codebook_vectors(model, side):
+    """(n, dim) float64 rows t^c_m·q^c_m[aₘ] of one side of a codebook file (``_vector``'s twin)."""
+    arrays = cached(model)
+    c, codes, M = 0 if side == "user" else model.codebooks - 1, arrays[side], model.subspaces
+    t = model.codeword_scales[c * M:(c + 1) * M]
+    out = np.zeros((len(codes), model.dim))
+    for m, words in enumerate(arrays["codewords"]):
+        out[:, model.subspace_starts[m]:model.subspace_starts[m + 1]] = t[m] * words[c][codes[:, m]]
+    return out
+
+
 def item_vectors(model):
     """(n_items, dim) float64 numpy array of the scored item vectors (dequantized: s·a/2). Needs numpy."""
+    if model.kind == "codebook":
+        return codebook_vectors(model, "item")
     if model.kind in ("float", "propagate"):
         return cached(model)["items"].astype(np.float64)
     scales = np.repeat(cached(model)["scales"], model.dim // model.groups, axis=1)
@@ -81,6 +125,8 @@ def item_vectors(model):
 
 def user_vectors(model):
     """(n_users, dim) float64 numpy array of the users' z (dequantized as ``user_vector``). Needs numpy."""
+    if model.kind == "codebook":
+        return codebook_vectors(model, "user")
     if model.kind in ("float", "propagate"):
         return cached(model)["users"].astype(np.float64)
     if model.n_users == 0:

@@ -78,8 +78,8 @@ class StreamedItems(edge.EdgeModel):
             self.column_widths, self.column_steps = h.get("column_widths"), h.get("column_steps")
             self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
             self.row_bytes = self._layout(self.row_keys[0])[2]
-            self.item_scales = edge._typed(section("item_scales"), "f")
-            edge._check_finite(self.path, "item_scales", self.item_scales)
+            names = ("item_scales",) if "scale_levels" not in h else ("scale_table", "item_scale_index")
+            self.item_scales = edge._read_scales(self.path, h, {name: section(name) for name in names}, "item")
             self._labels = h.get("item_labels") or (None if h.get("item_ids") == "range" else
                                                     list(edge._typed(section("item_ids"), "q")))
             self._item_index = None if self._labels is None else {raw: i for i, raw in enumerate(self._labels)}

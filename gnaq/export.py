@@ -31,7 +31,7 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
     if not model.quantizer.exportable:
         raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: the format stores "
                          "a quantized z (codes and per-node scales) and this model's scores need more")
-    exported = {k: to_numpy(v) for k, v in model.quantizer.export().items()}
+    exported = {k: v if isinstance(v, list) else to_numpy(v) for k, v in model.quantizer.export().items()}
     n_users = model.n_users
     header = {"n_users": n_users, "n_items": model.n_items, "layers": model.n_layers,
               "layer_weights": model.layer_weights, "quantizer": model.quantizer.name,
@@ -42,6 +42,14 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
         z = exported["float"].astype("<f4")
         header.update(kind="float", dim=z.shape[1], bits=32, groups=1)
         sections["user_float"], sections["item_float"] = z[:n_users].tobytes(), z[n_users:].tobytes()
+    elif "pq_codes" in exported:  # product quantization (format 6): M indices a row, int8 codewords
+        codes, words, bits = exported["pq_codes"], exported["codewords"], int(exported["code_bits"])
+        C, M = len(words[0]), len(words)
+        header.update(kind="codebook", dim=model.dim, bits=bits, subspace_dims=[w.shape[2] for w in words], codebooks=C)
+        packed = pack_columns(codes, np.full(M, bits))
+        sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
+        sections["codewords"] = b"".join(w[c].astype(np.int8).tobytes() for c in range(C) for w in words)
+        sections["codeword_scales"] = exported["codeword_scales"].astype("<f4").tobytes()
     else:
         if "column_widths" in exported:  # transform coding: 'bits' is the widest column, any of 1-8
             bits = int(np.max(exported["column_widths"]))
@@ -76,7 +84,13 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
         else:
             packed = pack(codes, bits)
             sections["user_codes"], sections["item_codes"] = packed[:n_users].tobytes(), packed[n_users:].tobytes()
-        sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
+        if "scale_table" in exported:  # coded scales (format 6): a table of levels, one byte a node
+            index = np.asarray(exported["scale_index"], dtype=np.uint8)
+            header["scale_levels"] = len(exported["scale_table"])
+            sections["user_scale_index"], sections["item_scale_index"] = index[:n_users].tobytes(), index[n_users:].tobytes()
+            sections["scale_table"] = np.asarray(exported["scale_table"]).astype("<f4").tobytes()
+        else:
+            sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
     if deploys == "layer0":  # the device propagates the stored Ê⁽⁰⁾ over the training graph
         sections.update(csr_sections("graph", data.train, compact))
     for side, ids in (("user", np.asarray(data.user_ids)), ("item", np.asarray(data.item_ids))):
@@ -171,10 +185,10 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 6: kind "codebook"; format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    version = (5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
+    version = (6 if header.get("kind") == "codebook" or "scale_levels" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
                else 2 if header.get("kind") == "propagate" else 1)
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
@@ -193,7 +207,8 @@ def export_model(model, data, path, history: bool = True, compact: bool = True, 
         path.write(blob)
     else:
         atomic_write_bytes(str(path), lambda f: f.write(blob))
-    embedding = sum(len(v) for k, v in sections.items() if k.split("_", 1)[1] in ("codes", "scales", "float"))
+    embedding = sum(len(v) for k, v in sections.items()
+                    if k.startswith(("codeword", "scale_")) or k.split("_", 1)[1] in ("codes", "scales", "scale_index", "float"))
     graph = sum(len(v) for k, v in sections.items() if k.startswith("graph_"))
     return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
             "embedding_bytes": embedding, "graph_bytes": graph,

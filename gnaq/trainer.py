@@ -95,7 +95,7 @@ class TrainConfig:
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
         # its best epoch; nothing to warm up when the run starts from a trained model
         self.quant_options = dict(self.quant_options)
-        if self.quantizer in ("gnaq", "gnaq-official") and self.bits != 32 and not self.init_from:
+        if self.quantizer in ("gnaq", "gnaq-official", "pq") and self.bits != 32 and not self.init_from:
             self.quant_options.setdefault("warmup", "auto")
         # gnaq's default deployment, the frontier's choice (bench/results/frontier-ml-1m.md): a graph-free
         # file, transform coded, the busiest 25% of users and items at bits + 1 a value (the average stays

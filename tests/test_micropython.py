@@ -27,7 +27,10 @@ HERE = Path(__file__).parent / "micropython"
 KINDS = [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
          ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}), ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
          ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
-         ("klt1", "gnaq", 1, {**Z, "transform": "klt"}), ("b8", "gnaq", 8, Z)]
+         ("klt1", "gnaq", 1, {**Z, "transform": "klt"}), ("b8", "gnaq", 8, Z), ("pq", "pq", 2, {}),
+         ("pq-shared", "pq", 1, {"code_bits": 4, "codebooks": "shared"}),
+         ("pq-adaptive", "pq", 2, {"subspaces": 5, "code_bits": 4, "rotation": "adaptive"}),
+         ("coded", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8, "average_bits": 1.75})]
 
 
 def run_micropython(mjs, code, folders, heap=8 << 20, tmp_path=None):
@@ -72,7 +75,8 @@ def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micro
                                 {lib: "/lib", models: "/models"}, tmp_path=tmp_path)
     on_desktop = run_cpython_pure(f"sys.path.insert(0, {str(lib)!r})\n" + body.format(models=str(models)), tmp_path)
     lines = on_device.splitlines()
-    streamed = sum(2 for _, _, bits, options in KINDS if bits != 32 and options.get("quantize") != "layer0")
+    streamed = sum(2 for _, name, bits, options in KINDS  # (edge_stream reads kind "quantized" only)
+                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq")
     assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + streamed  # per file: 3 users × 2, 2 similar, 1 fold-in
     assert sum(" streamed " in line for line in lines) == streamed
     assert {line.split()[0] for line in lines} == {p.name for p in models.glob("*.gnaq")}

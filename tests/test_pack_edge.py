@@ -103,7 +103,11 @@ Z = {"quantize": "z"}
     ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3}),
     ("gnaq", 1, {**Z, "transform": "klt", "busy_share": 0.3, "busy_bits": 3}),
     ("gnaq", 4, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 8}),  # int64 sums in numba
-    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 5})])  # 'bits' (the widest column) 6
+    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 5}),  # 'bits' (the widest column) 6
+    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3, "scale_bits": 8}),
+    ("gnaq", 2, {**Z, "transform": "auto", "scale_bits": 4, "average_bits": 1.5}),
+    ("pq", 2, {}), ("pq", 2, {"subspaces": 8, "code_bits": 3}), ("pq", 2, {"subspaces": 5, "rotation": "adaptive"}), ("pq", 1, {"code_bits": 4, "codebooks": "shared",
+                                                                            "rotation": "balanced"})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
     model = make_model(data, quantizer, bits, **options)
     path = tmp_path / "m.gnaq"
@@ -311,15 +315,17 @@ def test_recommend_cli(data, tmp_path, capsys):
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
-    """Thousands of seeded variants of six real files (quantized, propagate, float, mixed widths
-    graph-free and layer-0, column widths), under a
+    """Thousands of seeded variants of eight real files (quantized, propagate, float, mixed widths
+    graph-free and layer-0, column widths, codebook, coded scales), under a
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
     for name, quantizer, bits, options in [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
                                            ("mixed", "gnaq", 2, {**Z, "mix_share": 0.3}),
                                            ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
-                                           ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25})]:
+                                           ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
+                                           ("pq", "pq", 2, {"subspaces": 3, "code_bits": 4, "rotation": "adaptive"}),
+                                           ("coded", "gnaq", 2, {**Z, "transform": "klt", "scale_bits": 8})]:
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
         sources.append(str(path))
@@ -329,7 +335,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 6 * 700  # every variant, two backends
+    assert total >= 2 * 8 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load
@@ -438,8 +444,9 @@ def test_every_header_field_is_checked_even_where_the_kind_does_not_use_it(data,
 
 @pytest.mark.parametrize("options, compact", [(Z, True), ({**Z, "mix_share": 0.3}, True),
                                               ({**Z, "transform": "klt", "busy_share": 0.25}, True),
-                                              ({**Z, "transform": "klt", "busy_share": 0.25}, False)],
-                         ids=["uniform", "mixed", "columns", "columns-no-gram-int64-ids"])
+                                              ({**Z, "transform": "klt", "busy_share": 0.25}, False),
+                                              ({**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8}, True)],
+                         ids=["uniform", "mixed", "columns", "columns-no-gram-int64-ids", "coded-scales"])
 def test_streamed_items_answer_like_the_loaded_file(data, tmp_path, options, compact):
     from dataclasses import replace
     from gnaq import edge_stream

@@ -70,7 +70,7 @@ def data():
     return make_synthetic(seed=0)
 
 
-EXPORTABLE = sorted(name for name, cls in QUANTIZERS.items() if cls.exportable)
+EXPORTABLE = sorted(name for name, cls in QUANTIZERS.items() if cls.exportable and name != "pq")  # (pq: test_pq.py)
 
 
 @pytest.mark.parametrize("name", EXPORTABLE)
@@ -282,3 +282,43 @@ def test_auto_rotation_codes_z_on_the_axes_with_the_smaller_error():
     np.testing.assert_array_equal(identity.rotation, np.eye(16)[:, :identity.rotation.shape[1]])
     with pytest.raises(ValueError, match="rotation must be"):
         AxisCode.fit(uniform, 2, rotation="pca")
+
+
+def test_coded_scales_train_and_store_one_byte_a_node(data, tmp_path):
+    """scale_bits: the node scales trained are the grid's (straight-through), within half a grid step
+    of the learned ℓ, and the file holds one byte a node and the level table instead of float32s."""
+    from gnaq import edge
+    from gnaq.export import export_model
+    from gnaq.quant.scales import ScaleGrid
+    adj = normalized_adjacency(data.train)
+    models = {bits: LightGCN(data.n_users, data.n_items, adj, dim=8, n_layers=2, seed=1, quantizer=make_quantizer(
+        "gnaq", 2, quantize="z", transform="klt", scale_bits=bits)) for bits in (0, 8)}
+    q = models[8].quantizer
+    grid = q.scale_grid
+    assert isinstance(grid, ScaleGrid) and grid.levels == 256
+    coded = q._log_node(ag.Tensor(q.log_node.data)).data
+    assert np.all(np.abs(coded - q.log_node.data) <= grid.step / 2 + 1e-6)
+    x = ag.Tensor(q.log_node.data.copy(), requires_grad=True)
+    ag.sum(q._log_node(x) * 3.0).backward()
+    np.testing.assert_array_equal(x.grad, np.full_like(x.data, 3.0))  # straight-through
+    sizes = {}
+    for bits, model in models.items():
+        info = export_model(model, data, tmp_path / f"{bits}.gnaq", history=False)
+        sizes[bits] = sum(v for k, v in info["sections"].items() if "scale" in k)
+        loaded = edge.load(tmp_path / f"{bits}.gnaq", "numpy")
+        with ag.no_grad():
+            z = model.representation().data @ np.eye(model.quantizer.rotation.shape[1])
+        np.testing.assert_allclose(loaded.item_vectors()[:, :z.shape[1]], z[data.n_users:], rtol=1e-5, atol=1e-6)
+    n = data.n_users + data.n_items
+    assert sizes == {0: 4 * n, 8: n + 4 * 256}  # 4 bytes a node → 1, plus the table
+    with pytest.raises(ValueError, match="scale_bits"):
+        make_quantizer("gnaq", 2, quantize="z", scale_bits=8)  # needs a transform
+    with pytest.raises(ValueError, match="average_bits"):
+        make_quantizer("gnaq", 2, quantize="z", transform="klt", average_bits=2.5)
+
+
+def test_average_bits_sets_the_row_budget(data):
+    adj = normalized_adjacency(data.train)
+    model = LightGCN(data.n_users, data.n_items, adj, dim=16, n_layers=2, seed=1, quantizer=make_quantizer(
+        "gnaq", 2, quantize="z", transform="klt", average_bits=1.5))
+    assert model.quantizer.row_bits == [24] and abs(model.quantizer.mean_bits - 1.5) < 1e-9

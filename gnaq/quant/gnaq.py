@@ -67,9 +67,11 @@ import math
 import numpy as np
 
 from .. import autograd as ag
+from ..backend import to_numpy
 from ..spmm import spmm
 from .axes import MAX_AXIS_BITS, ROTATIONS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
+from .scales import ScaleGrid
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
 from .widths import check_mix, mean_bits, mixed_widths, node_widths_and_steps
 
@@ -91,7 +93,7 @@ class GNAQQuantizer(Quantizer):
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
-                 busy_share: float = 0.0, busy_bits: int = 3):
+                 busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
@@ -106,6 +108,16 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: busy_share (in (0, 1), with a transform) and busy_bits (above bits, at most "
                              f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
         self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
+        if scale_bits and (transform == "none" or not isinstance(scale_bits, int) or not 2 <= scale_bits <= 8):
+            raise ValueError(f"gnaq: scale_bits (coded node scales, with a transform) must be 0 or 2 to 8, got {scale_bits!r}")
+        average = bits if average_bits is None else average_bits
+        if average_bits is not None and (transform == "none" or isinstance(average, bool)
+                                         or not isinstance(average, (int, float)) or not 0 < average <= bits
+                                         or busy_share * busy_bits >= average):
+            raise ValueError(f"gnaq: average_bits (with a transform) must be in (0, bits = {bits}] and above "
+                             f"busy_share·busy_bits; got {average_bits!r}")
+        self.scale_bits, self.average_bits = int(scale_bits), float(average)
+        self.scale_grid = None  # the ScaleGrid of coded scales, fitted with the intervals
         self.transform = transform
         self.axes = None  # the AxisCode of a transform, fitted with the intervals
         self.warmup = parse_warmup("gnaq", warmup)
@@ -129,9 +141,9 @@ class GNAQQuantizer(Quantizer):
         if self.transform != "none":  # node scales on z and node groups by degree (rule 7)
             self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
             self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
-            d = model.dim
-            self.row_bits = [int(d * (self.bits - self.busy_share * self.busy_bits) // (1 - self.busy_share)),
-                             d * self.busy_bits] if self.busy_share else [d * self.bits]
+            d, b = model.dim, self.average_bits
+            self.row_bits = [int(d * (b - self.busy_share * self.busy_bits) // (1 - self.busy_share)),
+                             d * self.busy_bits] if self.busy_share else [int(round(d * b))]
         self.initialise_intervals()
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -156,10 +168,11 @@ class GNAQQuantizer(Quantizer):
             target = self.step * row_rms(weighted_sum(model.layers(), model.layer_weights).data)
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
         if self.transform != "none":
-            from ..backend import to_numpy
             z = self.combination()
             self._set_axes(AxisCode.fit(to_numpy(z), self.bits, self.row_bits, rotation=self.transform))
             self.log_node.data[...] = xp.log(self.step * row_rms(z @ self.rotation.data))
+            if self.scale_bits:
+                self.scale_grid = ScaleGrid.fit(to_numpy(self.log_node.data), self.scale_bits)
 
     def _set_axes(self, axes: AxisCode) -> None:
         xp, dtype = self.model.xp, self.model.embedding.data.dtype
@@ -180,13 +193,16 @@ class GNAQQuantizer(Quantizer):
         state = super().state_dict()
         if self.axes is not None:
             state.update(self.axes.state())
+        if self.scale_grid is not None:
+            state.update(self.scale_grid.state())
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if self.transform != "none" and "axes_rotation" in state:
-            from ..backend import to_numpy
             self._set_axes(AxisCode.from_state({k: to_numpy(v) for k, v in state.items() if k.startswith("axes_")}))
+        if "scale_grid" in state:
+            self.scale_grid = ScaleGrid.from_state({"scale_grid": to_numpy(state["scale_grid"])})
 
     # ---- forward ---------------------------------------------------------------------
     @property
@@ -241,7 +257,7 @@ class GNAQQuantizer(Quantizer):
             return super().represent()
         if self.axes is not None:  # ẑ = Q(z R; sₙ·u·m^g_k, b^g_k) (rule 7)
             z = weighted_sum(model.layers(), model.layer_weights)
-            return self._quantize(ag.matmul(z, self.rotation), ag.exp(self.log_node) * self.axis_steps)
+            return self._quantize(ag.matmul(z, self.rotation), ag.exp(self._log_node(self.log_node)) * self.axis_steps)
         z_pre, z_scale = self.forward()
         return self._quantize(z_pre, z_scale)
 
@@ -259,10 +275,14 @@ class GNAQQuantizer(Quantizer):
 
         def pick(a):
             return a[rows] if per_node else a
-        scale = ag.exp(ag.gather(self.log_node, rows)) * pick(self.axis_steps.data)
+        scale = ag.exp(self._log_node(ag.gather(self.log_node, rows))) * pick(self.axis_steps.data)
         out = graph_quantize(ag.matmul(z_rows, self.rotation), scale, pick(self.axis_widths),
                              1.0 / math.sqrt(self.rotation.shape[1] * 2 ** (self.bits - 1)))
         return out * pick(self.axis_coded)
+
+    def _log_node(self, log_node):
+        """ℓ of the node scales as trained and stored: coded on the grid with ``scale_bits`` (quant/scales.py)."""
+        return self.scale_grid.code(log_node) if self.scale_grid is not None else log_node
 
     def combine(self, layers):  # GNAQ propagates itself (represent); kept for the interface
         raise NotImplementedError("GNAQQuantizer computes z in represent()")
@@ -274,10 +294,14 @@ class GNAQQuantizer(Quantizer):
             out = {"codes": codes_of(levels(e0, s0, self.width), self.width), "scales": s0}
         else:
             if self.axes is not None:  # rotated rows; the file's per-node scale is sₙ·u, steps m^g_k per group
-                zr, s = self.combination() @ self.rotation.data, self.model.xp.exp(self.log_node.data)
+                zr = self.combination() @ self.rotation.data
+                s = self.model.xp.exp(self._log_node(ag.Tensor(self.log_node.data)).data)
                 codes = codes_of(levels(zr, s * self.axis_steps.data, self.axis_widths), self.axis_widths)
                 out = {"codes": codes * (self.axis_widths > 0), "scales": s * self.axes.unit,
                        "column_widths": self.axes.widths, "column_steps": self.axes.integer_steps}
+                if self.scale_grid is not None:  # one byte a node and the table of levels (format 6)
+                    out["scale_index"] = to_numpy(self.scale_grid.index(self.log_node.data)).ravel().astype(np.uint8)
+                    out["scale_table"] = self.scale_grid.table(self.axes.unit)
                 if len(self.axes.widths) > 1:
                     out["column_group"] = self.node_group
                 return out

@@ -35,6 +35,13 @@ def markdown_table(header, rows) -> str:
     return "\n".join(lines)
 
 
+def emit(table: str, path=None) -> None:
+    """Print a table and, given a path, write it there too."""
+    print(table)
+    if path:
+        Path(path).write_text(table + "\n")
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend, or None (saying so) where matplotlib is not installed."""
     try:

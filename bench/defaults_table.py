@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table  # noqa: E402
+from _common import emit, markdown_table  # noqa: E402
 
 
 def summary(run: Path) -> dict:
@@ -50,9 +50,7 @@ def main():
                      ratio, kept])
     table = markdown_table(["dataset", "setting", "epochs: fp32 + quantized (ended by)", "minutes",
                             "test R@20 / N@20", "vs fp32", "valid kept"], rows)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    emit(table, args.out)
 
 
 if __name__ == "__main__":

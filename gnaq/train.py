@@ -79,6 +79,9 @@ def build_parser():
                    help="evaluations without validation NDCG@20 gain that end the (quantized) phase")
     p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
                    help="the same for gnaq's full-precision warm-up (default: --patience)")
+    p.add_argument("--size", type=parse_ratio, default=None, metavar="RATIO",
+                   help="e.g. 16x: a graph-free file (without history) that many times smaller than the float32 "
+                        "file — one byte of scale a node and the bits a value that leave (sets --bits unless given)")
     p.add_argument("--target", type=float, default=None, metavar="FRACTION",
                    help="e.g. 0.97: when the quantized model keeps less of full precision's validation Recall@20 "
                         "or NDCG@20, "
@@ -109,6 +112,17 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return seconds
+
+
+def parse_ratio(text: str) -> float:
+    """'16x' or '16' → 16.0 (a size ratio above 1)."""
+    try:
+        value = float(text[:-1] if text.lower().endswith("x") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio such as 16x, got {text!r}") from None
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"must be above 1, got {text!r}")
+    return value
 
 
 def parse_quant_options(items):
@@ -148,7 +162,8 @@ def config_from_args(args):
         if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
             saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
         return TrainConfig(**saved)
-    out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-b{args.bits}-{args.quantizer}")
+    shape = f"{args.size:g}x" if args.size else f"b{args.bits}"
+    out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-{shape}-{args.quantizer}")
     epochs = args.epochs or TrainConfig.epochs
     options = parse_quant_options(args.quant_option)
     return TrainConfig(
@@ -159,7 +174,7 @@ def config_from_args(args):
         propagation=args.propagation, walks=args.walks, refreshes=args.refreshes,
         topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
-        progress=not args.quiet)
+        progress=not args.quiet, size=args.size)
 
 
 def summary_line(result: dict, seconds: float) -> str:
@@ -181,6 +196,8 @@ def main(argv=None) -> int:
     from .comm import MPIUnavailable
     from .trainer import NonFiniteLoss, Trainer
     try:
+        if args.size and args.target is not None:
+            raise ValueError("--size fixes the file's size and --target its accuracy: give one of them")
         config = config_from_args(args)
         if config.device == "auto":
             from .backend import resolve_device

@@ -90,8 +90,14 @@ class TrainConfig:
     export_history: bool = True
     progress: bool = True
     default_deployment: bool = False  # set when gnaq's default deployment filled the options in
+    size: float | None = None  # a file this many times smaller than float32's (gnaq's file_ratio; picks bits)
 
     def __post_init__(self):
+        if self.size and self.quantizer == "gnaq":  # --size: the bits a value it leaves, rounded up (d = dim)
+            if self.bits == 32:  # the narrowest supported width at or above it
+                needed = math.ceil(32 / self.size - 8 / self.dim)
+                self.bits = min((b for b in (1, 2, 3, 4, 8) if b >= needed), default=8)
+            self.quant_options = {**self.quant_options, "file_ratio": self.size}
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
         # its best epoch; nothing to warm up when the run starts from a trained model
         self.quant_options = dict(self.quant_options)
@@ -128,6 +134,8 @@ class TrainConfig:
             (self.valid_users >= 0, f"--valid-users must be ≥ 0, got {self.valid_users}"),
             (self.patience > 0, f"--patience must be positive, got {self.patience}"),
             (self.propagation in PROPAGATIONS, f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
+            (self.size is None or (self.size > 1 and self.quantizer == "gnaq"),
+             f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
             (self.walks >= 1, f"--walks must be ≥ 1, got {self.walks}"),
             (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
             (self.warmup_patience is None or self.warmup_patience > 0,

@@ -382,3 +382,21 @@ def test_resuming_a_run_from_before_the_graph_free_default_keeps_its_deployment(
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     assert train_cli.main(["--resume", str(tmp_path / "old"), "--epochs", "3", "--quiet", "--no-export"]) == 0
     assert json.loads((tmp_path / "old" / "config.json").read_text())["quant_options"]["quantize"] == "layer0"
+
+
+@pytest.mark.parametrize("ratio", [4, 6])
+def test_size_preset_writes_a_file_that_many_times_smaller(tmp_path, capsys, ratio):
+    """--size RATIO: the graph-free default deployment at the bits a value the ratio leaves, one byte
+    of scale a node; the history-free file is at least RATIO times smaller than float32's."""
+    args = [a for a in FAST if a != "--no-export"] + ["--epochs", "2", "--export-history", "no"]
+    assert train_cli.main(args + ["--size", f"{ratio}x", "--out", str(tmp_path / "s")]) == 0
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("exported")][-1]
+    assert float(line.split(" bytes, ")[1].split("x")[0]) >= ratio
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["quant_options"]["file_ratio"] == ratio
+    from gnaq import edge
+    assert edge.load(tmp_path / "s" / "model.gnaq").header["scale_levels"] == 256  # one byte of scale a node
+    assert train_cli.main(args + ["--size", "1000x", "--out", str(tmp_path / "t")]) == 2
+    assert "too few" in capsys.readouterr().err
+    assert train_cli.main(args + ["--size", "16x", "--target", "0.97"]) == 2
+    assert "give one of them" in capsys.readouterr().err

@@ -73,7 +73,7 @@ from .axes import MAX_AXIS_BITS, ROTATIONS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .scales import ScaleGrid
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
-from .widths import check_mix, mean_bits, mixed_widths, node_widths_and_steps
+from .widths import average_bits_for_ratio, check_mix, mean_bits, mixed_widths, node_widths_and_steps
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
@@ -93,7 +93,8 @@ class GNAQQuantizer(Quantizer):
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
-                 busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None):
+                 busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None,
+                 file_ratio=None):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
@@ -116,6 +117,13 @@ class GNAQQuantizer(Quantizer):
                                          or busy_share * busy_bits >= average):
             raise ValueError(f"gnaq: average_bits (with a transform) must be in (0, bits = {bits}] and above "
                              f"busy_share·busy_bits; got {average_bits!r}")
+        if file_ratio is not None and (transform == "none" or average_bits is not None or isinstance(file_ratio, bool)
+                                       or not isinstance(file_ratio, (int, float)) or not file_ratio > 1):
+            raise ValueError(f"gnaq: file_ratio (a file that many times smaller than float32's, with a transform and "
+                             f"no average_bits) must be a number > 1, got {file_ratio!r}")
+        self.file_ratio = None if file_ratio is None else float(file_ratio)
+        if self.file_ratio and not scale_bits:
+            scale_bits = 8  # the ratio's budget counts one byte of scale a node
         self.scale_bits, self.average_bits = int(scale_bits), float(average)
         self.scale_grid = None  # the ScaleGrid of coded scales, fitted with the intervals
         self.transform = transform
@@ -141,7 +149,14 @@ class GNAQQuantizer(Quantizer):
         if self.transform != "none":  # node scales on z and node groups by degree (rule 7)
             self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
             self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
-            d, b = model.dim, self.average_bits
+            d = model.dim
+            if self.file_ratio:  # the row budget that makes the file file_ratio times smaller (widths.py)
+                self.average_bits = min(float(self.bits), average_bits_for_ratio(len(e0), d, self.file_ratio))
+                if not self.average_bits > self.busy_share * self.busy_bits:
+                    raise ValueError(f"gnaq: a file {self.file_ratio:g}x smaller than float32's leaves "
+                                     f"{max(self.average_bits, 0):.2f} bits a value for {len(e0)} nodes of dim {d}: "
+                                     "too few (ask for a smaller ratio)")
+            b = self.average_bits
             self.row_bits = [int(d * (b - self.busy_share * self.busy_bits) // (1 - self.busy_share)),
                              d * self.busy_bits] if self.busy_share else [int(round(d * b))]
         self.initialise_intervals()

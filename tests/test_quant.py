@@ -143,6 +143,15 @@ def test_official_gnaq_levels_codes_and_reassignment_by_hand(data, tmp_path):
     q.after_step()                                   # rule 2: codes re-binned from that step's z
     np.testing.assert_array_equal(q.codes, assign_codes(z_before, 4))
     assert not np.array_equal(q.codes, assign_codes(e0, 4))
+    cfg.quant_options["rebin"] = "never"  # the ablation: rule 1's codes stay
+    trainer = Trainer(cfg, data)
+    q = trainer.model.quantizer
+    before = q.codes.copy()
+    loss, _, _ = trainer.model.bpr_loss(users, pos, neg, reg=1e-4)
+    loss.backward()
+    trainer.optimizer.step()
+    q.after_step()
+    np.testing.assert_array_equal(q.codes, before)
     with pytest.raises(ValueError, match="cannot be written as .gnaq"):
         from gnaq.export import build_sections
         build_sections(trainer.model, data)

@@ -14,7 +14,8 @@ float levels of its own (a per-node, non-uniform codebook):
                                                    w = (M − m)/V: V equal bins of the node's range
 2. Dynamic refinement through message passing: after every optimizer step the codes are
    re-assigned from the *propagated* representation of that step, Kₙₖ = bin(zₙₖ; min zₙ, max zₙ),
-   so a node's codes follow what its neighbourhood made of it.
+   so a node's codes follow what its neighbourhood made of it. (``rebin``: "z", the released code's;
+   "never" keeps rule 1's codes — the ablation of bench/results/paper_claims.md.)
 3. Gradient: only the levels learn, ∂L/∂Cₙⱼ = Σ_{k: Kₙₖ = j} (1 − Ê⁽⁰⁾ₙₖ²) · ∂L/∂Ê⁽⁰⁾ₙₖ, and
    ∂L/∂Ê⁽⁰⁾ = Σₗ αₗ (Âᵀ)ˡ ∂L/∂z arrives through the graph (there is no rounding to estimate
    through: the codes are assigned, not differentiated).
@@ -73,8 +74,10 @@ class OfficialGNAQQuantizer(Quantizer):
     name = "gnaq-official"
     exportable = False
 
-    def __init__(self, bits: int, warmup: int = 0, tanh: bool = True):
-        self.bits, self.n_levels = bits, 2 ** bits
+    def __init__(self, bits: int, warmup: int = 0, tanh: bool = True, rebin: str = "z"):
+        if rebin not in ("z", "never"):
+            raise ValueError(f"gnaq-official: rebin must be 'z' (rule 2) or 'never', got {rebin!r}")
+        self.bits, self.n_levels, self.rebin = bits, 2 ** bits, rebin
         self.warmup, self.tanh = parse_warmup("gnaq-official", warmup), bool(tanh)
         self.active = self.warmup == 0
         self._ego = None
@@ -121,7 +124,7 @@ class OfficialGNAQQuantizer(Quantizer):
         return z
 
     def after_step(self) -> None:
-        if self.active and self._last_z is not None:
+        if self.active and self._last_z is not None and self.rebin == "z":
             self.codes[...] = assign_codes(self._last_z, self.n_levels)
         self._last_z = self._ego = None
 

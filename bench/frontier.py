@@ -10,6 +10,10 @@ bench/results/compare/DATASET-converged/, run folders under --runs-dir); the fp3
 run they were fine-tuned from.
 
     python bench/frontier.py --dataset ml-1m [--users 50] [--python-users 5] [--skip-python-propagation]
+        [--extra RUN ...]
+
+``--extra``: more run folders fine-tuned with ``--init-from`` (e.g. ``--size 16x``, ``--quantizer pq``),
+each measured against the fp32 run it started from (its result.json's test metrics).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def trained_model(folder: Path, data):
                  init_from=None, distill=0.0, device="cpu")
     trainer = Trainer(TrainConfig(**saved), data)
     trainer.load_weights(folder / "best.npz")
-    trainer.model.quantizer.on_epoch_start(10**9)  # past any warm-up: the deployed representation
+    if not trainer.model.quantizer.active:  # past any warm-up: the deployed representation (an active pq
+        trainer.model.quantizer.on_epoch_start(10**9)  # would re-assign its codes at an epoch start)
     return trainer.model
 
 
@@ -62,6 +67,14 @@ def measure_file(path, users, python_users, skip_python_propagation):
     return out
 
 
+def extra_record(folder: Path) -> dict:
+    """{"recall@20", "ndcg@20"} of a run folder as fractions of the fp32 run its --init-from names."""
+    result = json.loads((folder / "result.json").read_text())
+    start = Path(json.loads((folder / "config.json").read_text())["init_from"]).expanduser()
+    reference = json.loads(((start if start.is_dir() else start.parent) / "result.json").read_text())
+    return {k: result[f"test_{k}"] / reference[f"test_{k}"] for k in ("recall@20", "ndcg@20")}
+
+
 def pareto(points):
     """Indices of points (bytes, accuracy) not dominated by a smaller-or-equal, more-accurate one."""
     keep = []
@@ -81,6 +94,9 @@ def main():
     parser.add_argument("--python-users", type=int, default=5)
     parser.add_argument("--skip-python-propagation", action="store_true",
                         help="skip the pure-Python load of layer-0 files (tens of seconds each)")
+    parser.add_argument("--suffix", default="", help="written to bench/results/frontier-DATASET{SUFFIX}.md / .png")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="RUN",
+                        help="more run folders (--init-from runs), each against the fp32 run it started from")
     args = parser.parse_args()
     name = f"{args.dataset}-converged"
     records = {p.stem: json.loads(p.read_text()) for p in sorted((ROOT / "bench/results/compare" / name).glob("*.json"))}
@@ -91,6 +107,12 @@ def main():
     runs_dir = Path(args.runs_dir).expanduser() / name
     folders = {"fp32": Path(fp["options"]["source"]).expanduser()}
     folders.update({run: runs_dir / run for run in records if run != "fp32"})
+    relative = {run: (rec["recall@20"] / fp["recall@20"], rec["ndcg@20"] / fp["ndcg@20"]) for run, rec in records.items()}
+    for extra in args.extra:
+        folder = Path(extra).expanduser()
+        rec = extra_record(folder)
+        run = f"{folder.name} (own fp32)"
+        folders[run], relative[run], records[run] = folder, (rec["recall@20"], rec["ndcg@20"]), {"bits": None}
     rows, points, labels = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run, rec in records.items():
@@ -102,12 +124,12 @@ def main():
             if not model.quantizer.exportable:
                 print(f"skip {run}: not exportable", file=sys.stderr)
                 continue
-            deploy = "fp32" if run == "fp32" else model.quantizer.deploys
+            deploy = "fp32" if run == "fp32" else "z, codebook" if model.quantizer.name == "pq" else model.quantizer.deploys
             axes = getattr(model.quantizer, "axes", None)
             if axes is not None:  # transform coded: on the principal axes, or on z's own (R = I)
                 own = np.count_nonzero(axes.rotation) == axes.rotation.shape[1]  # columns of I
                 deploy += ", own axes" if own else ", klt"
-            rel = (rec["recall@20"] / fp["recall@20"], rec["ndcg@20"] / fp["ndcg@20"])
+            rel = relative[run]
             for history in (False, True):
                 path = Path(tmp) / f"{run}-{history}.gnaq"
                 info = export_model(model, data, path, history=history)
@@ -128,13 +150,15 @@ def main():
         row[0] = f"**{row[0]}**" if i in front else row[0]
     header = ["run", "deploys", "bits", "history", "file bytes", "vs float32 file", "Recall@20 vs fp32",
               "NDCG@20 vs fp32", "numba load s / top-10 ms", "numpy load s / top-10 ms", "python load s / top-10 ms"]
-    text = (f"# Frontier on whole files: {args.dataset}\n\n`python bench/frontier.py --dataset {args.dataset}`: every run of "
+    command = " ".join(["python bench/frontier.py"] + sys.argv[1:])
+    text = (f"# Frontier on whole files: {args.dataset}\n\n`{command}`: every run of "
             f"`compare-{name}.md` (fine-tuned from the converged fp32 model) exported as a .gnaq file, with and "
-            "without the training history. 'vs float32 file': the same file holding float32 z (same history setting). "
+            "without the training history, and the --extra runs marked '(own fp32)', each against the fp32 run it was "
+            "fine-tuned from. 'vs float32 file': the same file holding float32 z (same history setting). "
             "Accuracy: test metrics as % of fp32. Bold: Pareto points of the history-free files (mean of the two "
             f"percentages against bytes). Latency: median over {args.users} users ({args.python_users} in pure "
             "Python) after one warm call.\n\n" + markdown_table(header, rows) + "\n")
-    out = ROOT / "bench" / "results" / f"frontier-{args.dataset}.md"
+    out = ROOT / "bench" / "results" / f"frontier-{args.dataset}{args.suffix}.md"
     out.write_text(text)
     print(text)
     plt = pyplot()
@@ -153,7 +177,7 @@ def main():
     ax.set_title(f"{args.dataset}: accuracy against whole-file size")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(ROOT / "bench" / "results" / f"frontier-{args.dataset}.png", dpi=120)
+    fig.savefig(ROOT / "bench" / "results" / f"frontier-{args.dataset}{args.suffix}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -135,8 +135,9 @@ MAX_VARINT_BYTES = 5  # a varint here holds a count or an item gap < 2^35
 PACK_BITS = (1, 2, 3, 4, 8)
 MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| ≤ D·64²·255² (int64 where ≥ 2^31)
 MAX_LAYERS = 64
+MAX_CODE_LENGTH = 24  # of a Huffman-coded file's codes (gnaq.entropy)
 HEADER_FIELDS = ("bits", "codebooks", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups",
-                 "item_ids", "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users",
+                 "huffman", "item_ids", "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users",
                  "quantizer", "scale_levels", "sections", "subspace_dims", "user_ids", "user_labels", "widths")
 FOLD_IN_NEGATIVES = 100.0  # w of fold_in: the total weight of "every item scores 0" (bench/results/foldin.md)
 FOLD_IN_RIDGE = 3.0  # λ of fold_in, relative to the mean squared item norm
@@ -242,6 +243,7 @@ def _validate_header(path, version, header, data_bytes):
         if field in header and kind != "codebook":
             refuse(f"header field {field!r} belongs to kind 'codebook', not {kind!r}")
     bounded = {}  # sections whose exact size needs the per-node widths: (fewest, most) bytes
+    variable = {}  # sections whose size is data-dependent: {name: element size}
     columns, steps = header.get("column_widths"), header.get("column_steps")
     if columns is not None or steps is not None:
         def table(value, low, high):  # 1-4 lists of dim integers in [low, high]
@@ -259,13 +261,23 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"header field 'column_steps' must match 'column_widths' with integers from 1 to {MAX_COLUMN_STEP} "
                    "(0 exactly at 0 bits)")
         row_bytes = [-(-sum(row) // 8) for row in columns]
+        huffman = header.get("huffman")
+        if huffman is not None and (huffman is not True or version < 6):
+            refuse(f"header field 'huffman' is {huffman!r}; an entropy-coded version-6 column file gives true")
         for side, n in (("user", n_users), ("item", n_items)):
             del sizes[f"{side}_codes"]
-            if len(columns) == 1:
+            if huffman:  # the rows come from a bitstream of any length, decoded (and checked) at load
+                variable[f"{side}_huffman"] = 1
+            elif len(columns) == 1:
                 sizes[f"{side}_codes"] = n * row_bytes[0]
             else:
                 bounded[f"{side}_codes"] = (n * min(row_bytes), n * max(row_bytes))
+            if len(columns) > 1:
                 sizes[f"{side}_width_index"] = -(-n * index_bits(len(columns)) // 8)
+        if huffman:
+            sizes["code_lengths"] = sum(1 << b for row in columns for b in row if b)
+    elif "huffman" in header:
+        refuse("header field 'huffman' belongs to transform-coded files ('column_widths')")
     widths = header.get("widths")
     if widths is not None:
         if (kind not in ("quantized", "propagate") or version < 3 or groups != 1 or not isinstance(widths, list)
@@ -286,7 +298,6 @@ def _validate_header(path, version, header, data_bytes):
             refuse(f"header field '{side}_{'ids' if given else 'labels'}' needs format version 3")
         if given is None and f"{side}_labels" not in header:
             sizes[f"{side}_ids"] = 8 * n
-    variable = {}  # sections whose size is data-dependent: (name, element size, indptr of n+1)
     for side, n in (("user", n_users), ("item", n_items)):
         labels = header.get(f"{side}_labels")
         if labels is not None and (not isinstance(labels, list) or len(labels) != n
@@ -396,8 +407,11 @@ class EdgeModel:
             # numba sums in int32 where no dot product can reach 2^31 (|aₖ| ≤ m·(2^b − 1)), else int64
             largest = max(max(row) for row in self.column_steps) if self.column_steps else 1
             self.int32_sums = self.dim * (largest * ((1 << self.bits) - 1)) ** 2 < 2 ** 31
-            self.user_codes = bytes(sections["user_codes"])
-            self.item_codes = bytes(sections["item_codes"])
+            if h.get("huffman"):  # entropy coded: back to the packed rows, once
+                self.user_codes, self.item_codes = self._huffman_rows(sections)
+            else:
+                self.user_codes = bytes(sections["user_codes"])
+                self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
             self.user_scales, self.item_scales = list(scales["user"]), list(scales["item"])
         elif self.kind == "propagate":
@@ -446,6 +460,40 @@ class EdgeModel:
             indptr, indices = undelta(lengths, deltas, self.path, name, self.n_items)
         _check_csr(self.path, name, indptr, indices, self.n_items)
         return indptr, indices
+
+    # ---- entropy-coded rows (format 6, header "huffman"; gnaq/entropy.py writes them) ----------
+    def _huffman_rows(self, sections):
+        """(user rows, item rows) as the packed codes sections would hold them, from the code_lengths
+        section (each coded column's 2^b code lengths, group by group) and each side's stream: rows in
+        order, coded columns in order, canonical Huffman codes MSB-first. Refuses lengths over
+        MAX_CODE_LENGTH, an over-full code (Kraft Σ 2^−ℓ > 1), a code no symbol has, a stream that ends
+        inside a row or runs on past the last one."""
+        columns, lengths = self.column_widths, bytes(sections["code_lengths"])
+        decoders, p = [], 0
+        for widths in columns:
+            group = []
+            for b in widths:
+                table = lengths[p:p + (1 << b)] if b else b""
+                p += len(table)
+                if table and (max(table) > MAX_CODE_LENGTH
+                              or sum(1 << (MAX_CODE_LENGTH - n) for n in table if n) > 1 << MAX_CODE_LENGTH):
+                    raise EdgeFormatError(f"{self.path}: section 'code_lengths' holds an invalid Huffman code")
+                counts = [0] * (MAX_CODE_LENGTH + 1)
+                for n in table:
+                    counts[n] += 1
+                group.append((counts, [s for _, s in sorted((n, s) for s, n in enumerate(table) if n)]) if b else None)
+            decoders.append(group)
+        out = []
+        for side, n in (("user", self.n_users), ("item", self.n_items)):
+            if len(columns) == 1:
+                keys = [0] * n
+            else:
+                keys = _unpack_index(bytes(sections[f"{side}_width_index"]), n, index_bits(len(columns)))
+                if any(k >= len(columns) for k in keys):
+                    raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a group beyond 'column_widths'")
+            out.append(_decode_rows(self.path, f"{side}_huffman", bytes(sections[f"{side}_huffman"]), keys, columns,
+                                    decoders))
+        return out
 
     # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
     def _node_widths(self, sections, side, n, codes):
@@ -966,6 +1014,37 @@ def _mean_gram(vectors, d, n):
                     row[b] += va * v[b]
     n = max(n, 1)
     return _symmetric([gram[a][b] / n for a in range(d) for b in range(a + 1)], d)
+
+
+def _decode_rows(path, name, blob, keys, columns, decoders):
+    """Packed rows (LSB-first, ⌈Σ b/8⌉ bytes each) of the rows whose groups are ``keys``, decoded from a
+    canonical Huffman stream (MSB-first; decoders[g][k] = (count per length, symbols by code))."""
+    out, position, end = bytearray(), 0, 8 * len(blob)
+    for g in keys:
+        stream, offset = 0, 0
+        for b, decoder in zip(columns[g], decoders[g]):
+            if b:
+                counts, symbols = decoder
+                code = first = index = 0
+                for length in range(1, MAX_CODE_LENGTH + 1):
+                    if position >= end:
+                        raise EdgeFormatError(f"{path}: section {name!r} ends inside a row")
+                    code |= (blob[position >> 3] >> (7 - (position & 7))) & 1
+                    position += 1
+                    count = counts[length]
+                    if code - count < first:
+                        stream |= symbols[index + code - first] << offset
+                        break
+                    index += count
+                    first = (first + count) << 1
+                    code <<= 1
+                else:
+                    raise EdgeFormatError(f"{path}: section {name!r} holds a code no symbol has")
+            offset += b
+        out += stream.to_bytes(-(-offset // 8), "little")
+    if end - position >= 8:
+        raise EdgeFormatError(f"{path}: section {name!r} runs on past its last row")
+    return bytes(out)
 
 
 def _row_bytes(d, b):

@@ -63,9 +63,10 @@ class StreamedItems(edge.EdgeModel):
                 raise edge.EdgeFormatError(f"{path}: unreadable header ({exc})") from None
             base = 10 + header_len
             spans = edge._validate_header(path, version, header, size - 4 - base)
-            if header["kind"] != "quantized":
-                raise ValueError(f"{path}: open_items streams graph-free quantized files; this one is "
-                                 f"{header['kind']!r} (load it with edge.load)")
+            if header["kind"] != "quantized" or header.get("huffman"):
+                raise ValueError(f"{path}: open_items streams graph-free quantized files with packed rows; this one "
+                                 f"is {'Huffman coded' if header.get('huffman') else repr(header['kind'])} "
+                                 "(load it with edge.load)")
 
             def section(name):
                 offset, nbytes = spans[name]

@@ -14,17 +14,20 @@ import numpy as np
 from .backend import to_numpy
 from .checkpoint import atomic_write_bytes
 from .edge import FORMAT_VERSION, MAGIC, index_bits
+from .entropy import code_tables, encode_rows, lengths_section
 from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 
 
-def build_sections(model, data, history: bool = True, compact: bool = True, users: bool = True) -> tuple:
+def build_sections(model, data, history: bool = True, compact: bool = True, users: bool = True,
+                   entropy: bool = False) -> tuple:
     """(header fields, {section name: bytes}) for a model and its Interactions.
 
     compact: ids 0..n−1 left out, CSR sections delta + varint encoded (format 3) and, graph-free,
     the items' Gram matrix Ḡ = ZᵀZ / n_items for the device's fold-in (format 5); False writes
     the layout older readers know (int64 ids, uint64 indptr + uint32 indices, no Gram).
     users=False: an item-only file (n_users 0, no user rows, ids or history): a device folds its
-    own user in from their items (gnaq.edge's fold_in) and holds nothing about anyone else."""
+    own user in from their items (gnaq.edge's fold_in) and holds nothing about anyone else.
+    entropy: a transform-coded file's rows Huffman coded per column (gnaq.entropy, format 6)."""
     if not users and model.quantizer.deploys == "layer0":
         raise ValueError("an item-only file needs the graph-free deployment (quantize=z): a layer-0 file "
                          "carries every user's interactions in its graph")
@@ -32,6 +35,9 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
         raise ValueError(f"quantizer {model.quantizer.name!r} cannot be written as .gnaq: the format stores "
                          "a quantized z (codes and per-node scales) and this model's scores need more")
     exported = {k: v if isinstance(v, list) else to_numpy(v) for k, v in model.quantizer.export().items()}
+    if entropy and "column_widths" not in exported:
+        raise ValueError("entropy coding (--export-entropy) codes transform-coded rows: gnaq's graph-free "
+                         "deployment (transform=klt, identity or auto)")
     n_users = model.n_users
     header = {"n_users": n_users, "n_items": model.n_items, "layers": model.n_layers,
               "layer_weights": model.layer_weights, "quantizer": model.quantizer.name,
@@ -68,8 +74,15 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
             header.update(column_widths=columns.tolist(), column_steps=np.asarray(exported["column_steps"]).tolist())
             del header["level_offset"]  # one per column: 0.5 − 2^(bₖ−1)
             group = np.asarray(exported.get("column_group", np.zeros(len(codes), dtype=np.int64)))
+            tables = code_tables(codes, group, columns) if entropy else None
+            if entropy:
+                header["huffman"] = True
+                sections["code_lengths"] = lengths_section(tables)
             for side, rows in (("user", slice(0, n_users)), ("item", slice(n_users, None))):
-                sections[f"{side}_codes"] = pack_rows(codes[rows], group[rows], columns)
+                if entropy:
+                    sections[f"{side}_huffman"] = encode_rows(codes[rows], group[rows], tables)
+                else:
+                    sections[f"{side}_codes"] = pack_rows(codes[rows], group[rows], columns)
                 if len(columns) > 1:
                     sections[f"{side}_width_index"] = pack(group[rows][None, :], index_bits(len(columns))).tobytes()
         elif "widths" in exported:  # mixed precision: each row packed at its node's width
@@ -188,7 +201,7 @@ def encode(header: dict, sections: dict) -> bytes:
     # format 6: kind "codebook"; format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    version = (6 if header.get("kind") == "codebook" or "scale_levels" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
+    version = (6 if header.get("kind") == "codebook" or "scale_levels" in header or "huffman" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
                else 2 if header.get("kind") == "propagate" else 1)
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)
@@ -197,18 +210,21 @@ def encode(header: dict, sections: dict) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def export_model(model, data, path, history: bool = True, compact: bool = True, users: bool = True) -> dict:
+def export_model(model, data, path, history: bool = True, compact: bool = True, users: bool = True,
+                 entropy: bool = False) -> dict:
     """Write the .gnaq file (a path, atomically, or a binary file object); returns sizes: file
     bytes, bytes per section, and float32_file_bytes, the size of the same file holding float32
-    z instead (no graph): what the quantization saves. users=False: items only (build_sections)."""
-    header, sections = build_sections(model, data, history, compact, users)
+    z instead (no graph): what the quantization saves. users=False: items only, entropy: Huffman-coded
+    rows (build_sections)."""
+    header, sections = build_sections(model, data, history, compact, users, entropy)
     blob = encode(header, sections)
     if hasattr(path, "write"):
         path.write(blob)
     else:
         atomic_write_bytes(str(path), lambda f: f.write(blob))
     embedding = sum(len(v) for k, v in sections.items()
-                    if k.startswith(("codeword", "scale_")) or k.split("_", 1)[1] in ("codes", "scales", "scale_index", "float"))
+                    if k.startswith(("codeword", "scale_", "code_lengths"))
+                    or k.split("_", 1)[1] in ("codes", "scales", "scale_index", "float", "huffman"))
     graph = sum(len(v) for k, v in sections.items() if k.startswith("graph_"))
     return {"file_bytes": len(blob), "sections": {k: len(v) for k, v in sections.items()},
             "embedding_bytes": embedding, "graph_bytes": graph,

@@ -95,6 +95,9 @@ def build_parser():
                    help="store users' training items in the .gnaq file to mask seen items")
     p.add_argument("--export-users", choices=("yes", "no"), default="yes",
                    help="no: an item-only file (no user rows, ids or history): devices fold their own user in")
+    p.add_argument("--export-entropy", choices=("yes", "no"), default="no",
+                   help="yes: Huffman-code the rows of a transform-coded file (format 6; ~10%% fewer code bytes, "
+                        "decoded once at load)")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -255,7 +258,7 @@ def main(argv=None) -> int:
         path = config.export or os.path.join(config.out, "model.gnaq")
         try:
             info = export_model(whole, trainer.data, path, history=config.export_history,
-                                users=args.export_users == "yes")
+                                users=args.export_users == "yes", entropy=args.export_entropy == "yes")
         except ValueError as exc:
             say(f"gnaq.train: not exported: {exc}", file=sys.stderr)
             return 2

@@ -30,7 +30,8 @@ KINDS = [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
          ("klt1", "gnaq", 1, {**Z, "transform": "klt"}), ("b8", "gnaq", 8, Z), ("pq", "pq", 2, {}),
          ("pq-shared", "pq", 1, {"code_bits": 4, "codebooks": "shared"}),
          ("pq-adaptive", "pq", 2, {"subspaces": 5, "code_bits": 4, "rotation": "adaptive"}),
-         ("coded", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8, "average_bits": 1.75})]
+         ("coded", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8, "average_bits": 1.75}),
+         ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8})]
 
 
 def run_micropython(mjs, code, folders, heap=8 << 20, tmp_path=None):
@@ -60,7 +61,8 @@ def models(tmp_path_factory):
     for name, quantizer, bits, options in KINDS:
         for history in (True, False):
             model = make_model(data, quantizer, bits, dim=16, **options)
-            export_model(model, data, folder / f"{name}{'' if history else '-nohist'}.gnaq", history=history)
+            export_model(model, data, folder / f"{name}{'' if history else '-nohist'}.gnaq", history=history,
+                         entropy=name == "huffman")
     return folder
 
 
@@ -75,8 +77,8 @@ def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micro
                                 {lib: "/lib", models: "/models"}, tmp_path=tmp_path)
     on_desktop = run_cpython_pure(f"sys.path.insert(0, {str(lib)!r})\n" + body.format(models=str(models)), tmp_path)
     lines = on_device.splitlines()
-    streamed = sum(2 for _, name, bits, options in KINDS  # (edge_stream reads kind "quantized" only)
-                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq")
+    streamed = sum(2 for kind, name, bits, options in KINDS  # (edge_stream streams packed "quantized" rows only)
+                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq" and kind != "huffman")
     assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + streamed  # per file: 3 users × 2, 2 similar, 1 fold-in
     assert sum(" streamed " in line for line in lines) == streamed
     assert {line.split()[0] for line in lines} == {p.name for p in models.glob("*.gnaq")}

@@ -315,8 +315,8 @@ def test_recommend_cli(data, tmp_path, capsys):
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
-    """Thousands of seeded variants of eight real files (quantized, propagate, float, mixed widths
-    graph-free and layer-0, column widths, codebook, coded scales), under a
+    """Thousands of seeded variants of nine real files (quantized, propagate, float, mixed widths
+    graph-free and layer-0, column widths, codebook, coded scales, Huffman-coded rows), under a
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
@@ -325,9 +325,10 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
                                            ("mixed-l0", "gnaq", 2, {**LAYER0, "mix_share": 0.3}),
                                            ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
                                            ("pq", "pq", 2, {"subspaces": 3, "code_bits": 4, "rotation": "adaptive"}),
-                                           ("coded", "gnaq", 2, {**Z, "transform": "klt", "scale_bits": 8})]:
+                                           ("coded", "gnaq", 2, {**Z, "transform": "klt", "scale_bits": 8}),
+                                           ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25})]:
         path = tmp_path / f"{name}.gnaq"
-        export_model(make_model(data, quantizer, bits, dim=8, **options), data, path)
+        export_model(make_model(data, quantizer, bits, dim=8, **options), data, path, entropy=name == "huffman")
         sources.append(str(path))
     fuzz = Path(__file__).with_name("edge_fuzz.py")
     proc = subprocess.run([sys.executable, str(fuzz), "0", "700", *sources], capture_output=True, text=True,
@@ -335,7 +336,7 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 8 * 700  # every variant, two backends
+    assert total >= 2 * 9 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load
@@ -479,3 +480,48 @@ def test_streaming_refuses_what_it_cannot_stream_and_every_lie(data, tmp_path):
         edge_stream.open_items(tmp_path / "short.gnaq")
     with pytest.raises(KeyError, match="item 100000"):
         edge_stream.open_items(path).recommend_for_items([100000])
+
+
+@pytest.mark.parametrize("options", [{**Z, "transform": "klt"}, {**Z, "transform": "klt", "busy_share": 0.25,
+                                                                 "scale_bits": 8, "average_bits": 1.5}])
+def test_huffman_coded_rows_answer_exactly_as_the_packed_file(data, tmp_path, options):
+    """export_model(entropy=True): the rows decode at load to the packed file's bytes, so every backend
+    scores bit-identically to it; the code bytes are fewer; every lie in the stream is refused."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from edge_fuzz import join, split
+    model = make_model(data, "gnaq", 2, **options)
+    plain, coded = tmp_path / "plain.gnaq", tmp_path / "coded.gnaq"
+    packed = export_model(model, data, plain)["sections"]
+    streams = export_model(model, data, coded, entropy=True)["sections"]
+    assert streams["user_huffman"] + streams["item_huffman"] < packed["user_codes"] + packed["item_codes"]
+    assert edge._read(coded)[0]["huffman"] is True
+    for backend in ["python", "numpy"] + (["numba"] if HAVE_NUMBA else []):
+        a, b = edge.load(plain, backend), edge.load(coded, backend)
+        assert (a.user_codes, a.item_codes) == (b.user_codes, b.item_codes)
+        for user in (0, 11):
+            assert b.recommend(int(data.user_ids[user]), k=10) == a.recommend(int(data.user_ids[user]), k=10)
+    prefix, header, body = split(coded.read_bytes())
+    lengths = header["sections"]["code_lengths"]
+    stream = header["sections"]["item_huffman"]
+    for mutate, message in [
+            (lambda b: b[:lengths[0]] + bytes([30]) + b[lengths[0] + 1:], "invalid Huffman code"),  # over 24 bits
+            (lambda b: b[:lengths[0]] + bytes([1, 1, 1]) + b[lengths[0] + 3:], "invalid Huffman code"),  # Kraft > 1
+    ]:
+        with pytest.raises(edge.EdgeFormatError, match=message):
+            edge.load(join(prefix, header, mutate(body)))
+    short = dict(header, sections={**header["sections"], "item_huffman": [stream[0], stream[1] - 1]})
+    with pytest.raises(edge.EdgeFormatError, match="ends inside|no symbol"):
+        edge.load(join(prefix, short, body))
+    long = dict(header, sections={**header["sections"], "item_huffman": [stream[0], stream[1] + 1]})
+    with pytest.raises(edge.EdgeFormatError, match="runs on past its last row"):
+        edge.load(join(prefix, long, body + b"\0"))
+    with pytest.raises(ValueError, match="transform-coded rows"):
+        export_model(make_model(data, "gnaq", 2, **Z), data, tmp_path / "x.gnaq", entropy=True)
+    from gnaq import edge_stream
+    with pytest.raises(ValueError, match="Huffman coded"):
+        edge_stream.open_items(coded)
+    with pytest.raises(edge.EdgeFormatError, match="'huffman' belongs"):
+        prefix, header, body = split(plain.read_bytes())
+        header.pop("column_widths"), header.pop("column_steps")
+        edge.load(join(prefix, dict(header, huffman=True), body))

@@ -31,7 +31,7 @@ def main(models_dir):
         liked = model.item_ids[1:4]
         top = model.recommend_for_items(liked, k=10)
         print(name, "fold-in", liked, [i for i, _ in top], hexes([s for _, s in top]))
-        if model.kind == "quantized":  # the same from the file, item rows streamed 16 at a time
+        if model.kind == "quantized" and not model.header.get("huffman"):  # the same, item rows streamed 16 at a time
             streamed = edge_stream.open_items(models_dir + "/" + name, chunk_items=16).recommend_for_items(liked, k=10)
             assert streamed == top, (name, streamed, top)
             print(name, "streamed", [i for i, _ in streamed], hexes([s for _, s in streamed]))

@@ -12,6 +12,7 @@ run they were fine-tuned from.
     python bench/frontier.py --dataset ml-1m [--users 50] [--python-users 5] [--skip-python-propagation]
         [--extra RUN ...]
 
+``--entropy``: transform-coded runs also as Huffman-coded files (``--export-entropy yes``).
 ``--extra``: more run folders fine-tuned with ``--init-from`` (e.g. ``--size 16x``, ``--quantizer pq``),
 each measured against the fp32 run it started from (its result.json's test metrics).
 """
@@ -94,6 +95,8 @@ def main():
     parser.add_argument("--python-users", type=int, default=5)
     parser.add_argument("--skip-python-propagation", action="store_true",
                         help="skip the pure-Python load of layer-0 files (tens of seconds each)")
+    parser.add_argument("--entropy", action="store_true",
+                        help="also export every transform-coded run with Huffman-coded rows (history-free)")
     parser.add_argument("--suffix", default="", help="written to bench/results/frontier-DATASET{SUFFIX}.md / .png")
     parser.add_argument("--extra", nargs="*", default=[], metavar="RUN",
                         help="more run folders (--init-from runs), each against the fp32 run it started from")
@@ -130,19 +133,20 @@ def main():
                 own = np.count_nonzero(axes.rotation) == axes.rotation.shape[1]  # columns of I
                 deploy += ", own axes" if own else ", klt"
             rel = relative[run]
-            for history in (False, True):
-                path = Path(tmp) / f"{run}-{history}.gnaq"
-                info = export_model(model, data, path, history=history)
+            variants = [(False, False), (True, False)] + ([(False, True)] if axes is not None and args.entropy else [])
+            for history, entropy in variants:
+                path = Path(tmp) / f"{run}-{history}-{entropy}.gnaq"
+                info = export_model(model, data, path, history=history, entropy=entropy)
                 timing = measure_file(path, users, args.python_users, args.skip_python_propagation)
                 cells = [f"{timing[b][0]:.2f} / {timing[b][1]:.2f}" if b in timing else "-"
                          for b in ("numba", "numpy", "python")]
                 bits = getattr(model.quantizer, "mean_bits", rec["bits"])  # mixed widths: the average
-                rows.append([run, deploy, f"{bits:.3g}", "yes" if history else "no", f"{info['file_bytes']:,}",
+                rows.append([run + (" + huffman" if entropy else ""), deploy, f"{bits:.3g}", "yes" if history else "no", f"{info['file_bytes']:,}",
                              f"{info['float32_file_bytes'] / info['file_bytes']:.1f}x", f"{rel[0]:.1%}", f"{rel[1]:.1%}",
                              *cells])
                 if not history:
                     points.append((info["file_bytes"], 100 * (rel[0] + rel[1]) / 2))
-                    labels.append(f"{run}")
+                    labels.append(run + (" + huffman" if entropy else ""))
                 print(" | ".join(map(str, rows[-1])), flush=True)
     front = set(pareto(points))
     no_history = [r for r in rows if r[3] == "no"]

@@ -36,7 +36,11 @@ sections user_codes/item_codes (rows of ⌈M·b/8⌉ bytes, M indices LSB-first)
 codebook c, subspace m, codeword k at byte K·(c·Σp + Σ_{m'<m} p_m') + k·p_m, p_m values) and
 codeword_scales (C·M float32, t^c_m at c·M + m). Row r of codebook c is [t^c_m · q^c_m[a_rm]]ₘ and
     ŷᵤᵢ = Σₘ Tₘ[aᵢₘ]·(t⁰_m t^{C−1}_m),   Tₘ[k] = ⟨q⁰_m[aᵤₘ], q^{C−1}_m[k]⟩ (integers)
-— M look-ups an item, summed over m in order from 0.0 on every backend (bit-identical).
+— M look-ups an item, summed over m in order from 0.0 on every backend (bit-identical). And a column file
+(format 6) may Huffman-code its rows: header "huffman": true, section code_lengths (each coded column's
+2^b code lengths, one byte each, group by group) and user_huffman/item_huffman (rows in order, coded
+columns in order, canonical codes MSB-first) in place of user_codes/item_codes; decoded once at load
+to the packed rows (gnaq/entropy.py writes them).
 
 Kind "propagate" (format version 2; gnaq's ``quantize=layer0``): the codes and scales are the
 layer-0 table Ê⁽⁰⁾ (value sₙ·(c + ½ − 2^(b−1))), and graph_indptr (uint64) + graph_indices

@@ -487,19 +487,23 @@ class EdgeModel:
                     counts[n] += 1
                 group.append((counts, [s for _, s in sorted((n, s) for s, n in enumerate(table) if n)]) if b else None)
             decoders.append(group)
-        out = []
-        for side, n in (("user", self.n_users), ("item", self.n_items)):
-            if len(columns) == 1:
-                keys = [0] * n
-            else:
-                keys = _unpack_index(bytes(sections[f"{side}_width_index"]), n, index_bits(len(columns)))
-                if any(k >= len(columns) for k in keys):
-                    raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a group beyond 'column_widths'")
-            out.append(_decode_rows(self.path, f"{side}_huffman", bytes(sections[f"{side}_huffman"]), keys, columns,
-                                    decoders))
-        return out
+        return [_decode_rows(self.path, f"{side}_huffman", bytes(sections[f"{side}_huffman"]),
+                             self._width_index(sections, side, n), columns, decoders)
+                for side, n in (("user", self.n_users), ("item", self.n_items))]
 
     # ---- mixed widths: nodes of several widths, each row packed at its node's width ----------
+    def _width_index(self, sections, side, n):
+        """Each of one side's n nodes' index into ``row_keys`` (its width, or its node group in column
+        files): the SIDE_width_index section, checked; all 0 with one key."""
+        keys = self.row_keys
+        if len(keys) == 1:
+            return [0] * n
+        index = _unpack_index(bytes(sections[f"{side}_width_index"]), n, index_bits(len(keys)))
+        if any(i >= len(keys) for i in index):
+            raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width or group beyond "
+                                  f"'{'column_widths' if self.column_widths else 'widths'}'")
+        return index
+
     def _node_widths(self, sections, side, n, codes):
         """(keys, starts) of one side's n rows: each node's row key (its width, or its node group in
         column files; uniform: ``bits``) and the byte where its packed row begins in ``codes``; the
@@ -509,11 +513,7 @@ class EdgeModel:
         if len(keys) == 1:
             rb = row_bytes[keys[0]]
             return [keys[0]] * n, list(range(0, n * rb, rb))
-        index = _unpack_index(bytes(sections[f"{side}_width_index"]), n, index_bits(len(keys)))
-        if any(i >= len(keys) for i in index):
-            raise EdgeFormatError(f"{self.path}: section '{side}_width_index' names a width or group beyond "
-                                  f"'{'column_widths' if self.column_widths else 'widths'}'")
-        node_widths = [keys[i] for i in index]
+        node_widths = [keys[i] for i in self._width_index(sections, side, n)]
         starts, total = [0] * n, 0
         for r, b in enumerate(node_widths):
             starts[r] = total
@@ -643,7 +643,7 @@ class EdgeModel:
         if self.kind == "codebook":
             words, weights = self._codebook_row(side, r)
             out = []
-            for m, p in enumerate(self.subspace_dims):
+            for m in range(self.subspaces):
                 out.extend(weights[m] * q for q in words[self.subspace_starts[m]:self.subspace_starts[m + 1]])
             return out + [0.0] * (d - len(out))  # (columns past Σ p_m are not coded)
         if self.kind != "quantized":
@@ -711,10 +711,9 @@ class EdgeModel:
         """(T, w): T[m][k] = Σⱼ v_{m·p+j}·q^I_m[k][j] (j ascending) over the items' codebook I, and
         w[m] = weights[m]·t^I_m, so item i scores Σₘ T[m][aᵢₘ]·w[m] (m ascending, from 0.0).
         A user's codeword ints with its scales t^U_m give integer tables: exact on every path."""
-        M, K = self.subspaces, 1 << self.bits
-        items = self.codebooks - 1
+        K, items = 1 << self.bits, self.codebooks - 1
         tables = []
-        for m in range(M):
+        for m in range(self.subspaces):
             v = vector[self.subspace_starts[m]:self.subspace_starts[m + 1]]
             row = []
             for k in range(K):
@@ -723,7 +722,12 @@ class EdgeModel:
                     total += a * q
                 row.append(total)
             tables.append(row)
-        return tables, [weights[m] * self.codeword_scales[items * M + m] for m in range(M)]
+        return tables, self._codebook_weights(weights)
+
+    def _codebook_weights(self, weights):
+        """w[m] = weights[m]·t^I_m over the items' codebook I: an item's float weight of T[m]."""
+        M, items = self.subspaces, self.codebooks - 1
+        return [weights[m] * self.codeword_scales[items * M + m] for m in range(M)]
 
     def _codebook_scores(self, vector, weights):
         """Σₘ T[m][aᵢₘ]·w[m] for every item (``_codebook_tables``): M look-ups an item."""

@@ -84,7 +84,7 @@ def codebook_scores(model, vector, weights):
     """EdgeModel._codebook_scores' twin: the tables T (M, K) by numpy (ints: exact; floats: summed
     over j ascending as the pure-Python loop does), then Σₘ T[m][aᵢₘ]·w[m] for all items at once."""
     arrays = cached(model)
-    M, starts, v = model.subspaces, model.subspace_starts, np.asarray(vector)
+    starts, v = model.subspace_starts, np.asarray(vector)
     tables = []
     for m, words in enumerate(arrays["codewords"]):
         items, part = words[-1], v[starts[m]:starts[m + 1]]
@@ -95,9 +95,9 @@ def codebook_scores(model, vector, weights):
             for j in range(items.shape[1]):
                 total += float(part[j]) * items[:, j]
             tables.append(total)
-    w = [weights[m] * model.codeword_scales[(model.codebooks - 1) * M + m] for m in range(M)]
+    w = model._codebook_weights(weights)
     codes, out = arrays["item"], np.zeros(model.n_items)
-    for m in range(M):
+    for m in range(model.subspaces):
         out += tables[m][codes[:, m]] * w[m]
     return out
 

@@ -17,7 +17,7 @@ import heapq
 
 import numpy as np
 
-MAX_CODE_LENGTH = 24  # gnaq.edge checks the same bound
+from .edge import MAX_CODE_LENGTH  # the bound the reader checks
 
 
 def huffman_lengths(counts, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:

@@ -95,8 +95,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.size and self.quantizer == "gnaq":  # --size: the bits a value it leaves, rounded up (d = dim)
             if self.bits == 32:  # the narrowest supported width at or above it
+                from .quant import SUPPORTED_BITS
                 needed = math.ceil(32 / self.size - 8 / self.dim)
-                self.bits = min((b for b in (1, 2, 3, 4, 8) if b >= needed), default=8)
+                self.bits = min((b for b in SUPPORTED_BITS if needed <= b < 32), default=8)
             self.quant_options = {**self.quant_options, "file_ratio": self.size}
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
         # its best epoch; nothing to warm up when the run starts from a trained model

@@ -9,7 +9,13 @@ communication; what spans a row is summed over ranks:
     l2 = Σ_r ½‖E_slice r‖² over the batch's rows            one float
 
 and everything after the sum is replicated, so ∂loss/∂(rank r's partial) is the same on every
-rank: the allreduce's backward is the identity. Evaluation and export gather the columns. Sampled
+rank: the allreduce's backward is the identity. Evaluation and export gather the columns.
+
+A quantizer's statistics span a row (a node's RMS, transform coding's rotation z·R, codebooks),
+so once it is active the ranks gather what it reads (``gather_columns``: E⁽⁰⁾ or the propagated
+layers, N·d/W floats a rank and a gather) and every rank repeats the quantizer and the loss on
+whole rows: the same model as one process, the propagation still sliced where the quantizer asks
+for ``model.layers()`` (models/whole.py). Sampled
 propagation's random walks are divided by batch rows: every rank draws the same uniforms, walks from
 its block of targets and the blocks are gathered (12 bytes a walk entry).
 
@@ -120,6 +126,19 @@ def column_slice(dim: int, comm) -> slice:
                          f"divides it (e.g. {', '.join(str(w) for w in range(1, dim + 1) if dim % w == 0 and w <= 64)})")
     width = dim // comm.size
     return slice(comm.rank * width, (comm.rank + 1) * width)
+
+
+def gather_columns(x, comm):
+    """Differentiable allgather of every rank's (n, d/W) Tensor into the (n, d) whole, for what
+    each rank then computes identically (a quantizer, the loss on whole rows). Backward: this
+    rank's columns of the gradient — replicated computation gives every rank the whole gradient,
+    so the adjoint of the gather is the slice, with no communication."""
+    from . import autograd as ag
+    x = ag.as_tensor(x)
+    if comm.size == 1:
+        return x
+    columns = column_slice(x.shape[1] * comm.size, comm)
+    return ag.custom_op([x], comm.allgather_columns(x.data), lambda g: [g[:, columns]])
 
 
 def all_sum(x, comm):

@@ -149,12 +149,14 @@ class Recommender:
         a quantizer the format cannot hold answers from the engine's z instead."""
         from .export import export_model
         from .query import Query
-        model = self.trainer_.model
+        model, comm = self.trainer_.whole_model(), self.trainer_.comm  # every column (collective under mpiexec)
         if not model.quantizer.exportable:
             users, items = (to_numpy(x) for x in model.final_embeddings())
             return Query(users, items, self._data.user_ids, self._data.item_ids, self._liked)
         path = os.path.join(self.trainer_.config.out, "model.gnaq")
-        export_model(model, self._history_data(), path)
+        if comm.is_root:  # rank 0 writes the file; every rank answers from it
+            export_model(model, self._history_data(), path)
+        comm.barrier()
         query = Query.from_file(path)
         query.source = "the fitted model"
         return query

@@ -41,6 +41,7 @@ from .graph import graph_fingerprint, normalized_adjacency
 from .metrics import evaluate
 from .models import LightGCN
 from .models.lightgcn import initial_table
+from .models.whole import snapshot
 from .optim import Adam
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
@@ -52,6 +53,9 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+# what a checkpoint holds per column of E⁽⁰⁾: gathered when saved, sliced when read under mpiexec
+# (the embedding is the optimizer's first parameter, so its moments are m0, v0)
+SLICED_ARRAYS = ("model.embedding", "optim.m0", "optim.v0")
 DEPLOYMENT_OPTIONS = {"quantize", "transform", "mix_share", "busy_share"}  # gnaq options that choose a deployment
 
 
@@ -221,13 +225,8 @@ class Trainer:
 
     def whole_model(self):
         """The model with every column (collective under mpiexec: every rank calls it); self.model
-        in one process. What export and the Recommender's queries see."""
-        if self.comm.size == 1:
-            return self.model
-        d, cfg = self.data, self.config
-        whole = self.comm.allgather_columns(self.model.embedding.data)
-        return LightGCN(d.n_users, d.n_items, self.norm_adj, cfg.dim, cfg.layers, None, device=self.device,
-                        init_embedding=whole)
+        in one process. What export and the Recommender's queries see (models/whole.py)."""
+        return snapshot(self.model)
 
     # ---- one epoch -------------------------------------------------------------------
     def train_epoch(self) -> float:
@@ -318,8 +317,7 @@ class Trainer:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
         if self.comm.size > 1:
-            width = self.columns.stop - self.columns.start
-            arrays = {k: self.comm.allgather_columns(v) if self._is_table(v, width) else v for k, v in arrays.items()}
+            arrays = {k: self.comm.allgather_columns(v) if k in SLICED_ARRAYS else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
                 "optim_t": self.optimizer.t, "rng": self.rng.bit_generator.state,
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
@@ -329,16 +327,12 @@ class Trainer:
         if self.comm.is_root:
             save_checkpoint(self._path(name), arrays, meta)
 
-    def _is_table(self, array, width: int) -> bool:
-        """Whether ``array`` is a per-node table of ``width`` columns (E⁽⁰⁾, Adam's moments): what is sliced."""
-        return getattr(array, "ndim", 0) == 2 and array.shape == (self.data.n_users + self.data.n_items, width)
-
     def _read(self, path):
         """A checkpoint's (arrays, meta), read by rank 0 and sent to every rank, each keeping its columns."""
         if self.comm.size == 1:
             return load_checkpoint(path)
         arrays, meta = self.comm.bcast(load_checkpoint(path) if self.comm.is_root else None)
-        return {k: np.ascontiguousarray(v[:, self.columns]) if self._is_table(v, self.config.dim) else v
+        return {k: np.ascontiguousarray(v[:, self.columns]) if k in SLICED_ARRAYS else v
                 for k, v in arrays.items()}, meta
 
     def restore(self, path) -> None:
@@ -522,10 +516,6 @@ class Trainer:
 
 def check_sliced(config: TrainConfig, comm) -> None:
     """What feature-sliced training (mpiexec, W > 1) takes today; one clear line otherwise."""
-    if config.bits != 32:
-        raise ValueError(f"under mpiexec ({comm.size} processes) gnaq trains full precision (--bits 32) so far: the "
-                         "quantizers' per-node statistics and transform coding's rotation are not yet summed over "
-                         "ranks; quantize in one process with --init-from the sliced fp32 run")
     if config.distill:
         raise ValueError(f"--distill is not supported under mpiexec ({comm.size} processes) yet")
     if config.device not in ("cpu", "auto") or resolve_device(config.device) != "cpu":

@@ -105,9 +105,99 @@ def test_a_killed_rank_ends_the_job_within_seconds_and_the_checkpoint_survives(t
     assert arrays["model.embedding"].shape[1] == 8 and meta["epoch"] >= 1
 
 
+# every quantizer and deployment (a fixed 2-epoch warm-up where the quantizer has one, so the switch is inside)
+QUANTIZED = {
+    "gnaq-graph-free": ["--bits", "2", "--quant-option", "warmup=2"],
+    "gnaq-auto-warmup": ["--bits", "2", "--patience", "1"],
+    "gnaq-layer0": ["--bits", "2", "--quant-option", "warmup=2", "--quant-option", "quantize=layer0"],
+    "gnaq-z-mixed": ["--bits", "2", "--quant-option", "warmup=2", "--quant-option", "quantize=z",
+                     "--quant-option", "transform=none", "--quant-option", "mix_share=0.25"],
+    "gnaq-coded-scales-sampled": ["--bits", "2", "--quant-option", "warmup=2", "--quant-option", "scale_bits=8",
+                                  "--propagation", "sampled"],
+    "gnaq-official": ["--bits", "2", "--quantizer", "gnaq-official", "--quant-option", "warmup=2"],
+    "ste": ["--bits", "2", "--quantizer", "ste"],
+    "lsq": ["--bits", "2", "--quantizer", "lsq"],
+    "n2uq": ["--bits", "2", "--quantizer", "n2uq"],
+    "bigear": ["--bits", "1", "--quantizer", "bigear"],
+    "pq": ["--bits", "2", "--quantizer", "pq", "--quant-option", "warmup=2"],
+}
+
+
 @needs_mpi
-@pytest.mark.parametrize("processes, extra, message", [(3, [], "--dim 8 cannot be split over 3 processes"),
-                                                      (2, ["--bits", "2"], "--bits 32")])
+@pytest.mark.parametrize("name", sorted(QUANTIZED))
+def test_every_quantizer_trains_the_model_of_one_process(tmp_path, name):
+    """Once a quantizer is active every rank gathers what it reads and repeats it on whole rows
+    (models/whole.py), so the quantized epochs differ from one process only by the full-precision
+    epochs' float32 margins summed in two slices (assert_same_run's tolerance)."""
+    extra = ["--epochs", "4"] + QUANTIZED[name]
+    one, two = run(tmp_path, "one", 1, extra), run(tmp_path, "two", 2, extra)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-1000:], two.stderr[-2000:])
+    a, b = lines(tmp_path / "one" / "metrics.jsonl"), lines(tmp_path / "two" / "metrics.jsonl")
+    assert any(r["quantized"] for r in a) and [r["quantized"] for r in a] == [r["quantized"] for r in b]
+    assert_same_run(a, b)
+    r1, r2 = (json.loads((tmp_path / n / "result.json").read_text()) for n in ("one", "two"))
+    assert abs(r1["test_ndcg@20"] - r2["test_ndcg@20"]) < 1e-5 and r2["processes"] == 2
+    if (tmp_path / "one" / "model.gnaq").exists():
+        from gnaq.edge import load
+        m1, m2 = load(str(tmp_path / "one" / "model.gnaq")), load(str(tmp_path / "two" / "model.gnaq"))
+        for user in (0, 7):
+            (i1, s1), (i2, s2) = (list(zip(*m.recommend(user, 10))) for m in (m1, m2))
+            assert i1 == i2 and np.allclose(s1, s2, rtol=1e-5)
+
+
+@needs_mpi
+@pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
+def test_a_quantized_checkpoint_resumes_at_another_process_count_exactly(tmp_path, first, then):
+    """Cut inside the quantized phase (its replicated parameters and the sliced E⁽⁰⁾ in one file)."""
+    extra = QUANTIZED["gnaq-graph-free"] + ["--no-export"]
+    whole = run(tmp_path, "whole", 1, ["--epochs", "5"] + extra)
+    cut = run(tmp_path, "cut", first, ["--epochs", "3"] + extra)
+    assert whole.returncode == 0 and cut.returncode == 0, cut.stderr[-2000:]
+    cmd = [sys.executable, "-m", "gnaq.train", "--resume", str(tmp_path / "cut"), "--epochs", "5", "--quiet", "--no-export"]
+    if then > 1:
+        cmd = [MPIEXEC, "-n", str(then)] + cmd
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(lines(tmp_path / "whole" / "metrics.jsonl"), lines(tmp_path / "cut" / "metrics.jsonl"))
+
+
+LIBRARY_SCRIPT = """
+import json, sys
+import numpy as np, scipy.sparse as sp
+import gnaq
+from gnaq.comm import world
+rng = np.random.default_rng(0)
+rows, cols = rng.integers(0, 60, 1500), rng.integers(0, 40, 1500)
+user_items = sp.csr_matrix((np.ones(1500, dtype=np.float32), (rows, cols)), shape=(60, 40))
+user_items.data[:] = 1.0
+model = gnaq.Recommender(bits=2, factors=8, layers=2, epochs=4, batch_size=256, progress=False, device="cpu",
+                         checkpoint_dir=sys.argv[1], quant_options={"warmup": 2}).fit(user_items)
+ids, scores = model.recommend(np.arange(5), user_items[:5])
+if world().is_root:
+    print(json.dumps({"ids": ids.tolist(), "scores": scores.tolist()}))
+"""
+
+
+@needs_mpi
+def test_the_library_fits_the_same_quantized_model_under_mpiexec(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(LIBRARY_SCRIPT)
+    outs = []
+    for processes, name in ((1, "one"), (2, "two")):
+        cmd = [sys.executable, str(script), str(tmp_path / name)]
+        if processes > 1:
+            cmd = [MPIEXEC, "-n", "2"] + cmd
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        printed = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        assert len(printed) == 1  # rank 0 prints; both ranks answered the query
+        outs.append(json.loads(printed[0]))
+    assert outs[0]["ids"] == outs[1]["ids"]
+    assert np.allclose(outs[0]["scores"], outs[1]["scores"], rtol=1e-5)
+
+
+@needs_mpi
+@pytest.mark.parametrize("processes, extra, message", [(3, [], "--dim 8 cannot be split over 3 processes")])
 def test_what_slicing_cannot_do_is_one_clear_error(tmp_path, processes, extra, message):
     done = run(tmp_path, "bad", processes, ["--epochs", "1"] + extra)
     assert done.returncode != 0 and message in done.stderr

@@ -15,7 +15,9 @@ import numpy as np
 
 from .. import autograd as ag
 from ..backend import array_module, to_device
-from ..comm import SingleProcess, all_sum
+from ..quant.base import weighted_sum
+from ..comm import SingleProcess, all_sum, gather_columns
+from .whole import WholeView
 
 
 def initial_table(n: int, dim: int, seed: int, std: float = 0.1, dtype=np.float32) -> np.ndarray:
@@ -26,7 +28,9 @@ def initial_table(n: int, dim: int, seed: int, std: float = 0.1, dtype=np.float3
 class LightGCN:
     """``comm`` (gnaq.comm, feature-sliced training): this model holds its rank's ``dim`` columns;
     scores' dot products and the L2 term are summed over ranks (comm.all_sum), and
-    ``final_embeddings`` gathers every column."""
+    ``final_embeddings`` gathers every column. A quantizer is set up on a WholeView of every
+    column (models/whole.py); once it is active, scores are computed on whole rows, the same on
+    every rank (``replicated``)."""
 
     def __init__(self, n_users: int, n_items: int, norm_adj, dim: int = 64, n_layers: int = 3,
                  quantizer=None, seed: int = 0, init_std: float = 0.1, device: str = "cpu",
@@ -46,7 +50,8 @@ class LightGCN:
                 raise ValueError(f"init_embedding has shape {init.shape}, expected {(n_users + n_items, dim)}")
         self.embedding = ag.Tensor(to_device(init, device), requires_grad=True, name="embedding")
         self.quantizer = quantizer if quantizer is not None else FullPrecision()
-        self.quantizer.setup(self)
+        sliced_quantizer = self.comm.size > 1 and not isinstance(self.quantizer, FullPrecision)
+        self.quantizer.setup(WholeView(self) if sliced_quantizer else self)
 
     @property
     def xp(self):
@@ -68,8 +73,16 @@ class LightGCN:
             out.append(current)
         return out
 
+    @property
+    def replicated(self) -> bool:
+        """Whether z is computed whole on every rank (a sliced run's active quantizer), not sliced."""
+        return self.comm.size > 1 and self.quantizer.active and isinstance(self.quantizer.model, WholeView)
+
     def representation(self):
-        """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set)."""
+        """z: (N, d) Tensor, what scores are computed from (quantized when a quantizer is set);
+        under mpiexec this rank's columns, or every column when ``replicated``."""
+        if self.comm.size > 1 and isinstance(self.quantizer.model, WholeView) and not self.quantizer.active:
+            return weighted_sum(self.layers(), self.layer_weights)  # a warm-up's full precision, sliced
         return self.quantizer.represent()
 
     def bpr_loss(self, users, pos_items, neg_items, reg: float, teacher=None, distill: float = 0.0,
@@ -82,6 +95,7 @@ class LightGCN:
         random walks drawn with ``rng``, and quantizes them row by row (``represent_rows``).
         """
         n_users = self.n_users
+        replicated = self.replicated
         if sampled is None:
             z = self.representation()
             u = ag.gather(z, users)
@@ -92,14 +106,20 @@ class LightGCN:
             targets, where = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
                                        return_inverse=True)  # each distinct row once (popular items repeat)
             where = where.ravel()
-            z_rows = self.quantizer.represent_rows(sampled.rows(targets, rng), targets)
+            z_rows = sampled.rows(targets, rng)
+            if replicated:  # the quantizer reads whole rows
+                z_rows = gather_columns(z_rows, self.comm)
+            z_rows = self.quantizer.represent_rows(z_rows, targets)
             u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
-        comm = self.comm
+        comm = SingleProcess() if replicated else self.comm  # replicated: whole rows, no sum over ranks
         margin = all_sum(ag.sum(u * (p - n), axis=1), comm)
         bpr = -ag.mean(ag.log_sigmoid(margin))
-        ego = self.quantizer.ego()
+        if self.quantizer.ego_is_embedding or not self.quantizer.active:  # E⁽⁰⁾'s rows: sliced, summed
+            ego, l2_comm = self.embedding, self.comm
+        else:
+            ego, l2_comm = self.quantizer.ego(), comm
         rows = [ag.gather(ego, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
-        l2 = all_sum(ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users)), comm)
+        l2 = all_sum(ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users)), l2_comm)
         total = bpr + l2 * reg if reg else bpr
         if distill and teacher is not None:  # the teacher's columns are this rank's too
             t_u, t_p, t_n = (teacher[idx] for idx in (users, pos_items + n_users, neg_items + n_users))
@@ -114,7 +134,9 @@ class LightGCN:
     def final_embeddings(self):
         """(user_emb, item_emb) arrays of the representation, no graph recorded."""
         with ag.no_grad():
-            z = self.comm.allgather_columns(self.representation().data)
+            z = self.representation().data
+            if not self.replicated:
+                z = self.comm.allgather_columns(z)
         return z[: self.n_users], z[self.n_users:]
 
     def state_dict(self) -> dict:

@@ -21,6 +21,8 @@ A quantizer sees the model's layer outputs and decides what the final representa
 
 from __future__ import annotations
 
+import copy
+
 from .. import autograd as ag
 
 
@@ -32,6 +34,7 @@ class Quantizer:
     exportable = True    # whether gnaq.export can write it as a .gnaq file
     deploys = "z"        # "z": the representation is quantized; "layer0": E⁽⁰⁾ is, z = Σ αₗ Âˡ Ê⁽⁰⁾
     row_local = False    # whether ẑ's row n depends on z's row n (and node n's parameters) alone
+    ego_is_embedding = True  # whether ego() is the model's E⁽⁰⁾ (the L2 term then sums over slices)
 
     def represent_rows(self, z_rows, rows):
         """ẑ_T from z_T (|T|, d) Tensor for node ids ``rows`` (|T|,) — row-local quantizers only."""
@@ -43,6 +46,13 @@ class Quantizer:
 
     def setup(self, model) -> None:
         self.model = model
+
+    def bound_to(self, model) -> "Quantizer":
+        """This quantizer, parameters and state shared, reading ``model`` instead (the same
+        values in another shape: models/whole.py's one-process snapshot of a sliced model)."""
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     def represent(self):
         if self.deploys == "layer0":

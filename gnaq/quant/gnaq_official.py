@@ -107,6 +107,8 @@ class OfficialGNAQQuantizer(Quantizer):
     def parameters(self) -> list:
         return [self.levels]
 
+    ego_is_embedding = False  # the L2 term acts on the looked-up levels
+
     def ego(self):
         return self._ego if self.active else self.model.embedding
 

@@ -1,4 +1,4 @@
-"""Feature-sliced training under mpiexec: the same model as one process, checkpoints that do
+"""Feature-sliced training under mpiexec: the same model as one process (every quantizer), checkpoints that do
 not depend on the number of processes, a killed rank that ends the job, clear refusals.
 
 Runs ``mpiexec -n W python -m gnaq.train`` on a small synthetic graph; skips, saying why, where

@@ -55,11 +55,10 @@ def snapshot(model):
     """A one-process LightGCN of every column of ``model`` (sliced or not) sharing its quantizer's
     parameters: what export and queries read. Collective under mpiexec; ``model`` itself in one process."""
     from ..quant.base import FullPrecision
-    from .lightgcn import LightGCN
     if model.comm.size == 1:
         return model
     whole = model.comm.allgather_columns(model.embedding.data)
-    out = LightGCN(model.n_users, model.n_items, model.norm_adj, whole.shape[1], model.n_layers, None,
+    out = type(model)(model.n_users, model.n_items, model.norm_adj, whole.shape[1], model.n_layers, None,
                    device=model.device, init_embedding=whole)
     if not isinstance(model.quantizer, FullPrecision):
         out.quantizer = model.quantizer.bound_to(out)

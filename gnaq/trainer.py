@@ -218,8 +218,7 @@ class Trainer:
         self.reference_score = None  # validation NDCG@20 of the full-precision model the quantizer starts from
         self.reference_recall = None  # … and its Recall@20
         self._se_warned = False  # the standard-error warning is said once a run
-        self.step_bytes, self.steps_done = 0, 0  # bytes this rank sent in training steps, and the steps (this process)
-        self.phase_bytes = {}  # phase name -> [bytes sent, steps] (this process)
+        self.phase_bytes = {}  # phase name -> [bytes this rank sent in training steps, steps] (this process)
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
@@ -442,11 +441,9 @@ class Trainer:
             t0 = time.perf_counter()
             sent = self.comm.bytes_sent
             loss = self.train_epoch()
-            steps = math.ceil(self.data.train.nnz / cfg.batch_size)
-            self.step_bytes += self.comm.bytes_sent - sent  # what training steps send (not evaluation)
-            self.steps_done += steps
-            phase = self.phase_bytes.setdefault(self._phase_name(), [0, 0])
-            phase[0], phase[1] = phase[0] + self.comm.bytes_sent - sent, phase[1] + steps
+            phase = self.phase_bytes.setdefault(self._phase_name(), [0, 0])  # training steps' bytes, not evaluation's
+            phase[0] += self.comm.bytes_sent - sent
+            phase[1] += math.ceil(self.data.train.nnz / cfg.batch_size)
             train_seconds = time.perf_counter() - t0
             self.elapsed += train_seconds
             self.epoch += 1
@@ -509,8 +506,9 @@ class Trainer:
     def _comm_record(self) -> dict:
         if self.comm.size == 1:
             return {}
+        sent, steps = (sum(column) for column in zip(*self.phase_bytes.values())) if self.phase_bytes else (0, 0)
         return {"processes": self.comm.size,
-                "bytes_sent_per_rank_per_step": round(self.step_bytes / max(self.steps_done, 1), 1),
+                "bytes_sent_per_rank_per_step": round(sent / max(steps, 1), 1),
                 **{f"bytes_sent_per_rank_per_step_{name}": round(sent / max(steps, 1), 1)
                    for name, (sent, steps) in self.phase_bytes.items()}}
 

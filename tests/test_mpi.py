@@ -72,10 +72,17 @@ def test_two_processes_train_the_model_of_one(tmp_path, propagation):
 @needs_mpi
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 4)])
 def test_a_checkpoint_resumes_at_another_process_count_exactly(tmp_path, first, then):
-    whole = run(tmp_path, "whole", 1, ["--epochs", "4", "--no-export"])
-    cut = run(tmp_path, "cut", first, ["--epochs", "2", "--no-export"])
+    assert_resumes_exactly(tmp_path, first, then, cut_at=2, total=4, extra=["--no-export"])
+
+
+def assert_resumes_exactly(tmp_path, first, then, cut_at, total, extra):
+    """A run cut after ``cut_at`` epochs at ``first`` processes and resumed at ``then`` up to
+    ``total`` logs what the uninterrupted one-process run of ``total`` epochs logs."""
+    whole = run(tmp_path, "whole", 1, ["--epochs", str(total)] + extra)
+    cut = run(tmp_path, "cut", first, ["--epochs", str(cut_at)] + extra)
     assert whole.returncode == 0 and cut.returncode == 0, cut.stderr[-2000:]
-    cmd = [sys.executable, "-m", "gnaq.train", "--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]
+    cmd = [sys.executable, "-m", "gnaq.train", "--resume", str(tmp_path / "cut"), "--epochs", str(total),
+           "--quiet", "--no-export"]
     if then > 1:
         cmd = [MPIEXEC, "-n", str(then)] + cmd
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
@@ -149,16 +156,7 @@ def test_every_quantizer_trains_the_model_of_one_process(tmp_path, name):
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
 def test_a_quantized_checkpoint_resumes_at_another_process_count_exactly(tmp_path, first, then):
     """Cut inside the quantized phase (its replicated parameters and the sliced E⁽⁰⁾ in one file)."""
-    extra = QUANTIZED["gnaq-graph-free"] + ["--no-export"]
-    whole = run(tmp_path, "whole", 1, ["--epochs", "5"] + extra)
-    cut = run(tmp_path, "cut", first, ["--epochs", "3"] + extra)
-    assert whole.returncode == 0 and cut.returncode == 0, cut.stderr[-2000:]
-    cmd = [sys.executable, "-m", "gnaq.train", "--resume", str(tmp_path / "cut"), "--epochs", "5", "--quiet", "--no-export"]
-    if then > 1:
-        cmd = [MPIEXEC, "-n", str(then)] + cmd
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_run(lines(tmp_path / "whole" / "metrics.jsonl"), lines(tmp_path / "cut" / "metrics.jsonl"))
+    assert_resumes_exactly(tmp_path, first, then, cut_at=3, total=5, extra=QUANTIZED["gnaq-graph-free"] + ["--no-export"])
 
 
 LIBRARY_SCRIPT = """

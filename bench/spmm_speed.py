@@ -6,6 +6,8 @@ a plain numpy streaming copy's (read + write) bandwidth measured in the same run
 The "ceiling" row is a numba kernel that reads exactly the bytes the SpMM reads (row pointers,
 column indices, values, the gathered rows of X) and writes Y, in the same order and threads,
 but only sums the rows (no multiply): how fast this machine can move the SpMM's data.
+The "before" row is the kernel gnaq shipped until session 10 (one nonzero a pass, adding into
+Y directly), timed in the same process; the last column divides each time by torch CSR's.
 
     python bench/spmm_speed.py [--dim 64] [--repeat 10]
 """
@@ -58,6 +60,24 @@ def ceiling_kernel():
     return gather_sum
 
 
+def one_at_a_time_kernel():
+    """gnaq's kernel before session 10: one nonzero a pass, adding straight into Y's row."""
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def one_at_a_time(indptr, indices, values, dense, out):  # pragma: no cover - jitted
+        d = dense.shape[1]
+        for row in prange(indptr.shape[0] - 1):
+            for k in range(d):
+                out[row, k] = 0
+            for p in range(indptr[row], indptr[row + 1]):
+                col = indices[p]
+                v = values[p]
+                for k in range(d):
+                    out[row, k] += v * dense[col, k]
+    return one_at_a_time
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dim", type=int, default=64)
@@ -76,6 +96,9 @@ def main():
     results = {"scipy (csr @ dense)": best_time(lambda: spmm(A, X, impl="scipy"), args.repeat)}
     if HAVE_NUMBA:
         results["gnaq numba kernel"] = best_time(lambda: spmm(A, X, impl="numba"), args.repeat)
+        previous, out_previous = one_at_a_time_kernel(), np.empty_like(X)
+        results["gnaq kernel before: one nonzero a pass"] = best_time(
+            lambda: previous(A.indptr, A.indices, A.data, X, out_previous), args.repeat)
         kernel, out = ceiling_kernel(), np.empty_like(X)
         results["ceiling: same bytes, adds only (numba)"] = best_time(
             lambda: kernel(A.indptr, A.indices, A.data, X, out), args.repeat)
@@ -91,16 +114,17 @@ def main():
     except ImportError:
         torch_note = "torch not installed: its rows are skipped"
 
-    base = results.get("torch.sparse.mm (COO)")
+    base, csr = results.get("torch.sparse.mm (COO)"), results.get("torch CSR @ dense")
     rows = []
     for name, t in results.items():
         gbs = traffic / t / 1e9
         rows.append([name, f"{t * 1e3:.2f}", f"{flops / t / 1e9:.2f}", f"{gbs:.2f}",
-                     f"{gbs / copy_gbs:.2f}", f"{base / t:.2f}x" if base else "-"])
+                     f"{gbs / copy_gbs:.2f}", f"{base / t:.2f}x" if base else "-",
+                     f"{t / csr:.2f}" if csr else "-"])
     print(f"{label}: N = {n:,} nodes, nnz = {nnz:,}, d = {d}; {torch_note}")
     print(f"numpy streaming copy: {copy_gbs:.2f} GB/s (read + write)")
     print(markdown_table(["implementation", "ms", "GFLOP/s", "effective GB/s", "of copy bandwidth",
-                          "speed-up vs torch COO"], rows))
+                          "speed-up vs torch COO", "time ÷ torch CSR's"], rows))
 
 
 if __name__ == "__main__":

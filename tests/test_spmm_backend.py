@@ -19,6 +19,23 @@ def test_numba_spmm_equals_scipy(dtype):
     assert np.all(fast[5] == 0)
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_numba_spmm_sums_in_csr_order_for_every_row_length():
+    """Rows of 0..11 nonzeros cover the four-at-a-time passes and every remainder; the additions
+    keep CSR order, so the float32 result equals the one-nonzero-at-a-time sum bit for bit."""
+    rng = np.random.default_rng(3)
+    lengths = np.arange(12).repeat(3)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    indices = rng.integers(0, 40, indptr[-1]).astype(np.int32)
+    A = scipy.sparse.csr_matrix((rng.standard_normal(indptr[-1]).astype(np.float32), indices, indptr), shape=(len(lengths), 40))
+    X = rng.standard_normal((40, 64)).astype(np.float32)
+    expected = np.zeros((A.shape[0], 64), np.float32)
+    for row in range(A.shape[0]):
+        for p in range(indptr[row], indptr[row + 1]):
+            expected[row] += A.data[p] * X[indices[p]]
+    np.testing.assert_array_equal(spmm(A, X, impl="numba"), expected)
+
+
 def test_spmm_impl_selector_validates():
     with pytest.raises(ValueError, match="unknown spmm"):
         set_spmm_impl("magic")

@@ -43,8 +43,10 @@ class Recommender:
     propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
     there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
     a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
-    target: e.g. 0.97 — when the quantized model keeps less of full precision's hold-out NDCG@20,
-    fine-tune larger graph-free settings until one does (gnaq.target; the CLI's --target).
+    target: "auto" (default: 0.98 for gnaq's default deployment), "off" (exactly ``bits``) or a
+    fraction such as 0.97 — when the quantized model keeps less of full precision's hold-out
+    Recall@20 or NDCG@20, fine-tune larger graph-free settings until one does (gnaq.target; the
+    CLI's --target).
     refit (default True): after the hold-out has chosen the schedule (epochs in full precision,
     epochs quantized), train again on all of ``user_items`` for exactly that schedule, without
     validation, and keep that model, so no interaction is lost (measured +2.2-2.8% test Recall@20
@@ -56,7 +58,7 @@ class Recommender:
                  epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
                  validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
-                 sampler=_DEFAULTS.sampler, propagation=_DEFAULTS.propagation, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target=None,
+                 sampler=_DEFAULTS.sampler, propagation=_DEFAULTS.propagation, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target="auto",
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
@@ -233,11 +235,17 @@ class Recommender:
 def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
     """The selection run's schedule replayed without validation: E_fp full-precision epochs (the
     epoch the quantizer started from) as a fixed warm-up, then E_q quantized epochs (to the best
-    quantized epoch); one phase (E = best epoch) when there was no warm-up."""
+    quantized epoch); one phase (E = best epoch) when there was no warm-up. A setting the target
+    ladder chose (fine-tuned from the first run's fp32 model) replays that run's E_fp, then its own."""
     from dataclasses import replace
     phases = selected["phases"]
     options = dict(config.quant_options)
     warm = phases.get("full_precision") if "quantized" in phases else None
+    if warm is None and selected.get("warmup_phase"):  # a --target rung, fine-tuned from the first run's fp32 model
+        fp32_epochs = selected["warmup_phase"]["best_epoch"]
+        options["warmup"] = fp32_epochs
+        return replace(config, quant_options=options, init_from=None, epochs=fp32_epochs + selected["best_epoch"],
+                       eval_every=0, time_budget=None, out=os.path.join(config.out, "refit"))
     if warm and options.get("warmup") == "auto":
         fp32_epochs = warm["best_epoch"]
         options["warmup"] = fp32_epochs

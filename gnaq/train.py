@@ -82,11 +82,11 @@ def build_parser():
     p.add_argument("--size", type=parse_ratio, default=None, metavar="RATIO",
                    help="e.g. 16x: a graph-free file (without history) that many times smaller than the float32 "
                         "file — one byte of scale a node and the bits a value that leave (sets --bits unless given)")
-    p.add_argument("--target", type=float, default=None, metavar="FRACTION",
-                   help="e.g. 0.97: when the quantized model keeps less of full precision's validation Recall@20 "
-                        "or NDCG@20, "
-                        "fine-tune the next larger graph-free setting (2.5 bits, then bits + 1) and keep the first "
-                        "that meets it (default deployment only)")
+    p.add_argument("--target", default="auto", metavar="FRACTION",
+                   help="auto (default: 0.98), off, or e.g. 0.97: when the quantized model keeps less of full "
+                        "precision's validation Recall@20 or NDCG@20, fine-tune the next larger graph-free setting "
+                        "(2.5 bits, then bits + 1) and keep the first that meets it (default deployment only; "
+                        "off: exactly --bits)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     from .comm import MPIUnavailable
     from .trainer import NonFiniteLoss, Trainer
     try:
-        if args.size and args.target is not None:
+        if args.size and args.target not in ("auto", "off"):
             raise ValueError("--size fixes the file's size and --target its accuracy: give one of them")
         config = config_from_args(args)
         if config.device == "auto":
@@ -220,12 +220,16 @@ def main(argv=None) -> int:
     for note in trainer.data.notes:
         say(f"data: {note}", file=sys.stderr)
     started = time.perf_counter()
-    if args.target is not None and not 0 < args.target <= 1.5:
-        say(f"gnaq.train: error: --target must be a fraction such as 0.97, got {args.target}", file=sys.stderr)
-        return 2
-    from .target import fit_to_target
+    from .target import fit_to_target, resolve_target
     try:
-        trainer, result, _ = fit_to_target(config, trainer.data, args.target,
+        target = resolve_target(args.target, config)
+        if target is not None and target > 1.5:  # a percentage typed as such
+            raise ValueError(f"target must be a fraction such as 0.97, got {target:g}")
+    except ValueError as exc:
+        say(f"gnaq.train: error: --{exc}", file=sys.stderr)
+        return 2
+    try:
+        trainer, result, _ = fit_to_target(config, trainer.data, target,
                                            on_eval=lambda r: say(json.dumps(r), flush=True), trainer=trainer)
         config = trainer.config
     except KeyboardInterrupt:
@@ -241,8 +245,9 @@ def main(argv=None) -> int:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
         say(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
               f"{100 * result['valid_kept_ndcg']:.1f}% of full precision's validation Recall@20 / NDCG@20"
-              + (f" (tried for --target {args.target:g}: {tried})" if tried else "")
-              + ("" if args.target or result["valid_kept"] >= 0.97 else
+              + (f" (tried for --target {target:g}: {tried}; --target off keeps exactly --bits {args.bits})"
+                 if tried else "")
+              + ("" if target or result["valid_kept"] >= 0.97 else
                  "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)
     whole = trainer.whole_model()  # every column (collective under mpiexec)
     if not root:

@@ -10,7 +10,8 @@ import pytest
 import gnaq
 from gnaq.data import make_synthetic
 
-FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)  # a quick Recommender
+FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False,
+            target="off")  # a quick Recommender, exactly its bits
 
 
 @pytest.fixture(scope="session")

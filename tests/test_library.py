@@ -151,6 +151,19 @@ def test_top_n_ties_go_to_the_smaller_index():
     np.testing.assert_array_equal(index, brute)
 
 
+def test_a_climbed_target_is_refit_from_scratch_on_every_interaction(user_items, tmp_path):
+    assert gnaq.Recommender().get_params()["target"] == "auto"
+    model = gnaq.Recommender(**{**FAST, "epochs": 40, "target": 1.5}, patience=2,  # unreachable: every rung
+                             checkpoint_dir=str(tmp_path)).fit(user_items)
+    assert [t["setting"] for t in model.result_["tried"]] == ["b2", "b2-mix25at4", "b3"]
+    warm, chosen = model.result_["warmup_phase"], model.result_["phases"]["quantized"]
+    refit = model.refit_result_["phases"]
+    assert model.trainer_.config.init_from is None  # not the held-out run's fp32 model
+    assert refit["full_precision"]["last_epoch"] == warm["best_epoch"]
+    assert refit["quantized"]["last_epoch"] - refit["quantized"]["first_epoch"] + 1 == chosen["best_epoch"]
+    assert model.trainer_.config.bits == 3 and model.trainer_.data.train.nnz == user_items.nnz
+
+
 def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tmp_path):
     model = gnaq.Recommender(**{**FAST, "epochs": 40}, patience=2, refit=True,
                              checkpoint_dir=str(tmp_path)).fit(user_items)

@@ -120,6 +120,36 @@ def test_a_target_climbs_the_ladder_until_one_setting_keeps_it(tmp_path):
     assert len(tried) == 1  # a deployment the user chose is not replaced
 
 
+def test_the_default_target_asks_98_percent_of_the_default_deployment_only():
+    from gnaq.target import DEFAULT_TARGET, resolve_target
+    default = TrainConfig(**TINY, bits=2)
+    assert DEFAULT_TARGET == 0.98 and resolve_target("auto", default) == 0.98
+    assert resolve_target("off", default) is None and resolve_target(None, default) is None
+    assert resolve_target("0.97", default) == 0.97 and resolve_target(0.9, default) == 0.9
+    assert resolve_target("auto", TrainConfig(**TINY, bits=32)) is None  # nothing to climb
+    assert resolve_target("auto", TrainConfig(**TINY, bits=8)) is None  # no wider rung
+    assert resolve_target("auto", TrainConfig(**TINY, bits=2, quant_options={"quantize": "layer0"})) is None
+    with pytest.raises(ValueError, match="'auto', 'off' or a fraction"):
+        resolve_target("most", default)
+    with pytest.raises(ValueError, match="positive"):
+        resolve_target(0, default)
+
+
+def test_the_main_command_climbs_by_default_and_target_off_keeps_its_bits(tmp_path, capsys):
+    argv = FAST + ["--bits", "2", "--patience", "2", "--epochs", "30"]
+    assert train_cli.main(argv + ["--out", str(tmp_path / "auto")]) == 0
+    err = capsys.readouterr().err
+    first = json.loads((tmp_path / "auto" / "result.json").read_text())
+    assert first["valid_kept"] < 0.98  # this tiny model loses more than 2%: the default climbs
+    assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
+    climbed = json.loads((tmp_path / "auto" / "target-b2-mix25at4" / "result.json").read_text())
+    assert climbed["full_precision_valid"] == pytest.approx(first["full_precision_valid"], rel=1e-6)
+    assert train_cli.main(argv + ["--out", str(tmp_path / "off"), "--target", "off"]) == 0
+    assert "tried for" not in capsys.readouterr().err
+    assert not list((tmp_path / "off").glob("target-*"))
+    assert json.loads((tmp_path / "off" / "result.json").read_text())["valid_kept"] == first["valid_kept"]
+
+
 def test_sampled_validation_is_a_fixed_seeded_sample_and_reports_its_standard_error(tmp_path):
     from gnaq.metrics import evaluate
     data = make_synthetic(n_users=300, n_items=80, seed=1)

@@ -6,7 +6,10 @@ their ratio to a full-precision run of the same data.
 
 Each spec is DATASET|SETTING|RUN[|REFERENCE_RUN] (run folders of ``python -m gnaq.train``). Phases
 come from result.json (runs from before the convergence schedule: counted from metrics.jsonl, the
-end then unrecorded); minutes are the training and evaluation seconds the run logged.
+end then unrecorded); minutes are the training and evaluation seconds the run logged. A run that
+climbed the --target ladder (its target-*/ folders) is reported as the model it chose — the first
+rung, in ladder order, whose validation share meets --target (OUT/target.json, where the run wrote
+one, says so itself) — with the settings tried and the minutes of every rung summed.
 """
 
 import argparse
@@ -15,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import emit, markdown_table  # noqa: E402
 
 
@@ -32,15 +36,45 @@ def summary(run: Path) -> dict:
             "kept": result.get("valid_kept")}
 
 
+def chosen_rung(run: Path, target: float):
+    """(chosen folder, [(setting, valid_kept)] tried) of a run that climbed the ladder, else (run, [])."""
+    from gnaq.target import LADDER, label_of
+    record = run / "target.json"
+    if record.exists():
+        data = json.loads(record.read_text())
+        return run / data["chosen"], [(t["setting"], t["valid_kept"]) for t in data["tried"]]
+    config = json.loads((run / "config.json").read_text())
+    folders = [run] + [run / f"target-{label_of(step)}" for step in LADDER.get(config["bits"], [])]
+    tried = []
+    for folder in folders:
+        if not (folder / "result.json").exists():
+            break
+        kept = json.loads((folder / "result.json").read_text()).get("valid_kept")
+        tried.append((folder.name if folder != run else f"b{config['bits']}", kept))
+        if kept is None or kept >= target:
+            break
+    return (folder if len(tried) > 1 else run), (tried if len(tried) > 1 else [])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="+")
     p.add_argument("--out")
+    p.add_argument("--target", type=float, default=0.98, help="the runs' --target, for runs without target.json")
     args = p.parse_args()
     rows = []
     for spec in args.specs:
         dataset, setting, run, *ref = spec.split("|")
-        s = summary(Path(run).expanduser())
+        run = Path(run).expanduser()
+        chosen, tried = chosen_rung(run, args.target)
+        s = summary(chosen)
+        if tried:  # the whole command: the first run and every rung it fine-tuned
+            s["minutes"] = sum(summary(run if i == 0 else run / f"target-{name.removeprefix('target-')}")["minutes"]
+                               for i, (name, _) in enumerate(tried))
+            warm = json.loads((run / "result.json").read_text()).get("phases", {}).get("full_precision")
+            first = f"{warm['last_epoch'] - warm['first_epoch'] + 1} ({warm['ended_by']})" if warm else "--init-from"
+            s["phases"] = f"{first} + {s['phases']} (" + ", ".join(
+                f"{name.removeprefix('target-')} {100 * kept:.1f}%" for name, kept in tried) + ")"
         ratio = "–"
         if ref:
             r = summary(Path(ref[0]).expanduser())

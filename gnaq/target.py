@@ -11,7 +11,8 @@ what the user chose). The CLI (``--target``) and ``Recommender(target=...)`` bot
 The default, ``auto``, is DEFAULT_TARGET = 0.98 on validation for gnaq's default deployment, so
 that the shipped model keeps ≥ 97% on test: the validation share overstated the test share by up
 to 0.3 point on ml-1m (2.5 bits: 97.1% validation, 96.8% test Recall@20; bench/results/defaults.md).
-``off`` (or None) trains exactly ``bits``.
+``off`` (or None) trains exactly ``bits``. A climbed run leaves OUT/target.json (the target, every
+setting tried with its share, the chosen run's folder); the CLI exports the chosen model to OUT.
 """
 
 import os
@@ -74,10 +75,21 @@ def fit_to_target(config, data, target=None, on_eval=None, trainer=None):
         tried.append((label_of(candidate), result.get("valid_kept")))
         if result.get("valid_kept") is not None and result["valid_kept"] >= target:
             break
-    result = {**result, "target": target, "tried": [{"setting": s, "valid_kept": k} for s, k in tried]}
+    result = {**result, "target": target, "tried": [{"setting": s, "valid_kept": k} for s, k in tried],
+              "chosen": os.path.relpath(trainer.config.out, config.out)}
     if warmup_phase and not config.init_from:
         result["warmup_phase"] = warmup_phase
+    if trainer.comm.is_root:  # OUT/target.json: what was tried and where the chosen run lives
+        write_json(os.path.join(config.out, "target.json"),
+                   {k: result[k] for k in ("target", "tried", "chosen", "warmup_phase") if k in result})
     return trainer, result, tried
+
+
+def write_json(path, value) -> None:
+    """json.dump(value) to path atomically (a reader sees the old file or the new one)."""
+    import json
+    from .checkpoint import atomic_write_bytes
+    atomic_write_bytes(path, lambda f: f.write(json.dumps(value, indent=1).encode()))
 
 
 def label_of(setting) -> str:

@@ -229,6 +229,7 @@ def main(argv=None) -> int:
         say(f"gnaq.train: error: --{exc}", file=sys.stderr)
         return 2
     try:
+        asked = config  # the run folder the user named: the chosen model is exported there
         trainer, result, _ = fit_to_target(config, trainer.data, target,
                                            on_eval=lambda r: say(json.dumps(r), flush=True), trainer=trainer)
         config = trainer.config
@@ -260,7 +261,7 @@ def main(argv=None) -> int:
             from .export import export_model
         except ImportError:
             return 0
-        path = config.export or os.path.join(config.out, "model.gnaq")
+        path = config.export or os.path.join(asked.out, "model.gnaq")
         try:
             info = export_model(whole, trainer.data, path, history=config.export_history,
                                 users=args.export_users == "yes", entropy=args.export_entropy == "yes")

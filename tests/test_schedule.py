@@ -137,13 +137,20 @@ def test_the_default_target_asks_98_percent_of_the_default_deployment_only():
 
 def test_the_main_command_climbs_by_default_and_target_off_keeps_its_bits(tmp_path, capsys):
     argv = FAST + ["--bits", "2", "--patience", "2", "--epochs", "30"]
-    assert train_cli.main(argv + ["--out", str(tmp_path / "auto")]) == 0
+    exporting = [a for a in argv if a != "--no-export"]
+    assert train_cli.main(exporting + ["--out", str(tmp_path / "auto")]) == 0
     err = capsys.readouterr().err
+    assert f"exported {tmp_path / 'auto' / 'model.gnaq'}" in err  # the chosen model, in the folder asked for
+    assert not list((tmp_path / "auto").glob("target-*/model.gnaq"))
     first = json.loads((tmp_path / "auto" / "result.json").read_text())
     assert first["valid_kept"] < 0.98  # this tiny model loses more than 2%: the default climbs
     assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
     climbed = json.loads((tmp_path / "auto" / "target-b2-mix25at4" / "result.json").read_text())
     assert climbed["full_precision_valid"] == pytest.approx(first["full_precision_valid"], rel=1e-6)
+    record = json.loads((tmp_path / "auto" / "target.json").read_text())
+    assert record["target"] == 0.98 and record["tried"][0] == {"setting": "b2", "valid_kept": first["valid_kept"]}
+    assert (tmp_path / "auto" / record["chosen"] / "result.json").exists()
+    assert record["warmup_phase"] == first["phases"]["full_precision"]
     assert train_cli.main(argv + ["--out", str(tmp_path / "off"), "--target", "off"]) == 0
     assert "tried for" not in capsys.readouterr().err
     assert not list((tmp_path / "off").glob("target-*"))

@@ -54,7 +54,8 @@ def measure(name: str, bits: int, fits=("held-out", "refit"), record=None) -> di
         metrics = evaluate(model.user_factors, model.item_factors, user_items, data.test, ks=(20,))
         record[label] = {"recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"],
                          "seconds": round(seconds, 1), "phases": model.result_["phases"],
-                         "tried": model.result_.get("tried"), "bits_chosen": model.trainer_.config.bits,
+                         "tried": model.result_.get("tried"), "valid_kept": model.result_.get("valid_kept"),
+                         "bits_chosen": model.trainer_.config.bits,
                          "quant_options": model.trainer_.config.quant_options if bits != 32 else {}}
         print(json.dumps({"dataset": name, "bits": bits, "fit": label, **record[label]}), flush=True)
     return record
@@ -84,7 +85,8 @@ def guarantee_table() -> str:
         if "default" not in quantized or not full.exists() or "default" not in json.loads(full.read_text()):
             continue
         q, f = quantized["default"], json.loads(full.read_text())["default"]
-        tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in q.get("tried") or []) or "–"
+        tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in q.get("tried") or []) or (
+            f"b2 {100 * q['valid_kept']:.1f}%" if q.get("valid_kept") else "b2 (≥ the target; share not recorded)")
         chosen = f"{q.get('bits_chosen', 2)} bits" + (" + busiest 25% at 4" if "mix_share" in q.get("quant_options", {}) else "")
         rows.append([quantized["dataset"], f"{f['recall@20']:.4f} / {f['ndcg@20']:.4f}", f"{f['seconds'] / 60:.1f}",
                      f"{q['recall@20']:.4f} / {q['ndcg@20']:.4f}", f"{q['seconds'] / 60:.1f}", tried, chosen,

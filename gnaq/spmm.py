@@ -3,7 +3,8 @@
 A: (n, m) CSR, X: (m, d) dense, Y: (n, d). Three implementations, one selector:
 
 - ``numba``: a row-parallel CSR kernel (``prange`` over rows of A, four nonzeros a pass over a
-  row accumulator, inner loop over d), used on the CPU when numba imports. Each output row is written by one thread, so no atomics.
+  row accumulator, inner loop over d), used on the CPU when numba imports. Each output row is
+  written by one thread, so no atomics.
 - ``scipy``: ``A @ X`` (scipy's single-threaded csr_matvecs), the plain twin and test oracle;
   also what ``auto`` picks for fewer than 4 columns (GNAQ's per-node scale vectors).
 - ``cupy``: cupyx's cuSPARSE SpMM when A and X live on the GPU.
@@ -52,7 +53,7 @@ if HAVE_NUMBA:
         """Y[r] = Σ_p values[p] · X[indices[p]] over row r's nonzeros p, in CSR order.
 
         Four nonzeros a pass over the row's accumulator: each pass loads and stores acc (d,) once
-        for four gathered rows of X instead of once for each (measured 1.3-1.6x at d = 64,
+        for four gathered rows of X instead of once for each (measured 1.4-2.9x at d = 64,
         bench/results/spmm_speed.md). The additions keep CSR order, ((acc + v₀x₀) + v₁x₁) + …,
         so the result is bit-identical to the one-nonzero-a-pass loop."""
         n_rows = indptr.shape[0] - 1

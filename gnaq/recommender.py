@@ -37,7 +37,8 @@ class Recommender:
     """LightGCN with node-aware low-bit embeddings, behind implicit's model API.
 
     validation_fraction: share of each user's interactions held out for early stopping when
-    ``fit`` gets no ``valid=`` matrix (seeded by random_state; at least one stays in train).
+    ``fit`` gets no ``valid=`` matrix — ⌊fraction·n⌋ of a user's n, and at least one of every user
+    with two or more (seeded by random_state; at least one stays in train).
     checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
     folder holding a previous run's last.npz resumes it.
     propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
@@ -113,7 +114,8 @@ class Recommender:
         full = given.matrix
         if valid is None:
             coo = full.tocoo()
-            keep, held, _ = split_per_user(coo.row, coo.col, 0.0, self.validation_fraction, seed=self.random_state)
+            keep, held, _ = split_per_user(coo.row, coo.col, 0.0, self.validation_fraction, seed=self.random_state,
+                                           min_valid=1)
             train = binary_csr(coo.row[keep], coo.col[keep], *full.shape)
             held_out = binary_csr(coo.row[held], coo.col[held], *full.shape)
         else:

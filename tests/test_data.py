@@ -57,6 +57,16 @@ def test_split_is_seeded_and_has_the_right_ratios():
     assert np.all(np.bincount(users[test]) == 4) and np.all(np.bincount(users[valid]) == 2)
 
 
+def test_min_valid_holds_out_an_item_of_every_user_with_two():
+    users = np.repeat(np.arange(5), [1, 2, 3, 9, 30])
+    items = np.concatenate([np.arange(n) for n in (1, 2, 3, 9, 30)])
+    train, valid, _ = split_per_user(users, items, 0.0, 0.1, seed=0)
+    assert np.bincount(users[valid], minlength=5).tolist() == [0, 0, 0, 0, 3]  # ⌊0.1·n⌋ alone
+    train, valid, _ = split_per_user(users, items, 0.0, 0.1, seed=0, min_valid=1)
+    assert np.bincount(users[valid], minlength=5).tolist() == [0, 1, 1, 1, 3]
+    assert np.all(np.bincount(users[train], minlength=5) >= 1)  # the one-item user keeps it
+
+
 def test_split_keeps_one_train_item_per_user():
     users = np.array([0, 1, 1, 2, 2, 2])
     train, valid, test = split_per_user(users, np.arange(6), 0.5, 0.4, seed=0)

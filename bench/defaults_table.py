@@ -44,13 +44,14 @@ def chosen_rung(run: Path, target: float):
         data = json.loads(record.read_text())
         return run / data["chosen"], [(t["setting"], t["valid_kept"]) for t in data["tried"]]
     config = json.loads((run / "config.json").read_text())
-    folders = [run] + [run / f"target-{label_of(step)}" for step in LADDER.get(config["bits"], [])]
+    labels = [f"b{config['bits']}"] + [label_of(step) for step in LADDER.get(config["bits"], [])]
     tried = []
-    for folder in folders:
+    for label in labels:
+        folder = run / f"target-{label}" if tried else run  # the first setting is the run itself
         if not (folder / "result.json").exists():
             break
         kept = json.loads((folder / "result.json").read_text()).get("valid_kept")
-        tried.append((folder.name if folder != run else f"b{config['bits']}", kept))
+        tried.append((label, kept))
         if kept is None or kept >= target:
             break
     return (folder if len(tried) > 1 else run), (tried if len(tried) > 1 else [])
@@ -69,12 +70,11 @@ def main():
         chosen, tried = chosen_rung(run, args.target)
         s = summary(chosen)
         if tried:  # the whole command: the first run and every rung it fine-tuned
-            s["minutes"] = sum(summary(run if i == 0 else run / f"target-{name.removeprefix('target-')}")["minutes"]
-                               for i, (name, _) in enumerate(tried))
+            s["minutes"] = sum(summary(run / f"target-{name}" if i else run)["minutes"] for i, (name, _) in enumerate(tried))
             warm = json.loads((run / "result.json").read_text()).get("phases", {}).get("full_precision")
             first = f"{warm['last_epoch'] - warm['first_epoch'] + 1} ({warm['ended_by']})" if warm else "--init-from"
             s["phases"] = f"{first} + {s['phases']} (" + ", ".join(
-                f"{name.removeprefix('target-')} {100 * kept:.1f}%" for name, kept in tried) + ")"
+                f"{name} {100 * kept:.1f}%" for name, kept in tried) + ")"
         ratio = "–"
         if ref:
             r = summary(Path(ref[0]).expanduser())

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse
 
 from .edge import FOLD_IN_NEGATIVES, FOLD_IN_RIDGE
+from .metrics import top_k_items
 
 
 class Query:
@@ -224,18 +225,9 @@ def _binary_rows(matrix, name):
 
 
 def top_n(scores, n: int):
-    """(index, values) of each row's n largest scores, best first, ties → smaller index."""
+    """(index, values) of each row's n largest scores, best first, ties → smaller index (metrics.top_k_items)."""
     scores = np.atleast_2d(scores)
     if n <= 0:
         return np.empty((len(scores), 0), dtype=np.int64), np.empty((len(scores), 0))
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # boundary ties: argpartition may pick any of equal scores; re-take with the index tie-break
-    order = np.lexsort((part, -part_scores), axis=1)
-    index = np.take_along_axis(part, order, axis=1)
-    kth = np.take_along_axis(part_scores, order, axis=1)[:, -1:]
-    if n < scores.shape[1] and np.any((scores == kth).sum(1) > (np.take_along_axis(part_scores, order, 1) == kth).sum(1)):
-        full = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)[:, :n]
-        return full, np.take_along_axis(scores, full, axis=1)
+    index = top_k_items(scores, n)
     return index, np.take_along_axis(scores, index, axis=1)

@@ -80,3 +80,19 @@ def test_top_k_tie_break_by_index():
     scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0, 0.0]])
     assert top_k_items(scores, 2).tolist() == [[1, 2]]
     assert top_k_items(scores, 4).tolist() == [[1, 2, 4, 3]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_top_k_twins_match_a_stable_sort_with_ties_and_masked_items(dtype):
+    from gnaq.metrics import HAVE_NUMBA
+    rng = np.random.default_rng(7)
+    impls = ("numba", "numpy") if HAVE_NUMBA else ("numpy",)
+    for trial in range(200):
+        n_rows, n = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        scores = rng.integers(0, 4, size=(n_rows, n)).astype(dtype)  # few values: many ties
+        if trial % 2 and dtype is not np.int64:
+            scores[rng.random((n_rows, n)) < 0.3] = -np.inf  # masked items, tied among themselves
+        for k in (1, 2, int(rng.integers(1, n + 1)), n, n + 3):
+            expected = np.argsort(-scores.astype(np.float64), axis=1, kind="stable")[:, :k]
+            for impl in impls:
+                assert top_k_items(scores, k, impl=impl).tolist() == expected.tolist(), (impl, k, scores)

@@ -95,7 +95,9 @@ class Adam(Optimizer):
         self.m = [p.xp.zeros_like(p.data) for p in self.params]
         self.v = [p.xp.zeros_like(p.data) for p in self.params]
 
-    def step(self) -> None:
+    def step(self, before=None) -> None:
+        """One update of every parameter with a gradient; ``before(param, rows)`` is called just
+        before a parameter changes, with the rows it is about to change (None: all of them)."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr / (1 - b1 ** self.t)
@@ -106,8 +108,12 @@ class Adam(Optimizer):
             g = p.grad
             if isinstance(g, RowSparse):
                 rows, g = g.coalesce()
+                if before is not None:
+                    before(p, rows)
                 adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
                 continue
+            if before is not None:
+                before(p, None)
             m *= b1
             m += (1 - b1) * g
             v *= b2

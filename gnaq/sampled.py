@@ -25,7 +25,9 @@ drift E⁽⁰⁾ − H since the refresh is estimated. The gradient is exact for
 ∂E⁽⁰⁾ = W_Tᵀ g (gradcheck: ``ag.sampled_rows``), an unbiased estimate of P g_T, row-sparse over the
 ≤ |T|·(1 + S·L) rows it touches, which lazy Adam (optim.py) updates alone. What is approximate:
 the walk estimate of z_T between refreshes (its variance grows with the drift), and rows outside
-the batch, whose Adam moments do not decay on steps that skip them.
+the batch, whose Adam moments do not decay on steps that skip them. The walks' gradient noise
+stays in the table as step-to-step jitter; the trainer evaluates a moving average of it
+(averaging.py, ``--average``).
 
 Cost per step O(|T|·S·L·d); per epoch O(nnz·S·L·d) plus refreshes × O(L·nnz·d): linear in the
 number of interactions, where the full graph costs O(nnz²·d/B).

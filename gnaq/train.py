@@ -68,6 +68,10 @@ def build_parser():
     p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s)")
     p.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch (default %(default)s)")
+    p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
+                   help="evaluate, keep and export the moving average ā ← β ā + (1 − β) E of the full-precision "
+                        "weights over steps (gnaq/averaging.py): auto (default: β 0.998 with sampled propagation, "
+                        "off on the full graph), off, or β in (0, 1)")
     p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
     p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
                    help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
@@ -128,6 +132,21 @@ def parse_ratio(text: str) -> float:
     return value
 
 
+def parse_average(text: str):
+    """--average: auto → None (the trainer's default), off → 0, else a decay in (0, 1)."""
+    if text in ("auto", None):
+        return None
+    if text == "off":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a decay such as 0.998, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a decay must be in [0, 1), got {text}")
+    return value
+
+
 def parse_quant_options(items):
     out = {}
     for item in items:
@@ -174,7 +193,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
-        propagation=args.propagation, walks=args.walks, refreshes=args.refreshes,
+        propagation=args.propagation, walks=args.walks, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet, size=args.size)

@@ -20,6 +20,12 @@ and last epoch and what ended it: "patience", "epoch budget" or "time budget".
 A step propagates the whole graph (``propagation="full"``: an epoch costs O(nnz²·d/B)) or only its
 batch's rows (``"sampled"``, gnaq/sampled.py: O(nnz·S·L·d) an epoch, row-sparse gradients, lazy
 Adam); ``"auto"`` samples from SAMPLED_MIN_INTERACTIONS training interactions up.
+
+``average`` β (averaging.py): while the run trains in full precision, what it evaluates, keeps as
+best and exports is the moving average ā ← β ā + (1 − β) E⁽⁰⁾ over steps, not the last step's
+table; last.npz holds both. Default: β = SAMPLED_AVERAGE with sampled propagation (its walks'
+gradient noise), off on the full graph. The quantized phase starts from the best average and
+trains its own weights.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from .models.whole import snapshot
 from .optim import Adam
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
+from .averaging import EmbeddingAverage
 
 log = logging.getLogger("gnaq.train")
 
@@ -55,7 +62,8 @@ class NonFiniteLoss(RuntimeError):
 
 # what a checkpoint holds per column of E⁽⁰⁾: gathered when saved, sliced when read under mpiexec
 # (the embedding is the optimizer's first parameter, so its moments are m0, v0)
-SLICED_ARRAYS = ("model.embedding", "optim.m0", "optim.v0")
+SLICED_ARRAYS = ("model.embedding", "optim.m0", "optim.v0", "average.average")
+SAMPLED_AVERAGE = 0.998  # the default averaging decay with sampled propagation (bench/results/sampled_accuracy.md)
 DEPLOYMENT_OPTIONS = {"quantize", "transform", "mix_share", "busy_share"}  # gnaq options that choose a deployment
 
 
@@ -81,6 +89,7 @@ class TrainConfig:
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
     walks: int = 4  # sampled: random walks a target row
     refreshes: int = 8  # sampled: history refreshes an epoch (one full propagation each)
+    average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
     valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
     eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
@@ -143,6 +152,7 @@ class TrainConfig:
              f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
             (self.walks >= 1, f"--walks must be ≥ 1, got {self.walks}"),
             (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
+            (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
@@ -199,6 +209,10 @@ class Trainer:
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
                 p.sparse_grad = p.shape[0] == n_nodes
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.average_decay = config.average if config.average is not None else (
+            SAMPLED_AVERAGE if self.propagation == "sampled" else 0.0)
+        self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if self.average_decay else None
+        self._reloaded = False  # weights loaded from a checkpoint since the last evaluation began
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)
         self._start_model = None if initial is None else LightGCN(
@@ -255,7 +269,10 @@ class Trainer:
             loss.backward()
             sync(self.device)
             t2 = time.perf_counter()
-            self.optimizer.step()
+            average = self.average
+            self.optimizer.step(before=average.before if average is not None else None)
+            if average is not None:
+                average.after_step()
             self.model.quantizer.after_step()
             sync(self.device)
             timings["forward"] += t1 - t0
@@ -316,6 +333,10 @@ class Trainer:
         does not depend on the number of processes)."""
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items() if k != "t"})
+        average_t = None
+        if self.average is not None and name == "last.npz":  # best files hold the weights evaluated alone
+            state = self.average.state_dict()
+            arrays["average.average"], average_t = state["average"], int(state["t"])
         if self.comm.size > 1:
             arrays = {k: self.comm.allgather_columns(v) if k in SLICED_ARRAYS else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
@@ -323,7 +344,8 @@ class Trainer:
                 "config": _jsonable(asdict(self.config)), "graph": self.fingerprint,
                 "warmup_state": self.warmup_state, "warmup_end": getattr(self.model.quantizer, "warmup", None),
                 "lr_drops_done": self.lr_drops_done, "elapsed": self.elapsed, "phases": self.phases,
-                "reference_score": self.reference_score, "reference_recall": self.reference_recall}
+                "reference_score": self.reference_score, "reference_recall": self.reference_recall,
+                "average_t": average_t}
         if self.comm.is_root:
             save_checkpoint(self._path(name), arrays, meta)
 
@@ -341,6 +363,11 @@ class Trainer:
         optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
         optim["t"] = meta["optim_t"]
         self.optimizer.load_state_dict(optim)
+        if self.average is not None:  # a checkpoint without one (written before averaging): start it here
+            if "average.average" in arrays and meta.get("average_t") is not None:
+                self.average.load_state_dict({"average": arrays["average.average"], "t": meta["average_t"]})
+            else:
+                self.average = EmbeddingAverage(self.model.embedding, self.average_decay)
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
         self.warmup_state = meta.get("warmup_state", self.warmup_state)
@@ -352,6 +379,7 @@ class Trainer:
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
 
     def load_weights(self, path) -> None:
+        self._reloaded = True
         arrays, _ = self._read(path)
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
 
@@ -407,6 +435,28 @@ class Trainer:
             return "time budget"
         return None
 
+    # ---- weight averaging (averaging.py) ------------------------------------------------------
+    def _swap_in_average(self):
+        """While averaging: put ā in E⁽⁰⁾'s place (evaluated, saved as best) and return the raw table."""
+        if self.average is None:
+            return None
+        embedding = self.model.embedding
+        raw, embedding.data = embedding.data, self.average.synced().copy()
+        self._reloaded = False
+        return raw
+
+    def _swap_out_average(self, raw) -> None:
+        """Back to the raw table — unless a checkpoint was loaded meanwhile (the warm-up ended, or a
+        learning-rate drop went back to the best epoch): then training goes on from it, and a
+        full-precision drop starts a fresh average there."""
+        if raw is None:
+            return
+        if not self._reloaded:
+            self.model.embedding.data = raw
+        elif self.average is not None:
+            warming_up = getattr(self.model.quantizer, "warmup", 0) is None or self.config.bits == 32
+            self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if warming_up else None
+
     # ---- learning-rate drops on a plateau -------------------------------------------------
     def _drop_lr(self) -> None:
         """Validation stopped improving: continue from the best epoch at a tenth of the rate, with
@@ -434,7 +484,13 @@ class Trainer:
             self.reference_score, self.reference_recall = start[metric], start[recall_metric]
         self._start_model = None  # (the teacher's z, if any, was taken at construction)
         while (ended_by := self._stop_reason()) is None:
+            warmup = getattr(quantizer, "warmup", None)
+            if self.average is not None and cfg.bits != 32 and isinstance(warmup, int) and self.epoch >= warmup \
+                    and not quantizer.active:  # a fixed warm-up ends: the quantizer starts from the average
+                self.model.embedding.data[...] = self.average.synced()
             quantizer.on_epoch_start(self.epoch)
+            if self.average is not None and quantizer.active and cfg.bits != 32:
+                self.average = None  # quantized: the phase trains (and is judged by) its own weights
             # a function of the schedule's state only, so a resumed run gets the same rate
             base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
             self.optimizer.lr = base * 0.1 ** self.lr_drops_done
@@ -450,6 +506,7 @@ class Trainer:
             record = None
             if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
                 t1 = time.perf_counter()
+                raw = self._swap_in_average()
                 metrics = self.evaluate(self.selection_split)
                 se = metrics.get(f"{metric}_se", 0.0)
                 if metrics[metric] and se > 0.01 * metrics[metric] and not self._se_warned:
@@ -473,6 +530,7 @@ class Trainer:
                     self.bad_evals += 1
                     if self.bad_evals >= cfg.patience and self.lr_drops_done < cfg.lr_drops:
                         self._drop_lr()
+                self._swap_out_average(raw)
                 record["eval_seconds"] = round(time.perf_counter() - t1, 3)
             self.save("last.npz")  # before the log line, so a resumed run never repeats a line
             if record is not None and self.comm.is_root:
@@ -481,6 +539,9 @@ class Trainer:
                 if on_eval:
                     on_eval(record)
         self._end_phase(self._phase_name(), ended_by, self.best["epoch"] if cfg.eval_every else self.epoch)
+        if not cfg.eval_every and self.average is not None:  # nothing evaluated: the average is the model
+            self.model.embedding.data[...] = self.average.synced()
+            self.average = None
         self.save("last.npz")  # the phase record travels with the state
         if not cfg.eval_every:  # nothing selected: the last epoch is the model, no split to test on
             result = {"best_epoch": self.epoch, "epochs_run": self.epoch, "selection_metric": None,

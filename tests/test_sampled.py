@@ -256,3 +256,48 @@ def test_on_a_small_graph_sampled_training_ranks_as_well_as_the_full_graph(tmp_p
     full, sampled = results["full"], results["sampled"]
     assert sampled["test_ndcg@20"] >= full["test_ndcg@20"] - 3 * full["test_ndcg@20_se"]
     assert sampled["test_recall@20"] >= full["test_recall@20"] - 0.05
+
+
+def test_the_lazy_average_equals_the_dense_moving_average_in_float64():
+    """Row-sparse steps, rows caught up in closed form (ā ← θ + βᵏ(ā − θ)), against ā ← β ā + (1 − β) θ
+    over every row at every step."""
+    from gnaq.averaging import EmbeddingAverage
+    rng = np.random.default_rng(3)
+    lazy_table, dense_table = ag.Tensor(rng.standard_normal((25, 4))), None
+    dense_table = ag.Tensor(lazy_table.data.copy())
+    lazy, dense = EmbeddingAverage(lazy_table, 0.9), EmbeddingAverage(dense_table, 0.9)
+    reference = dense_table.data.copy()
+    for step in range(60):
+        rows = np.unique(rng.integers(0, 25, size=int(rng.integers(0, 8))))
+        delta = rng.standard_normal((len(rows), 4))
+        lazy.before_step(rows)
+        lazy_table.data[rows] += delta
+        lazy.after_step()
+        dense.before_step(None)
+        dense_table.data[rows] += delta
+        dense.after_step()
+        reference = 0.9 * reference + 0.1 * dense_table.data
+        if step % 10 == 9:
+            assert np.allclose(dense.synced(), reference, rtol=0, atol=1e-12)
+            assert np.allclose(lazy.synced(), reference, rtol=0, atol=1e-12)
+    assert not np.allclose(reference, lazy_table.data, atol=1e-3)  # the average is not the last table
+
+
+def test_a_sampled_run_keeps_the_average_as_its_best_and_off_keeps_the_weights(tmp_path):
+    from gnaq.checkpoint import load_checkpoint
+    args = FAST + ["--bits", "32", "--epochs", "3", "--patience", "9"]
+    assert train_cli.main(args + ["--out", str(tmp_path / "avg")]) == 0
+    assert train_cli.main(args + ["--average", "off", "--out", str(tmp_path / "off")]) == 0
+    best, _ = load_checkpoint(tmp_path / "avg" / "best.npz")
+    last, meta = load_checkpoint(tmp_path / "avg" / "last.npz")
+    lines = read_lines(tmp_path / "avg" / "metrics.jsonl")
+    assert max(lines, key=lambda r: r["ndcg@20"])["epoch"] == 3  # still learning: the best is the last epoch's …
+    assert np.array_equal(best["model.embedding"], last["average.average"])  # … average, not its weights
+    assert meta["average_t"] > 0 and not np.allclose(last["average.average"], last["model.embedding"])
+    off_last, off_meta = load_checkpoint(tmp_path / "off" / "last.npz")
+    assert "average.average" not in off_last and off_meta["average_t"] is None
+    # averaging changes what is evaluated, never the training trajectory
+    assert np.array_equal(off_last["model.embedding"], last["model.embedding"])
+    with pytest.raises(SystemExit) as exit_info:  # argparse's one-line error
+        train_cli.main(args + ["--average", "1.5", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2

@@ -1,0 +1,92 @@
+"""Weight averaging: an exponential moving average of a per-node table, evaluated in place of it.
+
+With θₜ (N, d) the table after optimizer step t and β the decay, the average is
+
+    ā₀ = θ₀,    āₜ = β āₜ₋₁ + (1 − β) θₜ
+
+(Polyak–Ruppert averaging with an exponential window of ~1/(1 − β) steps). Averaging removes the
+step-to-step jitter that gradient noise leaves in θ at a constant learning rate; sampled
+propagation's random walks add such noise (sampled.py), and the average is what the trainer
+evaluates, keeps as the best checkpoint and exports while it trains in full precision.
+
+Lazily, at O(rows a step touches · d): a row-sparse step changes θ on rows R only, so a row outside
+R keeps its θ and k such steps compose in closed form,
+
+    ā ← θ + βᵏ (ā − θ),
+
+applied when the row is next touched (before the step changes its θ) and for every row when the
+average is read (``synced``). ``last`` (N,) records the step each row's average has reached.
+``dense=True`` (full-graph steps touch every row) updates every row each step — the oracle the
+lazy path is tested against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class EmbeddingAverage:
+    """ā of ``param.data`` (N, d) with decay ``beta`` in (0, 1); ``before_step(rows)`` then
+    ``after_step()`` around each optimizer step (rows None: every row changes)."""
+
+    def __init__(self, param, beta: float):
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"--average must be in (0, 1) (or 0 for off), got {beta}")
+        self.param, self.beta = param, float(beta)
+        xp = param.xp
+        self.average = param.data.copy()
+        self.last = xp.zeros(param.data.shape[0], dtype=xp.int64)
+        self.t = 0
+        self._rows = None
+
+    def _catch_up(self, rows) -> None:
+        """Bring ``rows`` (None: all) to step t: ā ← θ + β^(t − last) (ā − θ); θ was constant since."""
+        theta = self.param.data
+        if rows is None:
+            decay = (self.beta ** (self.t - self.last).astype(theta.dtype))[:, None]
+            self.average -= theta
+            self.average *= decay
+            self.average += theta
+            self.last[:] = self.t
+            return
+        decay = (self.beta ** (self.t - self.last[rows]).astype(theta.dtype))[:, None]
+        self.average[rows] = theta[rows] + decay * (self.average[rows] - theta[rows])
+        self.last[rows] = self.t
+
+    def before(self, param, rows) -> None:
+        """optim.Adam.step's ``before`` hook: ``before_step`` when ``param`` is the averaged table."""
+        if param is self.param:
+            self.before_step(rows)
+
+    def before_step(self, rows=None) -> None:
+        """The coming step changes θ on ``rows`` (unique; None: every row)."""
+        self._rows = rows
+        if rows is not None:
+            self._catch_up(rows)
+
+    def after_step(self) -> None:
+        """ā ← β ā + (1 − β) θ on the rows the step changed (with every row, the dense update)."""
+        rows, theta, b = self._rows, self.param.data, self.beta
+        self.t += 1
+        if rows is None:
+            self.average *= b
+            self.average += (1 - b) * theta
+            self.last[:] = self.t
+        else:
+            self.average[rows] = b * self.average[rows] + (1 - b) * theta[rows]
+            self.last[rows] = self.t
+        self._rows = None
+
+    def synced(self):
+        """ā at step t, every row (the array itself: copy before changing it)."""
+        self._catch_up(None)
+        return self.average
+
+    def state_dict(self) -> dict:
+        return {"average": self.synced(), "t": np.int64(self.t)}
+
+    def load_state_dict(self, state: dict) -> None:
+        xp = self.param.xp
+        self.average[...] = xp.asarray(state["average"])
+        self.t = int(state["t"])
+        self.last[:] = self.t

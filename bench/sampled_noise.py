@@ -67,7 +67,8 @@ def weighted_walk_rows(indptr, indices, degree, targets, weights, walks: int, un
     return np.hstack(columns), np.hstack(values).astype(np.float32)
 
 
-def measure(trainer, walks_list, n_batches: int, seed: int = 0, weighted: bool = False) -> list[dict]:
+def measure(trainer, walks_list, n_batches: int, seed: int = 0, weighted: bool = False,
+            allocation: str = "target") -> list[dict]:
     cfg, model, train = trainer.config, trainer.model, trainer.data.train
     rng = np.random.default_rng(seed)
     users, pos, neg = sample_bpr_epoch(train, rng, by=cfg.sampler)
@@ -84,7 +85,7 @@ def measure(trainer, walks_list, n_batches: int, seed: int = 0, weighted: bool =
     if weighted:
         gnaq.sampled.walk_rows = weighted_walk_rows
     for walks in walks_list:
-        sampled = SampledPropagation(model, train, walks)
+        sampled = SampledPropagation(model, train, walks, allocation)
         sampled.refresh()
         walk_noise = np.mean([((gradient(model, batch, cfg.reg, sampled, rng) - g) ** 2).sum(1)
                               for batch, g in zip(batches, full)], axis=0)
@@ -108,11 +109,12 @@ def main(argv=None) -> None:
     ap.add_argument("--walks", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--batches", type=int, default=32)
     ap.add_argument("--weighted", action="store_true", help="walk steps drawn ∝ Â_uv (weighted_walk_rows)")
+    ap.add_argument("--allocation", default="target", help="walks a distinct target (sampled.WALK_ALLOCATIONS)")
     args = ap.parse_args(argv)
     cfg = TrainConfig(dataset=args.dataset, data_dir=data_dir(), bits=32, propagation="full", progress=False,
                       out="/tmp/gnaq-sampled-noise", init_from=args.run)
     trainer = Trainer(cfg)
-    rows = measure(trainer, args.walks, args.batches, weighted=args.weighted)
+    rows = measure(trainer, args.walks, args.batches, weighted=args.weighted, allocation=args.allocation)
     print(f"# {args.dataset}: gradient noise of sampled propagation ({args.batches} batches of "
           f"{cfg.batch_size}; model: {args.run or 'initial'})\n")
     keys = list(rows[0])

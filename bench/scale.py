@@ -7,7 +7,8 @@ sampled propagation side by side, with implicit's BPR epoch on the same matrix a
 Synthetic graphs: gnaq.data.synthetic.make_synthetic(n_users, 0.4·n_users, mean_degree=25, seed=0)
 with n_users chosen for the stated millions of training interactions (about 17.7 a user after the
 70/10/20 split). Every (graph, mode) runs in its own child process, so its peak RSS is its own.
-Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: 4 walks, 8 refreshes an
+Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: 4 walks an occurrence in the
+batch and the weight average since session 11, "sampled-before": 4 walks a distinct row, no average; 8 refreshes an
 epoch): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
@@ -72,8 +73,9 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     t0 = time.perf_counter()
     data = load(spec)
     load_seconds = time.perf_counter() - t0
-    trainer = Trainer(TrainConfig(bits=32, propagation=mode, progress=False, valid_users=10000,
-                                  out=tempfile.mkdtemp(prefix="gnaq-scale-")), data=data)
+    before = dict(walk_allocation="target", average=0.0) if mode == "sampled-before" else {}  # session 7's
+    trainer = Trainer(TrainConfig(bits=32, propagation=mode.replace("-before", ""), progress=False, valid_users=10000,
+                                  out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model
     nnz = data.train.nnz
     t0 = time.perf_counter()
@@ -91,7 +93,10 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         loss, _, _ = model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, sampled=trainer.sampled, rng=trainer.rng)
         trainer.optimizer.zero_grad()
         loss.backward()
-        trainer.optimizer.step()
+        average = trainer.average  # as Trainer.train_epoch: the averaged table's rows, before and after
+        trainer.optimizer.step(before=average.before if average is not None else None)
+        if average is not None:
+            average.after_step()
     times = []
     for b in range(steps + 2):
         t0 = time.perf_counter()
@@ -99,12 +104,12 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         times.append(time.perf_counter() - t0)
     step_seconds = statistics.median(times[2:])
     millions = float(spec.split(":")[1]) if spec.startswith("synthetic:") else nnz / 1e6  # the nominal size
-    if mode == "sampled" and millions <= whole_epoch_up_to:
+    if mode.startswith("sampled") and millions <= whole_epoch_up_to:
         t0 = time.perf_counter()
         trainer.train_epoch()
         epoch, estimated = time.perf_counter() - t0, False
     else:
-        refreshes = min(cfg.refreshes, n_steps) if mode == "sampled" else 0
+        refreshes = min(cfg.refreshes, n_steps) if mode.startswith("sampled") else 0
         epoch, estimated = sampling + n_steps * step_seconds + refreshes * refresh, True
     t0 = time.perf_counter()
     metrics = trainer.evaluate("valid")
@@ -171,7 +176,7 @@ def synthetic_series(rows, mode) -> list:
 def growth(rows) -> str:
     """Epoch-time growth between consecutive synthetic sizes, per mode (the target: ≤ 5x for 4x)."""
     lines = []
-    for mode in ("full", "sampled", "implicit"):
+    for mode in ("full", "sampled-before", "sampled", "implicit"):
         series = synthetic_series(rows, mode)
         for (n0, t0), (n1, t1) in zip(series, series[1:]):
             lines.append(f"- {mode}: {n0 / 1e6:.1f} M → {n1 / 1e6:.1f} M interactions ({n1 / n0:.1f}x): "
@@ -184,10 +189,10 @@ def plot(rows, path) -> None:
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for mode, style in (("full", "o-"), ("sampled", "s-"), ("implicit", "^--")):
+    for mode, style in (("full", "o-"), ("sampled-before", "d:"), ("sampled", "s-"), ("implicit", "^--")):
         pts = synthetic_series(rows, mode)
         if pts:
-            ax.loglog(*zip(*pts), style, label={"full": "gnaq full graph", "sampled": "gnaq sampled",
+            ax.loglog(*zip(*pts), style, label={"full": "gnaq full graph", "sampled": "gnaq sampled", "sampled-before": "gnaq sampled (session 7)",
                                                  "implicit": "implicit BPR (floor)"}[mode])
     ax.set_xlabel("training interactions")
     ax.set_ylabel("seconds per epoch")

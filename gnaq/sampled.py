@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - the no-numba CI leg
     HAVE_NUMBA = False
 
 PROPAGATIONS = ("auto", "full", "sampled")
+WALK_ALLOCATIONS = ("target", "occurrence", "sqrt")  # walks a distinct target: S, S·count, S·⌈√count⌉
 SAMPLED_MIN_INTERACTIONS = 2_000_000  # "auto" samples from this many training interactions up
 
 
@@ -149,9 +150,12 @@ class SampledPropagation:
     """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` recomputes
     the history H, Z̄ = P H from the model's current E⁽⁰⁾."""
 
-    def __init__(self, model, train, walks: int = 4):
+    def __init__(self, model, train, walks: int = 4, allocation: str = "occurrence"):
         if walks < 1:
             raise ValueError(f"--walks must be ≥ 1, got {walks}")
+        if allocation not in WALK_ALLOCATIONS:
+            raise ValueError(f"walk allocation {allocation!r} unknown; choose from {WALK_ALLOCATIONS}")
+        self.allocation = allocation
         A = bipartite_adjacency(train)
         self.indptr, self.indices = A.indptr.astype(np.int64), A.indices  # int32 indices: 4 bytes an edge
         self.degree = np.diff(self.indptr)
@@ -165,12 +169,29 @@ class SampledPropagation:
             self.history = model.embedding.data.copy()
             self.mean = ag.propagate(model.norm_adj, self.history, model.layer_weights).data
 
-    def rows(self, targets, rng: np.random.Generator):
-        """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding."""
+    def rows(self, targets, rng: np.random.Generator, counts=None):
+        """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding. ``counts``
+        (len(targets),): how often each target occurs in the batch; with ``allocation`` "occurrence"
+        (or "sqrt") target t gets walks·r_t walks, r_t = counts_t (or ⌈√counts_t⌉), and W_t is the
+        mean of its r_t rows — still unbiased, with 1/r_t of the variance where g_t is largest."""
         from .backend import to_numpy
         from .spmm import spmm
-        W = walk_operator(self.indptr, self.indices, self.degree, to_numpy(targets), self.model.layer_weights,
-                          self.walks, rng, comm=getattr(self.model, "comm", None))
+        targets_np = to_numpy(targets)
+        repeats = None
+        if counts is not None and self.allocation != "target":
+            counts = np.asarray(to_numpy(counts))
+            repeats = counts if self.allocation == "occurrence" else np.ceil(np.sqrt(counts)).astype(np.int64)
+        comm = getattr(self.model, "comm", None)
+        if repeats is None or (repeats == 1).all():
+            W = walk_operator(self.indptr, self.indices, self.degree, targets_np, self.model.layer_weights,
+                              self.walks, rng, comm=comm)
+        else:
+            W = walk_operator(self.indptr, self.indices, self.degree, np.repeat(targets_np, repeats),
+                              self.model.layer_weights, self.walks, rng, comm=comm)
+            mean = scipy.sparse.csr_matrix((1.0 / np.repeat(repeats, repeats).astype(np.float32),
+                                            np.arange(repeats.sum()), np.concatenate([[0], np.cumsum(repeats)])),
+                                           shape=(len(targets_np), repeats.sum()))
+            W = (mean @ W).tocsr()
         W = to_device(W, self.model.device)
         index = to_device(np.asarray(to_numpy(targets)), self.model.device)
         embedding = self.model.embedding

@@ -30,6 +30,7 @@ def build_parser():
     from .data import DATASET_NAMES
     from .quant import QUANTIZERS, SUPPORTED_BITS
     from .trainer import TrainConfig
+    from .sampled import WALK_ALLOCATIONS
     defaults = TrainConfig()  # one set of defaults for the CLI and the library
     p = _Parser(prog="python -m gnaq.train", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +67,10 @@ def build_parser():
                         "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
                         "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
     p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s)")
+    p.add_argument("--walk-allocation", choices=WALK_ALLOCATIONS, default=defaults.walk_allocation,
+                   help="sampled: walks a distinct batch row: --walks per occurrence in the batch (occurrence, the "
+                        "default: popular rows, whose gradient sums many pairs, get more), --walks (target), or "
+                        "--walks per ⌈√occurrences⌉")
     p.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch (default %(default)s)")
     p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
@@ -193,7 +198,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
-        propagation=args.propagation, walks=args.walks, refreshes=args.refreshes, average=args.average,
+        propagation=args.propagation, walks=args.walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet, size=args.size)

@@ -88,6 +88,7 @@ class TrainConfig:
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
     walks: int = 4  # sampled: random walks a target row
+    walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
     refreshes: int = 8  # sampled: history refreshes an epoch (one full propagation each)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
@@ -204,7 +205,7 @@ class Trainer:
                 raise ValueError(f"--propagation sampled: quantizer {config.quantizer!r} with options "
                                  f"{config.quant_options} needs the whole graph a step; use --propagation full "
                                  "(sampled training takes --bits 32 or gnaq's default graph-free deployment)")
-            self.sampled = SampledPropagation(self.model, d.train, config.walks)
+            self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation)
             n_nodes = d.n_users + d.n_items
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
                 p.sparse_grad = p.shape[0] == n_nodes

@@ -301,3 +301,32 @@ def test_a_sampled_run_keeps_the_average_as_its_best_and_off_keeps_the_weights(t
     with pytest.raises(SystemExit) as exit_info:  # argparse's one-line error
         train_cli.main(args + ["--average", "1.5", "--out", str(tmp_path / "bad")])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("allocation", ["occurrence", "sqrt"])
+def test_walks_allocated_by_occurrence_stay_unbiased_with_less_variance(allocation):
+    """A target occurring c times in the batch gets walks·c (or ·⌈√c⌉) walks and the mean of its
+    rows: z_T after a drift is still unbiased, and its spread falls by about √c (or c^¼)."""
+    R = tiny_graph(seed=2)
+    model = _Model(R)
+    P = propagation_matrix(R, model.layer_weights)
+    targets = np.array([3, 7, 31, 35])
+    counts = np.array([1, 9, 16, 4])
+    plain = SampledPropagation(model, R, walks=2, allocation="target")
+    allocated = SampledPropagation(model, R, walks=2, allocation=allocation)
+    for sampled in (plain, allocated):
+        sampled.refresh()
+    model.embedding.data += 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    rng = np.random.default_rng(0)
+    spreads = {}
+    expected = (P @ model.embedding.data)[targets]
+    for name, sampled in (("plain", plain), ("allocated", allocated)):
+        draws = np.stack([sampled.rows(targets, rng, counts=counts).data for _ in range(3000)])
+        se = draws.std(axis=0) / np.sqrt(len(draws))
+        assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9), name
+        spreads[name] = draws.std(axis=0).mean(axis=1)
+    repeats = counts if allocation == "occurrence" else np.ceil(np.sqrt(counts))
+    ratio = spreads["plain"] / spreads["allocated"]
+    assert np.allclose(ratio, np.sqrt(repeats), rtol=0.15), (ratio, np.sqrt(repeats))
+    with pytest.raises(ValueError, match="allocation"):
+        SampledPropagation(model, R, walks=2, allocation="per-degree")

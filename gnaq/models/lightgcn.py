@@ -103,10 +103,10 @@ class LightGCN:
             n = ag.gather(z, neg_items + n_users)
         else:
             xp, b = self.xp, len(users)
-            targets, where = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
-                                       return_inverse=True)  # each distinct row once (popular items repeat)
+            targets, where, counts = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
+                                               return_inverse=True, return_counts=True)  # popular items repeat
             where = where.ravel()
-            z_rows = sampled.rows(targets, rng)
+            z_rows = sampled.rows(targets, rng, counts=counts)
             if replicated:  # the quantizer reads whole rows
                 z_rows = gather_columns(z_rows, self.comm)
             z_rows = self.quantizer.represent_rows(z_rows, targets)

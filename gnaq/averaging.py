@@ -24,12 +24,36 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # the lazy rows' two passes have numba twins of the numpy lines below (the CPU default)
+    from numba import njit, prange
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the no-numba CI leg
+    HAVE_NUMBA = False
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _catch_up_rows_numba(average, theta, last, rows, t, beta):  # pragma: no cover - jitted
+        for i in prange(rows.shape[0]):
+            r = rows[i]
+            decay = beta ** (t - last[r])
+            for c in range(average.shape[1]):
+                average[r, c] = theta[r, c] + decay * (average[r, c] - theta[r, c])
+            last[r] = t
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _blend_rows_numba(average, theta, last, rows, t, beta):  # pragma: no cover - jitted
+        for i in prange(rows.shape[0]):
+            r = rows[i]
+            for c in range(average.shape[1]):
+                average[r, c] = beta * average[r, c] + (1 - beta) * theta[r, c]
+            last[r] = t
+
 
 class EmbeddingAverage:
     """ā of ``param.data`` (N, d) with decay ``beta`` in (0, 1); ``before_step(rows)`` then
     ``after_step()`` around each optimizer step (rows None: every row changes)."""
 
-    def __init__(self, param, beta: float):
+    def __init__(self, param, beta: float, impl: str | None = None):
         if not 0.0 < beta < 1.0:
             raise ValueError(f"--average must be in (0, 1) (or 0 for off), got {beta}")
         self.param, self.beta = param, float(beta)
@@ -38,6 +62,8 @@ class EmbeddingAverage:
         self.last = xp.zeros(param.data.shape[0], dtype=xp.int64)
         self.t = 0
         self._rows = None
+        cpu = isinstance(param.data, np.ndarray) and param.data.ndim == 2
+        self.impl = impl or ("numba" if HAVE_NUMBA and cpu else "numpy")
 
     def _catch_up(self, rows) -> None:
         """Bring ``rows`` (None: all) to step t: ā ← θ + β^(t − last) (ā − θ); θ was constant since."""
@@ -48,6 +74,9 @@ class EmbeddingAverage:
             self.average *= decay
             self.average += theta
             self.last[:] = self.t
+            return
+        if self.impl == "numba":
+            _catch_up_rows_numba(self.average, theta, self.last, rows, self.t, theta.dtype.type(self.beta))
             return
         decay = (self.beta ** (self.t - self.last[rows]).astype(theta.dtype))[:, None]
         self.average[rows] = theta[rows] + decay * (self.average[rows] - theta[rows])
@@ -72,6 +101,8 @@ class EmbeddingAverage:
             self.average *= b
             self.average += (1 - b) * theta
             self.last[:] = self.t
+        elif self.impl == "numba":
+            _blend_rows_numba(self.average, theta, self.last, rows, self.t, theta.dtype.type(b))
         else:
             self.average[rows] = b * self.average[rows] + (1 - b) * theta[rows]
             self.last[rows] = self.t

@@ -65,7 +65,7 @@ def resolve_propagation(name: str, n_interactions: int) -> str:
 
 
 def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np.random.Generator,
-                  impl: str | None = None, comm=None):
+                  impl: str | None = None, comm=None, repeats=None):
     """W_T as CSR (len(targets), N) float32, 1 + walks·L entries a row (repeats summed by products).
 
     indptr, indices: the binary bipartite adjacency A (N, N) CSR; degree: A's row sums (N,);
@@ -73,8 +73,14 @@ def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np
     where it imports) or ``numpy`` (the vectorised twin): the same walks from the same draw.
     ``comm`` (gnaq.comm, W ranks): every rank draws the same uniforms, walks from its own contiguous
     block of targets and the blocks are gathered — the operator of one process, at 1/W of the walks.
+    ``repeats`` (len(targets),) ≥ 1: target t's row is the mean of r_t independent such rows — their
+    entries side by side, values ÷ r_t (duplicate columns sum in every product), r_t·walks walks.
     """
+    distinct = len(targets)
     targets = np.asarray(targets, dtype=indices.dtype)
+    if repeats is not None:
+        repeats = np.asarray(repeats, dtype=np.int64)
+        targets = np.repeat(targets, repeats)
     k, n_layers = len(targets), len(weights) - 1
     uniforms = rng.random((n_layers, k * walks))
     width = 1 + walks * n_layers
@@ -88,8 +94,12 @@ def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np
         columns, values = comm.allgather_rows(columns)[:k], comm.allgather_rows(values)[:k]
     else:
         columns, values = walk_rows(indptr, indices, degree, targets, weights, walks, uniforms, impl)
-    indptr_w = np.arange(k + 1, dtype=np.int64) * width
-    return scipy.sparse.csr_matrix((values.ravel(), columns.ravel(), indptr_w), shape=(k, len(degree)))
+    if repeats is None:
+        indptr_w = np.arange(k + 1, dtype=np.int64) * width
+    else:
+        values = values / np.repeat(repeats, repeats).astype(np.float32)[:, None]
+        indptr_w = np.concatenate([[0], np.cumsum(repeats * width)])
+    return scipy.sparse.csr_matrix((values.ravel(), columns.ravel(), indptr_w), shape=(distinct, len(degree)))
 
 
 def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, impl: str | None = None):
@@ -182,16 +192,8 @@ class SampledPropagation:
             counts = np.asarray(to_numpy(counts))
             repeats = counts if self.allocation == "occurrence" else np.ceil(np.sqrt(counts)).astype(np.int64)
         comm = getattr(self.model, "comm", None)
-        if repeats is None or (repeats == 1).all():
-            W = walk_operator(self.indptr, self.indices, self.degree, targets_np, self.model.layer_weights,
-                              self.walks, rng, comm=comm)
-        else:
-            W = walk_operator(self.indptr, self.indices, self.degree, np.repeat(targets_np, repeats),
-                              self.model.layer_weights, self.walks, rng, comm=comm)
-            mean = scipy.sparse.csr_matrix((1.0 / np.repeat(repeats, repeats).astype(np.float32),
-                                            np.arange(repeats.sum()), np.concatenate([[0], np.cumsum(repeats)])),
-                                           shape=(len(targets_np), repeats.sum()))
-            W = (mean @ W).tocsr()
+        W = walk_operator(self.indptr, self.indices, self.degree, targets_np, self.model.layer_weights,
+                          self.walks, rng, comm=comm, repeats=repeats)
         W = to_device(W, self.model.device)
         index = to_device(np.asarray(to_numpy(targets)), self.model.device)
         embedding = self.model.embedding

@@ -93,10 +93,7 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         loss, _, _ = model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, sampled=trainer.sampled, rng=trainer.rng)
         trainer.optimizer.zero_grad()
         loss.backward()
-        average = trainer.average  # as Trainer.train_epoch: the averaged table's rows, before and after
-        trainer.optimizer.step(before=average.before if average is not None else None)
-        if average is not None:
-            average.after_step()
+        trainer.optimizer.step(average=trainer.average)  # as Trainer.train_epoch
     times = []
     for b in range(steps + 2):
         t0 = time.perf_counter()

@@ -16,42 +16,65 @@ R keeps its θ and k such steps compose in closed form,
 
 applied when the row is next touched (before the step changes its θ) and for every row when the
 average is read (``synced``). ``last`` (N,) records the step each row's average has reached.
-``dense=True`` (full-graph steps touch every row) updates every row each step — the oracle the
-lazy path is tested against.
+``before_step(None)`` (a full-graph step changes every row) updates every row each step — the
+oracle the lazy path is tested against. With Adam's row-sparse step the catch-up, the update and the
+blend of a row run back to back while the row is in cache (``adam_rows``): one pass over the table's,
+the moments' and the average's rows instead of three.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-try:  # the lazy rows' two passes have numba twins of the numpy lines below (the CPU default)
+from .optim import adam_rows as adam_rows_of, adam_scalars
+
+try:  # the lazy rows' passes have numba twins of the numpy lines below (the CPU default)
     from numba import njit, prange
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - the no-numba CI leg
     HAVE_NUMBA = False
 
 if HAVE_NUMBA:
+    from .optim import adam_row_numba
+
+    @njit(cache=True, nogil=True)
+    def _catch_up_row(average, theta, last, r, t, beta):  # pragma: no cover - jitted
+        decay = beta ** (t - last[r])
+        for c in range(average.shape[1]):
+            average[r, c] = theta[r, c] + decay * (average[r, c] - theta[r, c])
+        last[r] = t
+
+    @njit(cache=True, nogil=True)
+    def _blend_row(average, theta, last, r, t, beta):  # pragma: no cover - jitted
+        for c in range(average.shape[1]):
+            average[r, c] = beta * average[r, c] + (1 - beta) * theta[r, c]
+        last[r] = t
+
     @njit(parallel=True, cache=True, nogil=True)
     def _catch_up_rows_numba(average, theta, last, rows, t, beta):  # pragma: no cover - jitted
         for i in prange(rows.shape[0]):
-            r = rows[i]
-            decay = beta ** (t - last[r])
-            for c in range(average.shape[1]):
-                average[r, c] = theta[r, c] + decay * (average[r, c] - theta[r, c])
-            last[r] = t
+            _catch_up_row(average, theta, last, rows[i], t, beta)
 
     @njit(parallel=True, cache=True, nogil=True)
     def _blend_rows_numba(average, theta, last, rows, t, beta):  # pragma: no cover - jitted
         for i in prange(rows.shape[0]):
+            _blend_row(average, theta, last, rows[i], t, beta)
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _averaged_adam_rows_numba(average, last, t, beta, theta, m, v, rows, g, b1, b2, step_size, v_correction,
+                                  eps):  # pragma: no cover - jitted
+        """Per row, while it is in cache: catch-up to t, Adam, blend at t + 1 (one pass over memory)."""
+        for i in prange(rows.shape[0]):
             r = rows[i]
-            for c in range(average.shape[1]):
-                average[r, c] = beta * average[r, c] + (1 - beta) * theta[r, c]
-            last[r] = t
+            _catch_up_row(average, theta, last, r, t, beta)
+            adam_row_numba(theta, m, v, r, g, i, b1, b2, step_size, v_correction, eps)
+            _blend_row(average, theta, last, r, t + 1, beta)
 
 
 class EmbeddingAverage:
-    """ā of ``param.data`` (N, d) with decay ``beta`` in (0, 1); ``before_step(rows)`` then
-    ``after_step()`` around each optimizer step (rows None: every row changes)."""
+    """ā of ``param.data`` (N, d) with decay ``beta`` in (0, 1). Each optimizer step either calls
+    ``before_step(rows)`` and ``after_step()`` around its own update of the table (rows None: every
+    row changes), or is ``adam_rows`` — optim.Adam.step(average=...) does one or the other."""
 
     def __init__(self, param, beta: float, impl: str | None = None):
         if not 0.0 < beta < 1.0:
@@ -82,11 +105,6 @@ class EmbeddingAverage:
         self.average[rows] = theta[rows] + decay * (self.average[rows] - theta[rows])
         self.last[rows] = self.t
 
-    def before(self, param, rows) -> None:
-        """optim.Adam.step's ``before`` hook: ``before_step`` when ``param`` is the averaged table."""
-        if param is self.param:
-            self.before_step(rows)
-
     def before_step(self, rows=None) -> None:
         """The coming step changes θ on ``rows`` (unique; None: every row)."""
         self._rows = rows
@@ -107,6 +125,21 @@ class EmbeddingAverage:
             self.average[rows] = b * self.average[rows] + (1 - b) * theta[rows]
             self.last[rows] = self.t
         self._rows = None
+
+    def adam_rows(self, m, v, rows, g, b1, b2, step_size, v_correction, eps) -> None:
+        """One step that is optim.adam_rows on the table's ``rows`` (unique), with the rows' catch-up
+        before it and their blend after it — numba: the three in one pass over each row; numpy:
+        before_step, optim.adam_rows, after_step (the oracle)."""
+        theta = self.param.data
+        if self.impl != "numba":
+            self.before_step(rows)
+            adam_rows_of(theta, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl="numpy")
+            self.after_step()
+            return
+        _averaged_adam_rows_numba(self.average, self.last, self.t, theta.dtype.type(self.beta), theta, m, v, rows,
+                                  np.ascontiguousarray(g, dtype=theta.dtype),
+                                  *adam_scalars(theta.dtype, b1, b2, step_size, v_correction, eps))
+        self.t += 1
 
     def synced(self):
         """ā at step t, every row (the array itself: copy before changing it)."""

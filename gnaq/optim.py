@@ -11,6 +11,8 @@ SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from .autograd import RowSparse
@@ -22,17 +24,27 @@ except ImportError:  # pragma: no cover - the no-numba CI leg
     HAVE_NUMBA = False
 
 if HAVE_NUMBA:
+    @njit(cache=True, nogil=True)
+    def adam_row_numba(param, m, v, r, g, i, b1, b2, step_size, v_correction, eps):  # pragma: no cover
+        """Adam on row r of param/m/v from gradient row g[i] (the loop body of _adam_rows_numba, and of
+        averaging's averaged Adam rows)."""
+        for c in range(g.shape[1]):
+            gi = g[i, c]
+            mi = m[r, c] * b1 + (1 - b1) * gi
+            vi = v[r, c] * b2 + (1 - b2) * (gi * gi)
+            m[r, c] = mi
+            v[r, c] = vi
+            param[r, c] -= step_size * mi / (np.sqrt(vi / v_correction) + eps)
+
     @njit(parallel=True, cache=True, nogil=True)
     def _adam_rows_numba(param, m, v, rows, g, b1, b2, step_size, v_correction, eps):  # pragma: no cover
         for i in prange(rows.shape[0]):
-            r = rows[i]
-            for c in range(g.shape[1]):
-                gi = g[i, c]
-                mi = m[r, c] * b1 + (1 - b1) * gi
-                vi = v[r, c] * b2 + (1 - b2) * (gi * gi)
-                m[r, c] = mi
-                v[r, c] = vi
-                param[r, c] -= step_size * mi / (np.sqrt(vi / v_correction) + eps)
+            adam_row_numba(param, m, v, rows[i], g, i, b1, b2, step_size, v_correction, eps)
+
+
+def adam_scalars(dtype, b1, b2, step_size, v_correction, eps) -> tuple:
+    """The kernel's scalar arguments in the table's dtype (float32 tables stay float32 in the loop)."""
+    return tuple(dtype.type(x) for x in (b1, b2, step_size, v_correction, eps))
 
 
 def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=None):
@@ -40,9 +52,8 @@ def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=N
     ``impl``: ``numba`` (the default on the CPU where it imports) or ``numpy`` (the oracle, and cupy)."""
     xp_cpu = isinstance(param, np.ndarray)
     if (impl or ("numba" if HAVE_NUMBA and xp_cpu and param.ndim == 2 else "numpy")) == "numba":
-        _adam_rows_numba(param, m, v, rows, np.ascontiguousarray(g, dtype=param.dtype), param.dtype.type(b1),
-                         param.dtype.type(b2), param.dtype.type(step_size), param.dtype.type(v_correction),
-                         param.dtype.type(eps))
+        _adam_rows_numba(param, m, v, rows, np.ascontiguousarray(g, dtype=param.dtype),
+                         *adam_scalars(param.dtype, b1, b2, step_size, v_correction, eps))
         return
     xp = np if xp_cpu else __import__("cupy")
     m_rows = m[rows] * b1 + (1 - b1) * g
@@ -95,9 +106,10 @@ class Adam(Optimizer):
         self.m = [p.xp.zeros_like(p.data) for p in self.params]
         self.v = [p.xp.zeros_like(p.data) for p in self.params]
 
-    def step(self, before=None) -> None:
-        """One update of every parameter with a gradient; ``before(param, rows)`` is called just
-        before a parameter changes, with the rows it is about to change (None: all of them)."""
+    def step(self, average=None) -> None:
+        """One update of every parameter with a gradient. ``average`` (averaging.EmbeddingAverage):
+        its table's update also advances the average by one step — for a row-sparse gradient in the
+        same pass over the rows (``average.adam_rows``)."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr / (1 - b1 ** self.t)
@@ -106,19 +118,21 @@ class Adam(Optimizer):
             if p.grad is None:
                 continue
             g = p.grad
+            averaged = average is not None and p is average.param
             if isinstance(g, RowSparse):
                 rows, g = g.coalesce()
-                if before is not None:
-                    before(p, rows)
-                adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
+                update = average.adam_rows if averaged else partial(adam_rows, p.data)
+                update(m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
                 continue
-            if before is not None:
-                before(p, None)
+            if averaged:
+                average.before_step(None)
             m *= b1
             m += (1 - b1) * g
             v *= b2
             v += (1 - b2) * (g * g)
             p.data -= step_size * m / (p.xp.sqrt(v / v_correction) + self.eps)
+            if averaged:
+                average.after_step()
 
     def state_dict(self) -> dict:
         state = {"t": self.t}

@@ -117,9 +117,9 @@ if HAVE_NUMBA:
 
 def sum_row_parts(parts, n_rows: int, impl: str | None = None):
     """Σ of row-sparse parts as (unique rows (u,), summed values (u, d)); a part is (rows, values)
-    or (W, g) for CSR W (m, n_rows): Wᵀ g. numba: one slot per table row, rows in order of first
-    appearance, no part copied; ``numpy``: each part materialised, np.unique + np.add.at (the
-    oracle, and cupy), rows ascending. Equal sums, the same rows."""
+    or (W, g) for CSR W (m, n_rows): Wᵀ g. numba: one slot per table row (slots in row order), no
+    part copied; ``numpy``: each part materialised, np.unique + np.add.at (the oracle, and cupy).
+    Both return the rows ascending, and equal sums."""
     first = parts[0][1]
     if is_cupy_array(first) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy" or first.ndim != 2:
         xp = np if not is_cupy_array(first) else __import__("cupy")
@@ -141,6 +141,8 @@ def sum_row_parts(parts, n_rows: int, impl: str | None = None):
         if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
             raise IndexError(f"sum_row_parts: row out of range [0, {n_rows})")
         count = _assign_slots(rows.astype(np.int64, copy=False), slot, order, count)
+    order = np.sort(order[:count])  # ascending: the optimizer then streams its rows (2x faster than in random order)
+    slot[order] = np.arange(count)
     out = np.zeros((count, first.shape[1]), dtype=first.dtype)
     for a, b in parts:
         b = np.ascontiguousarray(b, dtype=first.dtype)
@@ -148,7 +150,7 @@ def sum_row_parts(parts, n_rows: int, impl: str | None = None):
             _add_transpose_product(a.indptr, a.indices, a.data.astype(first.dtype, copy=False), b, slot, out)
         else:
             _add_rows(np.asarray(a, dtype=np.int64), b, slot, out)
-    return order[:count], out
+    return order, out
 
 
 def scipy_sparse_like(a) -> bool:

@@ -270,10 +270,7 @@ class Trainer:
             loss.backward()
             sync(self.device)
             t2 = time.perf_counter()
-            average = self.average
-            self.optimizer.step(before=average.before if average is not None else None)
-            if average is not None:
-                average.after_step()
+            self.optimizer.step(average=self.average)
             self.model.quantizer.after_step()
             sync(self.device)
             timings["forward"] += t1 - t0

@@ -164,7 +164,7 @@ class RowSparse:
         return RowSparse(None, None, self.n_rows, parts=self.parts + other.parts)
 
     def coalesce(self):
-        """(unique rows (u,), in no particular order, their summed values (u, d))."""
+        """(unique rows (u,) ascending, their summed values (u, d))."""
         from ..spmm import sum_row_parts
         return sum_row_parts(self.parts, self.n_rows)
 

@@ -27,7 +27,6 @@ import numpy as np
 from .backend import is_cupy_array
 
 try:  # numba is optional ("fast" extra); without it the scipy path runs
-    import numba
     from numba import njit, prange
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised in the no-numba CI leg only

@@ -240,7 +240,7 @@ def official_gnaq_checks(bits=2, seed=0):
     rng = np.random.default_rng(seed)
     adj = _tiny_graph(seed=seed)
     quantizer = OfficialGNAQQuantizer(bits)
-    model = LightGCN(5, 4, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)
+    LightGCN(5, 4, adj, dim=3, n_layers=2, quantizer=quantizer, seed=seed, dtype=np.float64)  # binds the quantizer
     n, v = quantizer.levels.shape
     quantizer.codes[...] = rng.integers(0, v, size=quantizer.codes.shape)
     K = quantizer.codes.astype(int)

@@ -132,23 +132,28 @@ def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, i
 if HAVE_NUMBA:
     @njit(parallel=True, cache=True, nogil=True)
     def _walks_numba(indptr, indices, degree, targets, weights, walks, uniforms, columns, values):  # pragma: no cover
+        # a node's degree is read from indptr (the cache line its neighbour list's offset is on), not
+        # from ``degree``: one random memory access less a step of a walk
         n_layers = uniforms.shape[0]
         for t in prange(targets.shape[0]):
             start = targets[t]
             columns[t, 0] = start
             values[t, 0] = weights[0]
-            alive = degree[start] > 0
-            root = np.sqrt(max(degree[start], 1))
+            start_degree = indptr[start + 1] - indptr[start]
+            alive = start_degree > 0
+            root = np.sqrt(max(start_degree, 1))
             for s in range(walks):
-                current = start
+                current, first, current_degree = start, indptr[start], start_degree
                 for layer in range(1, n_layers + 1):
                     if alive:
                         u = uniforms[layer - 1, t * walks + s]
                         if layer == 1:  # stratified: walk s starts in the s-th of S equal slices of t's neighbours
                             u = (s + u) / walks
-                        offset = min(np.int64(u * degree[current]), degree[current] - 1)
-                        current = indices[indptr[current] + offset]
-                        w = weights[layer] / walks * root / np.sqrt(max(degree[current], 1))
+                        offset = min(np.int64(u * current_degree), current_degree - 1)
+                        current = indices[first + offset]
+                        first = indptr[current]
+                        current_degree = indptr[current + 1] - first
+                        w = weights[layer] / walks * root / np.sqrt(max(current_degree, 1))
                     else:
                         w = 0.0
                     j = layer * walks - walks + 1 + s  # the numpy twin's layout: layer-major blocks

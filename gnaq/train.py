@@ -270,7 +270,7 @@ def main(argv=None) -> int:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
         say(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
               f"{100 * result['valid_kept_ndcg']:.1f}% of full precision's validation Recall@20 / NDCG@20"
-              + (f" (tried for --target {target:g}: {tried}; --target off keeps exactly --bits {args.bits})"
+              + (f" (tried for --target {target:g}: {tried}; --target off keeps exactly --bits {asked.bits})"
                  if tried else "")
               + ("" if target or result["valid_kept"] >= 0.97 else
                  "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)

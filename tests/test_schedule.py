@@ -151,6 +151,10 @@ def test_the_main_command_climbs_by_default_and_target_off_keeps_its_bits(tmp_pa
     assert record["target"] == 0.98 and record["tried"][0] == {"setting": "b2", "valid_kept": first["valid_kept"]}
     assert (tmp_path / "auto" / record["chosen"] / "result.json").exists()
     assert record["warmup_phase"] == first["phases"]["full_precision"]
+    assert train_cli.main(["--resume", str(tmp_path / "auto")]) == 0  # resumed when done: the same choice, said so
+    err = capsys.readouterr().err
+    assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
+    assert json.loads((tmp_path / "auto" / "target.json").read_text())["chosen"] == record["chosen"]
     assert train_cli.main(argv + ["--out", str(tmp_path / "off"), "--target", "off"]) == 0
     assert "tried for" not in capsys.readouterr().err
     assert not list((tmp_path / "off").glob("target-*"))

@@ -11,8 +11,6 @@ SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from .autograd import RowSparse
@@ -121,8 +119,10 @@ class Adam(Optimizer):
             averaged = average is not None and p is average.param
             if isinstance(g, RowSparse):
                 rows, g = g.coalesce()
-                update = average.adam_rows if averaged else partial(adam_rows, p.data)
-                update(m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
+                if averaged:
+                    average.adam_rows(m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
+                else:
+                    adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
                 continue
             if averaged:
                 average.before_step(None)

@@ -110,7 +110,7 @@ def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, i
     if (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numba":
         columns = np.empty((k, width), dtype=indices.dtype)
         values = np.empty((k, width), dtype=np.float32)
-        _walks_numba(indptr, indices, degree, targets, weights, walks, uniforms, columns, values)
+        _walks_numba(indptr, indices, targets, weights, walks, uniforms, columns, values)
     else:
         start = np.repeat(targets, walks)
         alive = degree[start] > 0
@@ -131,9 +131,9 @@ def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, i
 
 if HAVE_NUMBA:
     @njit(parallel=True, cache=True, nogil=True)
-    def _walks_numba(indptr, indices, degree, targets, weights, walks, uniforms, columns, values):  # pragma: no cover
+    def _walks_numba(indptr, indices, targets, weights, walks, uniforms, columns, values):  # pragma: no cover
         # a node's degree is read from indptr (the cache line its neighbour list's offset is on), not
-        # from ``degree``: one random memory access less a step of a walk
+        # from a degree array: one random memory access less a step of a walk
         n_layers = uniforms.shape[0]
         for t in prange(targets.shape[0]):
             start = targets[t]

@@ -40,7 +40,8 @@ class Recommender:
     ``fit`` gets no ``valid=`` matrix — ⌊fraction·n⌋ of a user's n, and at least one of every user
     with two or more (seeded by random_state; at least one stays in train).
     checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
-    folder holding a previous run's last.npz resumes it.
+    folder holding a previous run's last.npz resumes it where it stopped — the selection run, a
+    target rung or the refit (CHECKPOINT_DIR/refit).
     propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
     there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
     a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
@@ -143,6 +144,9 @@ class Recommender:
             data = Interactions("user_items", full, test=held_out, valid=None,
                                 user_ids=given.user_ids, item_ids=given.item_ids)
             trainer = Trainer(refit_config(config, self.result_), data)
+            refit_last = os.path.join(trainer.config.out, "last.npz")
+            if self.checkpoint_dir and os.path.exists(refit_last):  # a refit under way (or done) when fit stopped
+                trainer.restore(refit_last)
             self.refit_result_ = trainer.fit()
         self.trainer_, self._data, self._liked = trainer, data, full
         self._query = self._deployed_query()

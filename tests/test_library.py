@@ -140,6 +140,27 @@ def test_fit_resumes_from_its_checkpoint_folder(user_items, tmp_path):
     np.testing.assert_allclose(again.user_factors, straight.user_factors, rtol=1e-5, atol=1e-6)
 
 
+def test_a_fit_stopped_during_its_refit_resumes_the_refit_where_it_stopped(user_items, tmp_path, monkeypatch):
+    from gnaq.trainer import Trainer
+    options = dict(**{**FAST, "epochs": 40}, patience=2, refit=True)
+    straight = gnaq.Recommender(**options).fit(user_items)
+    train_epoch, refit_epochs = Trainer.train_epoch, []
+
+    def stop_in_the_refit(self):
+        if self.config.out.endswith("refit"):
+            refit_epochs.append(self.epoch)
+            if self.epoch == 3 and len(refit_epochs) == 4:  # the process dies in the refit's 4th epoch
+                raise KeyboardInterrupt
+        return train_epoch(self)
+    monkeypatch.setattr(Trainer, "train_epoch", stop_in_the_refit)
+    with pytest.raises(KeyboardInterrupt):
+        gnaq.Recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
+    resumed = gnaq.Recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
+    assert refit_epochs[:5] == [0, 1, 2, 3, 3]  # the refit went on from its epoch 3, not from 0
+    assert resumed.refit_result_["epochs_run"] == straight.refit_result_["epochs_run"]
+    np.testing.assert_allclose(resumed.user_factors, straight.user_factors, rtol=1e-5, atol=1e-6)
+
+
 def test_top_n_ties_go_to_the_smaller_index():
     scores = np.array([[1.0, 3.0, 3.0, 0.0, 3.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
     index, values = top_n(scores, 2)

@@ -204,15 +204,17 @@ def config_from_args(args):
         progress=not args.quiet, size=args.size)
 
 
-def summary_line(result: dict, seconds: float) -> str:
-    """One readable line: time, best epoch, test metrics at every K."""
+def summary_line(result: dict, seconds: float, resumed_after: int = None) -> str:
+    """One readable line: time, best epoch, test metrics at every K; ``resumed_after``: the epoch a
+    resumed run went on from (its time is this process's, not the run's)."""
     ks = sorted({int(k.split("@")[1]) for k in result if k.startswith("test_recall@")})
     metrics = ", ".join(f"Recall@{k} {result[f'test_recall@{k}']:.4f} NDCG@{k} {result[f'test_ndcg@{k}']:.4f}"
                         for k in ks)
     minutes, secs = divmod(int(round(seconds)), 60)
     phases = "; ".join(f"{name.replace('_', ' ')} epochs {p['first_epoch']}-{p['last_epoch']} ended by {p['ended_by']}"
                        for name, p in result.get("phases", {}).items())
-    return (f"done in {minutes}m{secs:02d}s: best epoch {result['best_epoch']} of {result['epochs_run']} "
+    resumed = f" (this process, resumed after epoch {resumed_after})" if resumed_after is not None else ""
+    return (f"done in {minutes}m{secs:02d}s{resumed}: best epoch {result['best_epoch']} of {result['epochs_run']} "
             f"({result['selection_metric']}); test {metrics}" + (f" [{phases}]" if phases else ""))
 
 
@@ -238,8 +240,10 @@ def main(argv=None) -> int:
     say = print if root else (lambda *a, **k: None)
     if not root:  # under mpiexec, rank 0 alone speaks (and writes)
         logging.getLogger().setLevel(logging.WARNING)
+    resumed_after = None
     if args.resume:
         trainer.restore(os.path.join(args.resume, "last.npz"))
+        resumed_after = trainer.epoch
         say(f"resumed {args.resume} after epoch {trainer.epoch}", file=sys.stderr)
     for note in trainer.data.notes:
         say(f"data: {note}", file=sys.stderr)
@@ -265,7 +269,7 @@ def main(argv=None) -> int:
         say(f"gnaq.train: stopped: {exc}", file=sys.stderr)
         return 1
     say(json.dumps({"result": result}))
-    say(summary_line(result, time.perf_counter() - started), file=sys.stderr)
+    say(summary_line(result, time.perf_counter() - started, resumed_after), file=sys.stderr)
     if "valid_kept" in result:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
         say(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "

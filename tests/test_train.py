@@ -95,6 +95,8 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch, c
     assert "--resume" in capsys.readouterr().err
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert train_cli.main(["--resume", str(tmp_path / "cut"), "--quiet", "--no-export"]) == 0
+    said = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("done in") and "(this process, resumed after epoch 2)" in line for line in said)
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
     assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(read_lines(tmp_path / "full" / "metrics.jsonl"))
     full = json.loads((tmp_path / "full" / "result.json").read_text())

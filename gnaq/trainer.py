@@ -270,6 +270,7 @@ class Trainer:
             loss.backward()
             sync(self.device)
             t2 = time.perf_counter()
+            self.model.quantizer.before_step()
             self.optimizer.step(average=self.average)
             self.model.quantizer.after_step()
             sync(self.device)

@@ -113,6 +113,9 @@ class LightGCN:
             u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
         comm = SingleProcess() if replicated else self.comm  # replicated: whole rows, no sum over ranks
         margin = all_sum(ag.sum(u * (p - n), axis=1), comm)
+        bias = self.quantizer.item_bias
+        if bias is not None:  # ŷᵤᵢ = zᵤ·zᵢ + bᵢ: the margin gains b_p − b_n (replicated, added once)
+            margin = margin + ag.sum(ag.gather(bias, pos_items) - ag.gather(bias, neg_items), axis=1)
         bpr = -ag.mean(ag.log_sigmoid(margin))
         if self.quantizer.ego_is_embedding or not self.quantizer.active:  # E⁽⁰⁾'s rows: sliced, summed
             ego, l2_comm = self.embedding, self.comm
@@ -132,12 +135,19 @@ class LightGCN:
         return total, bpr, l2
 
     def final_embeddings(self):
-        """(user_emb, item_emb) arrays of the representation, no graph recorded."""
+        """(user_emb, item_emb) arrays of the representation, no graph recorded; with an item
+        bias b, ([z_U, 1], [z_I, b]) (d + 1 columns), so that scores stay one product."""
         with ag.no_grad():
             z = self.representation().data
             if not self.replicated:
                 z = self.comm.allgather_columns(z)
-        return z[: self.n_users], z[self.n_users:]
+        users, items = z[: self.n_users], z[self.n_users:]
+        bias = self.quantizer.item_bias
+        if bias is not None:
+            xp = self.xp
+            users = xp.concatenate([users, xp.ones((len(users), 1), dtype=users.dtype)], axis=1)
+            items = xp.concatenate([items, bias.data.astype(items.dtype)], axis=1)
+        return users, items
 
     def state_dict(self) -> dict:
         state = {"embedding": self.embedding.data}

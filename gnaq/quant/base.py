@@ -6,7 +6,9 @@ A quantizer sees the model's layer outputs and decides what the final representa
     represent() → z            the (quantized) representation that scores are computed from;
                                by default combine(model.layers())
     ego() → E⁽⁰⁾               the layer-0 rows the L2 penalty acts on (default: the embedding)
+    before_step()              called between backward and the optimizer step (gradient clipping)
     after_step()               called after each optimizer step (the official GNAQ re-assigns codes)
+    item_bias                  None, or a (n_items, 1) Tensor b added to every score: ŷᵤᵢ = zᵤ·zᵢ + bᵢ
     on_epoch_start(epoch)      hook for schedules (GNAQ's full-precision warm-up); ``active``
                                is False while the representation is not yet quantized
     represent_rows(z_T, T) → ẑ_T  the same for some rows T of the full-precision z, where the
@@ -35,6 +37,7 @@ class Quantizer:
     deploys = "z"        # "z": the representation is quantized; "layer0": E⁽⁰⁾ is, z = Σ αₗ Âˡ Ê⁽⁰⁾
     row_local = False    # whether ẑ's row n depends on z's row n (and node n's parameters) alone
     ego_is_embedding = True  # whether ego() is the model's E⁽⁰⁾ (the L2 term then sums over slices)
+    item_bias = None     # a learned per-item score bias (the official GNAQ's per-id bias), or None
 
     def represent_rows(self, z_rows, rows):
         """ẑ_T from z_T (|T|, d) Tensor for node ids ``rows`` (|T|,) — row-local quantizers only."""
@@ -65,6 +68,9 @@ class Quantizer:
 
     def ego(self):
         return self.model.embedding
+
+    def before_step(self) -> None:
+        """Called by the trainer after backward, before the optimizer step."""
 
     def after_step(self) -> None:
         """Called by the trainer after each optimizer step."""

@@ -20,10 +20,14 @@ float levels of its own (a per-node, non-uniform codebook):
    ∂L/∂Ê⁽⁰⁾ = Σₗ αₗ (Âᵀ)ˡ ∂L/∂z arrives through the graph (there is no rounding to estimate
    through: the codes are assigned, not differentiated).
 
-Differences from the released code, kept out on purpose: it adds a per-id bias to the score
-(torchfm's FeaturesLinear) and clips gradients at ±3; gnaq keeps LightGCN's score and trainer
-identical for every method. Its full-precision start is a separately trained checkpoint; here
-it is ``warmup`` full-precision epochs of the same run, as for ``gnaq``.
+The released code's score adds a per-id bias (torchfm's FeaturesLinear over the user and the
+item id: ŷᵤᵢ = zᵤ·zᵢ + bᵤ + bᵢ + b₀) and clips every gradient entry to ±3 before Adam's step.
+``bias=True`` learns the item's bᵢ (n_items, 1), zero at the start — bᵤ and b₀ cancel in a BPR
+margin ŷᵤₚ − ŷᵤₙ and in a user's ranking, so they change nothing; ``clip`` (e.g. 3) clamps the
+levels' and the bias's gradients. Both are off by default: gnaq keeps LightGCN's score for every
+method. Its full-precision start is a separately trained (BiGeaR) checkpoint; here it is
+``warmup`` full-precision epochs of the same run, or ``--init-from`` a run (a BiGeaR run's E⁽⁰⁾).
+Also not replicated: 5 negatives per positive a epoch and selection by NDCG@5 every 10 epochs.
 
 Deployment differs from every other quantizer here: inference needs z, i.e. the propagation of
 the stored table through the graph in full precision. The stored size is d·b/8 + 4V bytes per
@@ -74,9 +78,13 @@ class OfficialGNAQQuantizer(Quantizer):
     name = "gnaq-official"
     exportable = False
 
-    def __init__(self, bits: int, warmup: int = 0, tanh: bool = True, rebin: str = "z"):
+    def __init__(self, bits: int, warmup: int = 0, tanh: bool = True, rebin: str = "z", bias: bool = False,
+                 clip: float = None):
         if rebin not in ("z", "never"):
             raise ValueError(f"gnaq-official: rebin must be 'z' (rule 2) or 'never', got {rebin!r}")
+        if clip is not None and not (isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0):
+            raise ValueError(f"gnaq-official: clip must be a positive number (the released code's: 3), got {clip!r}")
+        self.use_bias, self.clip = bool(bias), (float(clip) if clip is not None else None)
         self.bits, self.n_levels, self.rebin = bits, 2 ** bits, rebin
         self.warmup, self.tanh = parse_warmup("gnaq-official", warmup), bool(tanh)
         self.active = self.warmup == 0
@@ -89,6 +97,10 @@ class OfficialGNAQQuantizer(Quantizer):
         self.levels = ag.Tensor(xp.zeros((len(e0), self.n_levels), dtype=e0.dtype), requires_grad=True,
                                 name="levels")
         self.codes = xp.zeros(e0.shape, dtype=xp.uint8)
+        if self.use_bias:
+            if getattr(model, "comm", None) is not None and model.comm.size > 1:
+                raise ValueError("gnaq-official: bias=true runs in one process (the bias is not sliced)")
+            self.bias = ag.Tensor(xp.zeros((model.n_items, 1), dtype=e0.dtype), requires_grad=True, name="item_bias")
         self.initialise()
 
     def initialise(self) -> None:
@@ -104,8 +116,19 @@ class OfficialGNAQQuantizer(Quantizer):
             self.initialise()
         self.active = True
 
+    @property
+    def item_bias(self):
+        """bᵢ (n_items, 1) once the quantized phase runs (bias=true), else None."""
+        return self.bias if self.use_bias and self.active else None
+
     def parameters(self) -> list:
-        return [self.levels]
+        return [self.levels] + ([self.bias] if self.use_bias else [])
+
+    def before_step(self) -> None:
+        if self.clip is not None:  # torch.nn.utils.clip_grad_value_: every entry into [−clip, clip]
+            for p in self.parameters():
+                if p.grad is not None:
+                    p.grad = p.xp.clip(p.grad, -self.clip, self.clip)
 
     ego_is_embedding = False  # the L2 term acts on the looked-up levels
 
@@ -131,12 +154,14 @@ class OfficialGNAQQuantizer(Quantizer):
         self._last_z = self._ego = None
 
     def state_dict(self) -> dict:
-        return {"levels": self.levels.data, "codes": self.codes}
+        return {"levels": self.levels.data, "codes": self.codes, **({"item_bias": self.bias.data} if self.use_bias else {})}
 
     def load_state_dict(self, state: dict) -> None:
         xp = self.model.xp
         self.levels.data[...] = xp.asarray(state["levels"])
         self.codes[...] = xp.asarray(state["codes"])
+        if self.use_bias:
+            self.bias.data[...] = xp.asarray(state["item_bias"])
 
     def export(self) -> dict:
         """{"codes": (N, d) layer-0 codes, "levels": (N, V)}: what this scheme stores."""

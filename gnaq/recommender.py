@@ -131,9 +131,7 @@ class Recommender:
         if show_progress is not None:
             config.progress = bool(show_progress)
         trainer = Trainer(config, data)
-        last = os.path.join(config.out, "last.npz")
-        if self.checkpoint_dir and os.path.exists(last):
-            trainer.restore(last)
+        trainer.resume_if_saved()  # (only a checkpoint_dir can hold one: the default folder is new)
         on_eval = None
         if callback is not None:
             on_eval = lambda record: callback(record["epoch"], trainer.elapsed, record)  # noqa: E731
@@ -144,9 +142,7 @@ class Recommender:
             data = Interactions("user_items", full, test=held_out, valid=None,
                                 user_ids=given.user_ids, item_ids=given.item_ids)
             trainer = Trainer(refit_config(config, self.result_), data)
-            refit_last = os.path.join(trainer.config.out, "last.npz")
-            if self.checkpoint_dir and os.path.exists(refit_last):  # a refit under way (or done) when fit stopped
-                trainer.restore(refit_last)
+            trainer.resume_if_saved()  # a refit under way (or done) when fit stopped
             self.refit_result_ = trainer.fit()
         self.trainer_, self._data, self._liked = trainer, data, full
         self._query = self._deployed_query()

@@ -69,8 +69,7 @@ def fit_to_target(config, data, target=None, on_eval=None, trainer=None):
                             quant_lr=0.3 * config.lr if options else None,  # as the default deployment fine-tunes
                             out=os.path.join(config.out, "target-" + label_of(step)))
         trainer = Trainer(candidate, data)
-        if os.path.exists(os.path.join(candidate.out, "last.npz")):  # a resumed run: this step was under way or done
-            trainer.restore(os.path.join(candidate.out, "last.npz"))
+        trainer.resume_if_saved()  # a resumed run: this step was under way or done
         result = trainer.fit(on_eval=on_eval)
         tried.append((label_of(candidate), result.get("valid_kept")))
         if result.get("valid_kept") is not None and result["valid_kept"] >= target:

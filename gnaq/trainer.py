@@ -377,6 +377,15 @@ class Trainer:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
         self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
 
+    def resume_if_saved(self) -> bool:
+        """Restore OUT/last.npz when this run's folder holds one (a run stopped part-way, or done);
+        True when it did."""
+        last = self._path("last.npz")
+        if os.path.exists(last):
+            self.restore(last)
+            return True
+        return False
+
     def load_weights(self, path) -> None:
         self._reloaded = True
         arrays, _ = self._read(path)

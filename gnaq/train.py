@@ -78,6 +78,9 @@ def build_parser():
                         "weights over steps (gnaq/averaging.py): auto (default: β 0.998 with sampled propagation, "
                         "off on the full graph), off, or β in (0, 1)")
     p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
+    p.add_argument("--select", default=defaults.select, metavar="ndcg@K",
+                   help="validation metric that selects the best epoch and ends each phase (default ndcg@20; "
+                        "K must be one of --topk, e.g. --topk 5 10 20 --select ndcg@5)")
     p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
                    help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every)
@@ -85,7 +88,7 @@ def build_parser():
                    help="validate on a fixed seeded sample of N users (default 0: all); each line records "
                         "NDCG@20's standard error, and the run warns when it exceeds 1%% of the metric")
     p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="evaluations without validation NDCG@20 gain that end the (quantized) phase")
+                   help="evaluations without validation gain (--select) that end the (quantized) phase")
     p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
                    help="the same for gnaq's full-precision warm-up (default: --patience)")
     p.add_argument("--size", type=parse_ratio, default=None, metavar="RATIO",
@@ -199,7 +202,7 @@ def config_from_args(args):
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
         propagation=args.propagation, walks=args.walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
-        topk=tuple(args.topk), eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
+        topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         progress=not args.quiet, size=args.size)
 

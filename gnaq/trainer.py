@@ -92,6 +92,7 @@ class TrainConfig:
     refreshes: int = 8  # sampled: history refreshes an epoch (one full propagation each)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
+    select: str | None = None  # early stopping's validation metric, "ndcg@K" with K in topk (None: ndcg@20, else the largest K)
     valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
     eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
     patience: int = 5
@@ -130,6 +131,11 @@ class TrainConfig:
             if self.quant_lr is None:
                 self.quant_lr = 0.3 * self.lr
 
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that selects epochs and ends phases: --select, else NDCG@20 (the largest K without 20)."""
+        return self.select or f"ndcg@{20 if 20 in self.topk else max(self.topk)}"
+
     def validate(self) -> None:
         from .quant import QUANTIZERS, SUPPORTED_BITS
         from .sampling import SAMPLERS
@@ -158,6 +164,8 @@ class TrainConfig:
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
+            (self.select is None or self.select in {f"ndcg@{k}" for k in self.topk},
+             f"--select {self.select!r} must be ndcg@K with K one of --topk {list(self.topk)}"),
             (self.bits in SUPPORTED_BITS, f"--bits {self.bits} unsupported; choose from {SUPPORTED_BITS}"),
             (self.quantizer in QUANTIZERS, f"--quantizer {self.quantizer!r} unknown; choose from {tuple(QUANTIZERS)}"),
         ]
@@ -484,7 +492,7 @@ class Trainer:
         if self.comm.is_root:
             with open(self._path("config.json"), "w") as f:
                 json.dump(_jsonable(asdict(cfg)), f, indent=2)
-        metric = f"ndcg@{20 if 20 in cfg.topk else max(cfg.topk)}"
+        metric = cfg.selection_metric
         quantizer = self.model.quantizer
         recall_metric = metric.replace("ndcg", "recall")
         if self._start_model is not None and cfg.bits != 32 and cfg.eval_every and self.reference_score is None:

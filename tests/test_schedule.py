@@ -18,14 +18,14 @@ def read_lines(path):
         return [json.loads(line) for line in f]
 
 
-def script_validation(monkeypatch, scores):
-    """Replace validation NDCG@20 by the scripted sequence (the test split stays real)."""
+def script_validation(monkeypatch, scores, metric="ndcg@20"):
+    """Replace validation ``metric`` by the scripted sequence (the test split stays real)."""
     scripted = iter(scores)
     original = Trainer.evaluate
 
     def evaluate(self, split="valid"):
         metrics = original(self, split)
-        return {**metrics, "ndcg@20": next(scripted)} if split == "valid" else metrics
+        return {**metrics, metric: next(scripted)} if split == "valid" else metrics
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
 
 
@@ -60,6 +60,18 @@ def test_the_epoch_budget_bounds_the_warm_up_to_half_and_the_run_to_all(tmp_path
     assert result["phases"]["full_precision"]["ended_by"] == "epoch budget"
     assert result["phases"]["quantized"] == {"first_epoch": 6, "last_epoch": 10, "best_epoch": 10,
                                              "ended_by": "epoch budget"}
+
+
+def test_select_makes_another_validation_metric_choose_the_epoch_and_end_the_run(tmp_path, monkeypatch):
+    """--select ndcg@5 (the released GNAQ code's early-stopping metric): a scripted NDCG@5 that peaks
+    at epoch 4 picks epoch 4 and ends the run after --patience flat evaluations, whatever NDCG@20 does."""
+    script_validation(monkeypatch, rising_then_flat(4, 10), metric="ndcg@5")
+    cfg = TrainConfig(**TINY, bits=32, topk=(5, 20), select="ndcg@5", patience=2, out=str(tmp_path / "run"))
+    result = Trainer(cfg, make_synthetic(n_users=60, n_items=40, seed=0)).fit()
+    assert (result["best_epoch"], result["epochs_run"], result["selection_metric"]) == (4, 6, "valid ndcg@5")
+    assert "test_ndcg@5" in result
+    with pytest.raises(ValueError, match=r"--select 'ndcg@10' must be ndcg@K with K one of --topk \[5, 20\]"):
+        TrainConfig(**TINY, topk=(5, 20), select="ndcg@10").validate()
 
 
 FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "1", "--batch-size", "512", "--quiet", "--no-export"]

@@ -13,7 +13,8 @@ epoch): step = median of --steps BPR steps (forward, backward, Adam) after two w
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
-(factors=63, iterations=1) fit on the training matrix (a bench extra: pip install implicit).
+(factors=63, iterations=1, num_threads = gnaq's NUMBA_NUM_THREADS) fit on the training matrix (a bench extra:
+pip install implicit); before session 14 implicit used every core whatever gnaq's thread count.
 Memory: peak RSS against what the math needs — parameters, Adam's two moments, the graph(s), the
 sampled history (H, Z̄) and the interaction matrices.
 """
@@ -124,13 +125,21 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
             "valid_ndcg@20": metrics["ndcg@20"]}
 
 
+def gnaq_threads() -> int:
+    """The threads gnaq's numba kernels may use (NUMBA_NUM_THREADS, default every core)."""
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def measure_implicit(spec: str) -> dict:
     import numpy as np
     from implicit.bpr import BayesianPersonalizedRanking
     data = load(spec)
     train = data.train.astype(np.float32).tocsr()
-    BayesianPersonalizedRanking(factors=63, iterations=1, random_state=0).fit(train[:1000], show_progress=False)
-    model = BayesianPersonalizedRanking(factors=63, iterations=1, random_state=0)
+    threads = gnaq_threads()  # the floor runs on as many threads as gnaq may use (its default: every core)
+    BayesianPersonalizedRanking(factors=63, iterations=1, random_state=0, num_threads=threads).fit(
+        train[:1000], show_progress=False)
+    model = BayesianPersonalizedRanking(factors=63, iterations=1, random_state=0, num_threads=threads)
     t0 = time.perf_counter()
     model.fit(train, show_progress=False)
     return {"spec": spec, "mode": "implicit", "interactions": data.train.nnz, "epoch_seconds": time.perf_counter() - t0,

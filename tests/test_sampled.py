@@ -13,7 +13,7 @@ from gnaq import train as train_cli
 from gnaq.data import make_synthetic
 from gnaq.graph import bipartite_adjacency, normalized_adjacency
 from gnaq.optim import Adam
-from gnaq.sampled import SampledPropagation, resolve_propagation, walk_operator
+from gnaq.sampled import WALK_BLOCK, SampledPropagation, resolve_propagation, walk_operator
 from gnaq.spmm import HAVE_NUMBA, coalesce_rows, sum_row_parts
 
 FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "2", "--batch-size", "512", "--quiet", "--no-export",
@@ -61,9 +61,12 @@ def test_the_walk_operator_is_an_unbiased_estimate_of_the_propagation_rows():
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
 def test_the_numba_walks_are_the_numpy_twins_walks():
+    """Targets in several walk blocks, the last one partial, isolated ones included."""
     R = tiny_graph(seed=4)
     A = bipartite_adjacency(R)
-    args = (A.indptr.astype(np.int64), A.indices, np.diff(A.indptr), np.arange(50), [0.25] * 4, 3)
+    targets = np.random.default_rng(1).permutation(np.tile(np.arange(50), 3))
+    assert len(targets) > 2 * WALK_BLOCK and len(targets) % WALK_BLOCK and (np.diff(A.indptr)[targets] == 0).any()
+    args = (A.indptr.astype(np.int64), A.indices, np.diff(A.indptr), targets, [0.25] * 4, 3)
     fast = walk_operator(*args, np.random.default_rng(0), impl="numba")
     twin = walk_operator(*args, np.random.default_rng(0), impl="numpy")
     assert np.array_equal(fast.indices, twin.indices) and np.allclose(fast.data, twin.data, rtol=1e-6)

@@ -10,6 +10,10 @@ comparison has it. Relative improvements the paper's way: (GNAQ − baseline) / 
 and baseline (BiGeaR, N2UQ), then their mean. Time to the best validation epoch: best epoch ×
 seconds an epoch; the comparisons ran on a shared CPU or, where marked, a GPU, so only epochs are
 comparable across rows; wall-clock is comparable within one dataset's CPU rows.
+"The released code's whole recipe": bench/results/gnaq-official-recipe/DATASET-recipe.json where present
+(gnaq-official with its per-item bias, clip ±3, lr 1e-3, batch 20,000, no L2, ≤ 500 epochs, evaluation every
+10 with patience 10, selection by validation NDCG@5; gnaq-official-ablation.md), kept against its own fp32 run
+(DATASET-fp32.json beside it), which is not the comparison's.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ def main():
                           f"{r.get('compression', 1):.1f}x", r.get("best_epoch", "–"),
                           f"{r['best_epoch'] * r['seconds_per_epoch']:,.0f}" + (" (GPU)" if gpu else "")
                           if r is not fp32 and r.get("seconds_per_epoch") else "–"])
+        recipe = ROOT / "bench" / "results" / "gnaq-official-recipe" / f"{dataset}-recipe.json"
+        if recipe.exists():  # the released code's whole recipe, against the fp32 run it fine-tuned from
+            r, own = (json.loads(recipe.with_name(f"{dataset}-{part}.json").read_text()) for part in ("recipe", "fp32"))
+            table.append(["authors' released GNAQ code, their whole recipe (vs its own fp32)",
+                          *(f"{r['test_' + m]:.4f}" for m in METRICS),
+                          f"{100 * r['test_recall@10'] / own['test_recall@10']:.1f}% / "
+                          f"{100 * r['test_ndcg@10'] / own['test_ndcg@10']:.1f}%", "8.0x", r["best_epoch"],
+                          f"{r['seconds'] * r['best_epoch'] / r['epochs_run']:,.0f}"])
         per_dataset.append((dataset, table))
         for name, r in gnaq.items():
             if r is None:

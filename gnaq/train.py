@@ -62,6 +62,9 @@ def build_parser():
     p.add_argument("--reg", type=float, default=defaults.reg)
     p.add_argument("--sampler", choices=("interactions", "users"), default=defaults.sampler,
                    help="BPR triplets: one per training interaction, or users drawn uniformly (LightGCN's)")
+    p.add_argument("--negatives", type=int, default=defaults.negatives,
+                   help="negatives a positive (default 1; the released GNAQ code draws 5): a batch holds "
+                        "--batch-size positives, each with its own negatives, and the loss is their mean")
     p.add_argument("--propagation", choices=("auto", "full", "sampled"), default=defaults.propagation,
                    help="full: propagate the whole graph every step (cost per epoch ~ interactions²); sampled: only "
                         "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
@@ -200,7 +203,7 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
-        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
+        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler, negatives=args.negatives,
         propagation=args.propagation, walks=args.walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",

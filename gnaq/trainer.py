@@ -86,6 +86,7 @@ class TrainConfig:
     distill: float = 0.0  # λ of score distillation from the --init-from model (its full-precision z)
     reg: float = 1e-4
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
+    negatives: int = 1  # negatives a positive (a batch holds batch_size positives, batch_size·negatives triplets)
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
     walks: int = 4  # sampled: random walks a target row
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
@@ -148,6 +149,7 @@ class TrainConfig:
             (self.quant_lr is None or self.quant_lr > 0, f"--quant-lr must be positive, got {self.quant_lr}"),
             (self.reg >= 0, f"--reg must be ≥ 0, got {self.reg}"),
             (self.sampler in SAMPLERS, f"--sampler {self.sampler!r} unknown; choose from {SAMPLERS}"),
+            (self.negatives >= 1, f"--negatives must be ≥ 1, got {self.negatives}"),
             (self.distill >= 0, f"--distill must be ≥ 0, got {self.distill}"),
             (not self.distill or self.init_from, "--distill needs --init-from (the teacher)"),
             (self.lr_drops >= 0, f"--lr-drops must be ≥ 0, got {self.lr_drops}"),
@@ -258,15 +260,16 @@ class Trainer:
         cfg, timings = self.config, self.timings
         sync = synchronize if self.profile else (lambda device: None)
         t0 = time.perf_counter()
-        users, pos, neg = sample_bpr_epoch(self.data.train, self.rng, by=cfg.sampler)
+        users, pos, neg = sample_bpr_epoch(self.data.train, self.rng, by=cfg.sampler, negatives=cfg.negatives)
         users, pos, neg = (to_device(a, self.device) for a in (users, pos, neg))  # once per epoch
         timings["sampling"] += time.perf_counter() - t0
-        n_batches = math.ceil(len(users) / cfg.batch_size)
+        batch = cfg.batch_size * cfg.negatives  # triplets a step: batch_size positives, each with its negatives
+        n_batches = math.ceil(len(users) / batch)
         total = None
         refresh_every = default_refresh_every(n_batches, cfg.refreshes)
         bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress)
         for b in bar:
-            sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+            sl = slice(b * batch, (b + 1) * batch)
             t0 = time.perf_counter()
             if self.sampled is not None and b % refresh_every == 0:  # the history, from this step's E⁽⁰⁾
                 self.sampled.refresh()

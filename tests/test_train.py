@@ -35,6 +35,41 @@ def test_sampling_is_vectorised_correct_and_seeded():
     np.testing.assert_array_equal(n, n2)
 
 
+@pytest.mark.parametrize("by", ["interactions", "users"])
+def test_k_negatives_repeat_each_positive_with_its_own_valid_negatives(by):
+    """--negatives 5 (the released GNAQ code's): each (u, p) five times in a row, each with its own
+    negative outside u's items; the positives are the one-negative sampler's, from the same seed."""
+    data = make_synthetic(seed=1)
+    u1, p1, _ = sample_bpr_epoch(data.train, np.random.default_rng(0), by=by)
+    u, p, n = sample_bpr_epoch(data.train, np.random.default_rng(0), by=by, negatives=5)
+    assert len(u) == 5 * data.train.nnz
+    np.testing.assert_array_equal(u.reshape(-1, 5), np.repeat(u1[:, None], 5, axis=1))
+    np.testing.assert_array_equal(p.reshape(-1, 5), np.repeat(p1[:, None], 5, axis=1))
+    assert not (data.train.toarray() > 0)[u, n].any()
+    assert np.mean([len(set(row)) for row in n.reshape(-1, 5)]) > 4  # independent draws, not one repeated
+    with pytest.raises(ValueError, match="--negatives must be ≥ 1"):
+        sample_bpr_epoch(data.train, np.random.default_rng(0), negatives=0)
+
+
+def test_a_step_with_k_negatives_holds_batch_size_positives(tmp_path, monkeypatch):
+    """An epoch has as many steps with 3 negatives as with 1; each step's triplets are 3·batch_size."""
+    from gnaq.models.lightgcn import LightGCN
+    data = make_synthetic(n_users=80, n_items=50, seed=0)
+    sizes = []
+    original = LightGCN.bpr_loss
+
+    def recording(self, users, *args, **kwargs):
+        sizes.append(len(users))
+        return original(self, users, *args, **kwargs)
+    monkeypatch.setattr(LightGCN, "bpr_loss", recording)
+    for k in (1, 3):
+        Trainer(TrainConfig(dim=8, layers=1, batch_size=100, negatives=k, progress=False, out=str(tmp_path / f"k{k}")),
+                data).train_epoch()
+    one, three = sizes[:len(sizes) // 2], sizes[len(sizes) // 2:]
+    assert len(one) == len(three) == -(-data.train.nnz // 100)
+    assert three == [3 * s for s in one]
+
+
 def test_user_sampler_weighs_every_user_the_same():
     """LightGCN's sampler: u uniform over users with items, p uniform over u's items."""
     import scipy.sparse as sp

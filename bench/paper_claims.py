@@ -30,6 +30,7 @@ from _common import markdown_table  # noqa: E402
 
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 BASELINES = ("bigear-b2", "n2uq-b2")
+NOTES = "<!-- notes: written by hand, kept by paper_claims.py -->"
 
 
 def default_row(rows):
@@ -105,8 +106,13 @@ def main():
              "best epoch", "seconds to best"], table), ""]
     text = "\n".join(lines)
     print(text)
-    with open(args.out, "w") as f:
-        f.write(f"Command: `python bench/paper_claims.py {' '.join(sys.argv[1:])}`\n\n{__doc__.split(chr(10) + chr(10), 2)[2]}\n{text}\n")
+    out = Path(args.out)
+    notes = ""  # the hand-written reading below NOTES in the previous file survives a re-run
+    if out.exists() and NOTES in out.read_text():
+        notes = NOTES + out.read_text().split(NOTES, 1)[1]
+    with open(out, "w") as f:
+        f.write(f"Command: `python bench/paper_claims.py {' '.join(sys.argv[1:])}`\n\n{__doc__.split(chr(10) + chr(10), 2)[2]}\n{text}\n"
+                + (f"\n{notes}" if notes else ""))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .optim import adam_rows as adam_rows_of, adam_scalars
+from .optim import adam_rows as adam_rows_of, adam_scalars, follower_rows
 
 try:  # the lazy rows' passes have numba twins of the numpy lines below (the CPU default)
     from numba import njit, prange
@@ -61,13 +61,13 @@ if HAVE_NUMBA:
             _blend_row(average, theta, last, rows[i], t, beta)
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _averaged_adam_rows_numba(average, last, t, beta, theta, m, v, rows, g, b1, b2, step_size, v_correction,
-                                  eps):  # pragma: no cover - jitted
+    def _averaged_adam_rows_numba(average, last, t, beta, theta, m, v, follower, rows, g, b1, b2, step_size,
+                                  v_correction, eps):  # pragma: no cover - jitted
         """Per row, while it is in cache: catch-up to t, Adam, blend at t + 1 (one pass over memory)."""
         for i in prange(rows.shape[0]):
             r = rows[i]
             _catch_up_row(average, theta, last, r, t, beta)
-            adam_row_numba(theta, m, v, r, g, i, b1, b2, step_size, v_correction, eps)
+            adam_row_numba(theta, m, v, follower, r, g, i, b1, b2, step_size, v_correction, eps)
             _blend_row(average, theta, last, r, t + 1, beta)
 
 
@@ -126,17 +126,18 @@ class EmbeddingAverage:
             self.last[rows] = self.t
         self._rows = None
 
-    def adam_rows(self, m, v, rows, g, b1, b2, step_size, v_correction, eps) -> None:
+    def adam_rows(self, m, v, rows, g, b1, b2, step_size, v_correction, eps, follower=None) -> None:
         """One step that is optim.adam_rows on the table's ``rows`` (unique), with the rows' catch-up
         before it and their blend after it — numba: the three in one pass over each row; numpy:
-        before_step, optim.adam_rows, after_step (the oracle)."""
+        before_step, optim.adam_rows, after_step (the oracle). ``follower``: as optim.adam_rows."""
         theta = self.param.data
         if self.impl != "numba":
             self.before_step(rows)
-            adam_rows_of(theta, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl="numpy")
+            adam_rows_of(theta, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl="numpy", follower=follower)
             self.after_step()
             return
-        _averaged_adam_rows_numba(self.average, self.last, self.t, theta.dtype.type(self.beta), theta, m, v, rows,
+        _averaged_adam_rows_numba(self.average, self.last, self.t, theta.dtype.type(self.beta), theta, m, v,
+                                  follower_rows(theta, follower), rows,
                                   np.ascontiguousarray(g, dtype=theta.dtype),
                                   *adam_scalars(theta.dtype, b1, b2, step_size, v_correction, eps))
         self.t += 1

@@ -7,6 +7,10 @@ A row-sparse gradient (autograd.RowSparse, sampled training) updates only its ro
 formulas and the global t: "lazy" Adam (TensorFlow's LazyAdam, PyTorch's SparseAdam) — the moments
 of rows outside the batch do not decay that step, so a row moves only on steps that touch it.
 SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ − lr b).
+
+A parameter's ``follower`` (Tensor.follower, a table of its shape or None) takes every step the
+parameter takes, on the same rows: F ← F − Δθ-step, so F − θ stays what it was. Sampled training
+keeps its drift E⁽⁰⁾ − H that way (sampled.py), reading one table where it would read two.
 """
 
 from __future__ import annotations
@@ -23,21 +27,30 @@ except ImportError:  # pragma: no cover - the no-numba CI leg
 
 if HAVE_NUMBA:
     @njit(cache=True, nogil=True)
-    def adam_row_numba(param, m, v, r, g, i, b1, b2, step_size, v_correction, eps):  # pragma: no cover
+    def adam_row_numba(param, m, v, follower, r, g, i, b1, b2, step_size, v_correction, eps):  # pragma: no cover
         """Adam on row r of param/m/v from gradient row g[i] (the loop body of _adam_rows_numba, and of
-        averaging's averaged Adam rows)."""
+        averaging's averaged Adam rows); the same step on follower's row r unless it has no rows."""
+        follow = follower.shape[0] > 0
         for c in range(g.shape[1]):
             gi = g[i, c]
             mi = m[r, c] * b1 + (1 - b1) * gi
             vi = v[r, c] * b2 + (1 - b2) * (gi * gi)
             m[r, c] = mi
             v[r, c] = vi
-            param[r, c] -= step_size * mi / (np.sqrt(vi / v_correction) + eps)
+            step = step_size * mi / (np.sqrt(vi / v_correction) + eps)
+            param[r, c] -= step
+            if follow:
+                follower[r, c] -= step
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _adam_rows_numba(param, m, v, rows, g, b1, b2, step_size, v_correction, eps):  # pragma: no cover
+    def _adam_rows_numba(param, m, v, follower, rows, g, b1, b2, step_size, v_correction, eps):  # pragma: no cover
         for i in prange(rows.shape[0]):
-            adam_row_numba(param, m, v, rows[i], g, i, b1, b2, step_size, v_correction, eps)
+            adam_row_numba(param, m, v, follower, rows[i], g, i, b1, b2, step_size, v_correction, eps)
+
+
+def follower_rows(param, follower):
+    """The kernels' follower argument: the table, or a (0, d) array of param's dtype for none."""
+    return follower if follower is not None else np.empty((0, param.shape[1]), dtype=param.dtype)
 
 
 def adam_scalars(dtype, b1, b2, step_size, v_correction, eps) -> tuple:
@@ -45,19 +58,23 @@ def adam_scalars(dtype, b1, b2, step_size, v_correction, eps) -> tuple:
     return tuple(dtype.type(x) for x in (b1, b2, step_size, v_correction, eps))
 
 
-def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=None):
-    """Adam on rows ``rows`` (unique) of param/m/v (n, d) in place, gradient g (len(rows), d).
+def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=None, follower=None):
+    """Adam on rows ``rows`` (unique) of param/m/v (n, d) in place, gradient g (len(rows), d); the
+    same step on ``follower``'s rows (n, d) when given.
     ``impl``: ``numba`` (the default on the CPU where it imports) or ``numpy`` (the oracle, and cupy)."""
     xp_cpu = isinstance(param, np.ndarray)
     if (impl or ("numba" if HAVE_NUMBA and xp_cpu and param.ndim == 2 else "numpy")) == "numba":
-        _adam_rows_numba(param, m, v, rows, np.ascontiguousarray(g, dtype=param.dtype),
+        _adam_rows_numba(param, m, v, follower_rows(param, follower), rows, np.ascontiguousarray(g, dtype=param.dtype),
                          *adam_scalars(param.dtype, b1, b2, step_size, v_correction, eps))
         return
     xp = np if xp_cpu else __import__("cupy")
     m_rows = m[rows] * b1 + (1 - b1) * g
     v_rows = v[rows] * b2 + (1 - b2) * (g * g)
     m[rows], v[rows] = m_rows, v_rows
-    param[rows] -= step_size * m_rows / (xp.sqrt(v_rows / v_correction) + eps)
+    step = step_size * m_rows / (xp.sqrt(v_rows / v_correction) + eps)
+    param[rows] -= step
+    if follower is not None:
+        follower[rows] -= step
 
 
 class Optimizer:
@@ -120,9 +137,9 @@ class Adam(Optimizer):
             if isinstance(g, RowSparse):
                 rows, g = g.coalesce()
                 if averaged:
-                    average.adam_rows(m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
+                    average.adam_rows(m, v, rows, g, b1, b2, step_size, v_correction, self.eps, p.follower)
                 else:
-                    adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps)
+                    adam_rows(p.data, m, v, rows, g, b1, b2, step_size, v_correction, self.eps, follower=p.follower)
                 continue
             if averaged:
                 average.before_step(None)
@@ -130,7 +147,10 @@ class Adam(Optimizer):
             m += (1 - b1) * g
             v *= b2
             v += (1 - b2) * (g * g)
-            p.data -= step_size * m / (p.xp.sqrt(v / v_correction) + self.eps)
+            step = step_size * m / (p.xp.sqrt(v / v_correction) + self.eps)
+            p.data -= step
+            if p.follower is not None:
+                p.follower -= step
             if averaged:
                 average.after_step()
 

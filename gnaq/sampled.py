@@ -29,6 +29,10 @@ the batch, whose Adam moments do not decay on steps that skip them. The walks' g
 stays in the table as step-to-step jitter; the trainer evaluates a moving average of it
 (averaging.py, ``--average``).
 
+H itself is never read: the table kept is the drift D = E⁽⁰⁾ − H (N, d) — 0 at a refresh, then
+moved by every optimizer step E⁽⁰⁾ takes (it is the embedding's ``follower``, optim.py) — so
+z_T = Z̄_T + W_T D reads one row a walk node, not two (bench/results/scale.md, session 15).
+
 Cost per step O(|T|·S·L·d); per epoch O(nnz·S·L·d) plus refreshes × O(L·nnz·d): linear in the
 number of interactions, where the full graph costs O(nnz²·d/B).
 """
@@ -174,8 +178,8 @@ if HAVE_NUMBA:
 
 
 class SampledPropagation:
-    """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` recomputes
-    the history H, Z̄ = P H from the model's current E⁽⁰⁾."""
+    """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` takes the
+    history H = E⁽⁰⁾ now: Z̄ = P H, and the drift D = E⁽⁰⁾ − H (the embedding's follower) to 0."""
 
     def __init__(self, model, train, walks: int = 4, allocation: str = "occurrence"):
         if walks < 1:
@@ -187,14 +191,17 @@ class SampledPropagation:
         self.indptr, self.indices = A.indptr.astype(np.int64), A.indices  # int32 indices: 4 bytes an edge
         self.degree = np.diff(self.indptr)
         self.model, self.walks = model, int(walks)
-        self.history = self.mean = None
+        self.mean = None
+        embedding = model.embedding
+        self.drift = embedding.xp.zeros_like(embedding.data)
+        embedding.follower = self.drift  # every optimizer step on E⁽⁰⁾ moves D the same
 
     def refresh(self) -> None:
-        """H ← E⁽⁰⁾, Z̄ ← P H (full propagation, no graph recorded)."""
+        """H ← E⁽⁰⁾: Z̄ ← P E⁽⁰⁾ (full propagation, no graph recorded), D ← 0."""
         model = self.model
         with ag.no_grad():
-            self.history = model.embedding.data.copy()
-            self.mean = ag.propagate(model.norm_adj, self.history, model.layer_weights).data
+            self.mean = ag.propagate(model.norm_adj, model.embedding.data, model.layer_weights).data
+        self.drift[...] = 0
 
     def rows(self, targets, rng: np.random.Generator, counts=None):
         """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding. ``counts``
@@ -214,25 +221,28 @@ class SampledPropagation:
         W = to_device(W, self.model.device)
         index = to_device(np.asarray(to_numpy(targets)), self.model.device)
         embedding = self.model.embedding
+        if embedding.follower is not self.drift:
+            raise RuntimeError("sampled propagation: the embedding's follower is not this drift table "
+                               "(another SampledPropagation took it over); its z rows would be wrong")
         if HAVE_NUMBA and isinstance(embedding.data, np.ndarray) and embedding.data.ndim == 2:
             z = np.empty((len(index), embedding.shape[1]), dtype=embedding.dtype)
-            _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, embedding.data, self.history, z)
-        else:  # the numpy twin (and cupy): Z̄_T + W E⁽⁰⁾ − W H
-            z = self.mean[index] + spmm(W, embedding.data) - spmm(W, self.history)
+            _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, self.drift, z)
+        else:  # the numpy twin (and cupy): Z̄_T + W D
+            z = self.mean[index] + spmm(W, self.drift)
         return ag.sampled_rows(embedding, W, z, output=True)
 
 
 if HAVE_NUMBA:
     @njit(parallel=True, cache=True, nogil=True)
-    def _drift_rows_numba(indptr, indices, data, targets, mean, embedding, history, out):  # pragma: no cover
-        """out[t] = Z̄[T_t] + Σ_p W_tp (E⁽⁰⁾ − H)[col p]: one pass over W's rows."""
+    def _drift_rows_numba(indptr, indices, data, targets, mean, drift, out):  # pragma: no cover
+        """out[t] = Z̄[T_t] + Σ_p W_tp D[col p]: one pass over W's rows."""
         for t in prange(targets.shape[0]):
             for c in range(out.shape[1]):
                 out[t, c] = mean[targets[t], c]
             for p in range(indptr[t], indptr[t + 1]):
                 j, w = indices[p], data[p]
                 for c in range(out.shape[1]):
-                    out[t, c] += w * (embedding[j, c] - history[j, c])
+                    out[t, c] += w * drift[j, c]
 
 
 def default_refresh_every(steps_per_epoch: int, refreshes: int = 8) -> int:

@@ -105,13 +105,45 @@ if HAVE_NUMBA:
                 out[s, c] += values[j, c]
 
     @njit(cache=True, nogil=True)
-    def _add_transpose_product(indptr, indices, data, g, slot, out):  # pragma: no cover - jitted
+    def _entries_by_slot(indptr, indices, data, slot, n_slots):  # pragma: no cover - jitted
+        """Wᵀ's entries grouped by output slot (a counting sort, O(nnz(W) + slots)): entry q of
+        slot s, start[s] ≤ q < start[s + 1], is W[source[q], ·] with weight[q], in W's row order."""
+        nnz = indices.shape[0]
+        entry_slot = np.empty(nnz, dtype=np.int64)
+        start = np.zeros(n_slots + 1, dtype=np.int64)
+        for p in range(nnz):
+            s = slot[indices[p]]
+            entry_slot[p] = s
+            start[s + 1] += 1
+        for s in range(n_slots):
+            start[s + 1] += start[s]
+        cursor = start[:-1].copy()
+        source = np.empty(nnz, dtype=np.int64)
+        weight = np.empty(nnz, dtype=data.dtype)
         for row in range(indptr.shape[0] - 1):
             for p in range(indptr[row], indptr[row + 1]):
-                s = slot[indices[p]]
-                v = data[p]
+                s = entry_slot[p]
+                q = cursor[s]
+                cursor[s] = q + 1
+                source[q], weight[q] = row, data[p]
+        return start, source, weight
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _add_entries_by_slot(start, source, weight, g, out):  # pragma: no cover - jitted
+        """out[s] += Σ_q weight[q] · g[source[q]] over slot s's entries: each slot's row written by
+        one thread, the (B, d) rows of g gathered (they stay in cache; out's rows are written once)."""
+        for s in prange(out.shape[0]):
+            for q in range(start[s], start[s + 1]):
+                i, w = source[q], weight[q]
                 for c in range(g.shape[1]):
-                    out[s, c] += v * g[row, c]
+                    out[s, c] += w * g[i, c]
+
+    def _add_transpose_product(indptr, indices, data, g, slot, out):
+        """out[slot[j]] += Σ_i W[i, j] · g[i]: Wᵀ g by gathers into each slot — a scatter over W's
+        rows instead writes out's rows at random (they leave the cache as the table grows) and
+        cannot run in parallel (bench/results/scale.md, session 15: 19 → 7 ms at 1 M interactions)."""
+        start, source, weight = _entries_by_slot(indptr, indices, data, slot, out.shape[0])
+        _add_entries_by_slot(start, source, weight, g, out)
 
 
 def sum_row_parts(parts, n_rows: int, impl: str | None = None):

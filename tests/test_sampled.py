@@ -177,11 +177,48 @@ def test_sampled_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
     rng = np.random.default_rng(0)
     z = sampled.rows(targets, rng).data
     assert np.allclose(z, (P @ model.embedding.data)[targets])  # E⁽⁰⁾ = H: the control variate is exact
-    model.embedding.data += 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    step = 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    model.embedding.data += step  # a step as the optimizer takes it: E⁽⁰⁾ and its follower D together
+    sampled.drift += step
     draws = np.stack([sampled.rows(targets, rng).data for _ in range(3000)])
     expected = (P @ model.embedding.data)[targets]
     se = draws.std(axis=0) / np.sqrt(len(draws))
     assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9)
+
+
+@pytest.mark.parametrize("impl", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
+@pytest.mark.parametrize("averaged", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_drift_table_follows_every_optimizer_step_of_the_embedding(impl, averaged, sparse, monkeypatch):
+    """D = E⁽⁰⁾ − H (H: E⁽⁰⁾ at the refresh) after real Adam steps — lazy rows (numba kernel or numpy
+    lines, with the fused average or without) and dense — and 0 again at the next refresh."""
+    import gnaq.optim
+    from gnaq.averaging import EmbeddingAverage
+    from gnaq.optim import Adam
+    monkeypatch.setattr(gnaq.optim, "HAVE_NUMBA", impl == "numba")
+    R = tiny_graph(seed=4)
+    model = _Model(R)
+    sampled = SampledPropagation(model, R, walks=2)
+    sampled.refresh()
+    history = model.embedding.data.copy()
+    model.embedding.sparse_grad = sparse
+    optimizer = Adam([model.embedding], lr=0.05)
+    average = EmbeddingAverage(model.embedding, 0.9, impl=impl) if averaged else None
+    rng = np.random.default_rng(8)
+    for _ in range(4):
+        targets = rng.integers(0, 50, 12)
+        z = sampled.rows(targets, rng)
+        optimizer.zero_grad()
+        ag.sum(z * rng.normal(size=z.shape)).backward()
+        assert isinstance(model.embedding.grad, ag.RowSparse) == sparse
+        optimizer.step(average=average)
+        assert np.allclose(sampled.drift, model.embedding.data - history, rtol=0, atol=1e-12)
+    assert np.abs(sampled.drift).max() > 1e-3  # it moved
+    sampled.refresh()
+    assert not sampled.drift.any()
+    SampledPropagation(model, R, walks=2)  # takes the follower over: the first one's rows would be wrong
+    with pytest.raises(RuntimeError, match="follower"):
+        sampled.rows(targets, rng)
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
@@ -191,7 +228,9 @@ def test_the_fused_drift_kernel_equals_its_numpy_twin(monkeypatch):
     model = _Model(R)
     sampled = SampledPropagation(model, R, walks=3)
     sampled.refresh()
-    model.embedding.data += 0.1 * np.random.default_rng(2).normal(size=model.embedding.shape)
+    step = 0.1 * np.random.default_rng(2).normal(size=model.embedding.shape)
+    model.embedding.data += step
+    sampled.drift += step
     targets = np.arange(0, 50, 2)
     fused = sampled.rows(targets, np.random.default_rng(7)).data
     monkeypatch.setattr(gnaq.sampled, "HAVE_NUMBA", False)
@@ -343,15 +382,17 @@ def test_walks_allocated_by_occurrence_stay_unbiased_with_less_variance(allocati
     P = propagation_matrix(R, model.layer_weights)
     targets = np.array([3, 7, 31, 35])
     counts = np.array([1, 9, 16, 4])
-    plain = SampledPropagation(model, R, walks=2, allocation="target")
-    allocated = SampledPropagation(model, R, walks=2, allocation=allocation)
-    for sampled in (plain, allocated):
-        sampled.refresh()
-    model.embedding.data += 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    start = model.embedding.data.copy()
+    step = 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    expected = (P @ (start + step))[targets]
     rng = np.random.default_rng(0)
     spreads = {}
-    expected = (P @ model.embedding.data)[targets]
-    for name, sampled in (("plain", plain), ("allocated", allocated)):
+    for name, kind in (("plain", "target"), ("allocated", allocation)):
+        model.embedding.data[...] = start
+        sampled = SampledPropagation(model, R, walks=2, allocation=kind)  # the embedding's follower now
+        sampled.refresh()
+        model.embedding.data += step  # as the optimizer moves them: E⁽⁰⁾ and D together
+        sampled.drift += step
         draws = np.stack([sampled.rows(targets, rng, counts=counts).data for _ in range(3000)])
         se = draws.std(axis=0) / np.sqrt(len(draws))
         assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9), name

@@ -52,7 +52,7 @@ class Tensor:
     requires_grad: leaves (parameters) set it; op outputs inherit it from their parents.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "sparse_grad")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name", "sparse_grad", "follower")
     __array_priority__ = 100  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
@@ -68,6 +68,7 @@ class Tensor:
         self._backward = None
         self.name = name
         self.sparse_grad = False  # a leaf whose row gathers leave a RowSparse grad (sampled training)
+        self.follower = None  # a table of data's shape the optimizer moves by each step it takes (optim.py)
 
     # ---- array-like facade -------------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPe
 (factors=63, iterations=1, num_threads = gnaq's NUMBA_NUM_THREADS) fit on the training matrix (a bench extra:
 pip install implicit); before session 14 implicit used every core whatever gnaq's thread count.
 Memory: peak RSS against what the math needs — parameters, Adam's two moments, the graph(s), the
-sampled history (H, Z̄), the weight average (ā and its per-row step, since session 14) and the interaction matrices.
+sampled history (the drift D = E⁽⁰⁾ − H and Z̄), the weight average (ā and its per-row step, since session 14) and the interaction matrices.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     need = 3 * n * d * 4 + csr_bytes(trainer.norm_adj)  # E⁽⁰⁾, Adam m and v, Â
     need += sum(csr_bytes(m) for m in (data.train, data.valid, data.test) if m is not None)
     if trainer.sampled is not None:
-        need += 2 * n * d * 4 + trainer.sampled.indptr.nbytes + trainer.sampled.indices.nbytes  # H, Z̄, A
+        need += 2 * n * d * 4 + trainer.sampled.indptr.nbytes + trainer.sampled.indices.nbytes  # D, Z̄, A
     if trainer.average is not None:  # the weight average ā and each row's last step (averaging.py)
         need += n * d * 4 + n * 8
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -88,14 +88,15 @@ if HAVE_NUMBA:
 
 if HAVE_NUMBA:
     @njit(cache=True, nogil=True)
-    def _assign_slots(rows, slot, order, count):  # pragma: no cover - jitted
+    def _mark_rows(rows, touched):  # pragma: no cover - jitted
+        """touched[r] = True for every r in rows; False if a row lies outside [0, len(touched))."""
+        n = touched.shape[0]
         for j in range(rows.shape[0]):
             r = rows[j]
-            if slot[r] < 0:
-                slot[r] = count
-                order[count] = r
-                count += 1
-        return count
+            if r < 0 or r >= n:
+                return False
+            touched[r] = True
+        return True
 
     @njit(cache=True, nogil=True)
     def _add_rows(rows, values, slot, out):  # pragma: no cover - jitted
@@ -164,17 +165,14 @@ def sum_row_parts(parts, n_rows: int, impl: str | None = None):
                 rows.append(a)
                 values.append(b)
         return coalesce_rows(xp.concatenate(rows), xp.concatenate(values))
-    slot = np.full(n_rows, -1, dtype=np.int64)
-    order = np.empty(sum(len(a.indices) if scipy_sparse_like(a) else len(a) for a, _ in parts), dtype=np.int64)
-    count = 0
+    touched = np.zeros(n_rows, dtype=np.bool_)
     for a, _ in parts:
-        rows = a.indices if scipy_sparse_like(a) else np.asarray(a)
-        if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        if not _mark_rows(a.indices if scipy_sparse_like(a) else np.asarray(a), touched):
             raise IndexError(f"sum_row_parts: row out of range [0, {n_rows})")
-        count = _assign_slots(rows.astype(np.int64, copy=False), slot, order, count)
-    order = np.sort(order[:count])  # ascending: the optimizer then streams its rows (2x faster than in random order)
-    slot[order] = np.arange(count)
-    out = np.zeros((count, first.shape[1]), dtype=first.dtype)
+    order = np.flatnonzero(touched)  # ascending: the optimizer then streams its rows (2x faster than in random order)
+    slot = np.empty(n_rows, dtype=np.int64)  # read at touched rows only
+    slot[order] = np.arange(len(order))
+    out = np.zeros((len(order), first.shape[1]), dtype=first.dtype)
     for a, b in parts:
         b = np.ascontiguousarray(b, dtype=first.dtype)
         if scipy_sparse_like(a):

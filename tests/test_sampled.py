@@ -109,6 +109,10 @@ def test_row_sparse_sums_match_the_dense_oracle(impl):
     np.add.at(dense, rows[:7], values[:7])
     assert np.array_equal(unique, np.unique(np.concatenate([rows, W.indices])))  # unique, ascending, all of them
     assert np.allclose(summed, dense[unique], atol=1e-5)
+    if impl == "numba":  # a row past the table is refused, not written past an array
+        for bad in (50, -1):
+            with pytest.raises(IndexError, match="out of range"):
+                sum_row_parts([(rows, values), (np.array([bad]), values[:1])], 50, impl=impl)
     r2, v2 = coalesce_rows(rows, values)
     assert np.array_equal(r2, np.unique(rows)) and np.allclose(v2, np.asarray(np.add.reduceat(
         values[np.argsort(rows, kind="stable")], np.searchsorted(np.sort(rows), r2))), atol=1e-5)

@@ -142,7 +142,8 @@ if HAVE_NUMBA:
     def _add_transpose_product(indptr, indices, data, g, slot, out):
         """out[slot[j]] += Σ_i W[i, j] · g[i]: Wᵀ g by gathers into each slot — a scatter over W's
         rows instead writes out's rows at random (they leave the cache as the table grows) and
-        cannot run in parallel (bench/results/scale.md, session 15: 19 → 7 ms at 1 M interactions)."""
+        cannot run in parallel (bench/results/scale.md, session 15: 19 → 9-11 ms a step at 1 M
+        interactions, the counting sort included)."""
         start, source, weight = _entries_by_slot(indptr, indices, data, slot, out.shape[0])
         _add_entries_by_slot(start, source, weight, g, out)
 

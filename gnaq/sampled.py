@@ -181,7 +181,7 @@ class SampledPropagation:
     """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` takes the
     history H = E⁽⁰⁾ now: Z̄ = P H, and the drift D = E⁽⁰⁾ − H (the embedding's follower) to 0."""
 
-    def __init__(self, model, train, walks: int = 4, allocation: str = "occurrence"):
+    def __init__(self, model, train, walks: int = 6, allocation: str = "occurrence"):
         if walks < 1:
             raise ValueError(f"--walks must be ≥ 1, got {walks}")
         if allocation not in WALK_ALLOCATIONS:

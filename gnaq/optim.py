@@ -9,7 +9,7 @@ of rows outside the batch do not decay that step, so a row moves only on steps t
 SGD: θ ← θ − lr · g (with optional momentum μ: b ← μ b + g, θ ← θ − lr b).
 
 A parameter's ``follower`` (Tensor.follower, a table of its shape or None) takes every step the
-parameter takes, on the same rows: F ← F − Δθ-step, so F − θ stays what it was. Sampled training
+parameter takes, on the same rows: where θ ← θ − s, F ← F − s, so F − θ stays what it was. Sampled training
 keeps its drift E⁽⁰⁾ − H that way (sampled.py), reading one table where it would read two.
 """
 

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import markdown_table  # noqa: E402
+from gnaq.checkpoint import atomic_write_bytes  # noqa: E402
 
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
 BASELINES = ("bigear-b2", "n2uq-b2")
@@ -111,9 +112,9 @@ def main():
     out = Path(args.out)
     previous = out.read_text() if out.exists() else ""
     notes = NOTES + previous.split(NOTES, 1)[1] if NOTES in previous else ""  # the hand-written reading survives
-    with open(out, "w") as f:
-        f.write(f"Command: `python bench/paper_claims.py {' '.join(sys.argv[1:])}`\n\n{__doc__.split(chr(10) + chr(10), 2)[2]}\n{text}\n"
-                + (f"\n{notes}" if notes else ""))
+    body = (f"Command: `python bench/paper_claims.py {' '.join(sys.argv[1:])}`\n\n{__doc__.split(chr(10) + chr(10), 2)[2]}\n{text}\n"
+            + (f"\n{notes}" if notes else ""))
+    atomic_write_bytes(out, lambda f: f.write(body.encode()))  # a failed write keeps the old file and its notes
 
 
 if __name__ == "__main__":

@@ -163,6 +163,12 @@ def test_the_numba_membership_search_answers_as_the_numpy_oracle():
     assert np.array_equal(fast, oracle) and 0 < fast.sum() < len(fast)
 
 
+def take_step(model, sampled, step):
+    """Move E⁽⁰⁾ by ``step`` as the optimizer does: the embedding and its follower, the drift D, together."""
+    model.embedding.data += step
+    sampled.drift += step
+
+
 class _Model:  # what SampledPropagation reads of a LightGCN
     def __init__(self, R, dim=6, layers=3, seed=0):
         n = sum(R.shape)
@@ -182,8 +188,7 @@ def test_sampled_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
     z = sampled.rows(targets, rng).data
     assert np.allclose(z, (P @ model.embedding.data)[targets])  # E⁽⁰⁾ = H: the control variate is exact
     step = 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
-    model.embedding.data += step  # a step as the optimizer takes it: E⁽⁰⁾ and its follower D together
-    sampled.drift += step
+    take_step(model, sampled, step)
     draws = np.stack([sampled.rows(targets, rng).data for _ in range(3000)])
     expected = (P @ model.embedding.data)[targets]
     se = draws.std(axis=0) / np.sqrt(len(draws))
@@ -233,8 +238,7 @@ def test_the_fused_drift_kernel_equals_its_numpy_twin(monkeypatch):
     sampled = SampledPropagation(model, R, walks=3)
     sampled.refresh()
     step = 0.1 * np.random.default_rng(2).normal(size=model.embedding.shape)
-    model.embedding.data += step
-    sampled.drift += step
+    take_step(model, sampled, step)
     targets = np.arange(0, 50, 2)
     fused = sampled.rows(targets, np.random.default_rng(7)).data
     monkeypatch.setattr(gnaq.sampled, "HAVE_NUMBA", False)
@@ -395,8 +399,7 @@ def test_walks_allocated_by_occurrence_stay_unbiased_with_less_variance(allocati
         model.embedding.data[...] = start
         sampled = SampledPropagation(model, R, walks=2, allocation=kind)  # the embedding's follower now
         sampled.refresh()
-        model.embedding.data += step  # as the optimizer moves them: E⁽⁰⁾ and D together
-        sampled.drift += step
+        take_step(model, sampled, step)
         draws = np.stack([sampled.rows(targets, rng, counts=counts).data for _ in range(3000)])
         se = draws.std(axis=0) / np.sqrt(len(draws))
         assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9), name

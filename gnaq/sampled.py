@@ -197,11 +197,25 @@ class SampledPropagation:
         embedding.follower = self.drift  # every optimizer step on E⁽⁰⁾ moves D the same
 
     def refresh(self) -> None:
-        """H ← E⁽⁰⁾: Z̄ ← P E⁽⁰⁾ (full propagation, no graph recorded), D ← 0."""
+        """H ← E⁽⁰⁾: Z̄ ← P E⁽⁰⁾ (full propagation, no graph recorded), D ← 0. For a quantizer that
+        quantizes each layer (``needs_layers``) the layers Ē⁽ˡ⁾ = Âˡ H are kept too (L more (N, d)
+        tables). The quantizer sees the history (``Quantizer.refreshed``): its whole-table statistics."""
         model = self.model
+        quantizer = getattr(model, "quantizer", None)
         with ag.no_grad():
-            self.mean = ag.propagate(model.norm_adj, model.embedding.data, model.layer_weights).data
+            layers = None
+            if getattr(quantizer, "needs_layers", False):
+                from .spmm import spmm
+                layers = [model.embedding.data]
+                for _ in model.layer_weights[1:]:
+                    layers.append(spmm(model.norm_adj, layers[-1]))
+                self.mean = sum(w * layer for w, layer in zip(model.layer_weights, layers))
+                self.layer_means = [None] + layers[1:]  # E⁽⁰⁾'s rows are read from the embedding itself
+            else:
+                self.mean = ag.propagate(model.norm_adj, model.embedding.data, model.layer_weights).data
         self.drift[...] = 0
+        if quantizer is not None:
+            quantizer.refreshed(self.mean, layers)
 
     def rows(self, targets, rng: np.random.Generator, counts=None):
         """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding. ``counts``
@@ -230,6 +244,55 @@ class SampledPropagation:
         else:  # the numpy twin (and cupy): Z̄_T + W D
             z = self.mean[index] + spmm(W, self.drift)
         return ag.sampled_rows(embedding, W, z, output=True)
+
+
+    def layer_rows(self, targets, rng: np.random.Generator, counts=None) -> list:
+        """[E⁽⁰⁾_T, E⁽¹⁾_T, …, E⁽ᴸ⁾_T]: each layer's rows (len(targets), d) as Tensors differentiable in
+        the embedding, for quantizers that quantize every layer (``needs_layers``; ``rows`` is their
+        αₗ-weighted sum). E⁽⁰⁾_T is the embedding's rows; for l ≥ 1, from the same walks as ``rows``,
+
+            E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + Wˡ_T D,    Wˡ_T = W_T's hop-l entries ÷ αₗ   (E[Wˡ_T] = (Âˡ)_T)
+
+        exact at a refresh and unbiased after it; ∂E⁽⁰⁾ = Σₗ (Wˡ_T)ᵀ gₗ, row-sparse."""
+        from .backend import to_numpy
+        from .spmm import spmm
+        if getattr(self, "layer_means", None) is None:
+            raise RuntimeError("sampled layer rows: refresh() first, with a quantizer that needs_layers")
+        targets_np = to_numpy(targets)
+        repeats = None
+        if counts is not None and self.allocation != "target":
+            counts = np.asarray(to_numpy(counts))
+            repeats = counts if self.allocation == "occurrence" else np.ceil(np.sqrt(counts)).astype(np.int64)
+        weights = self.model.layer_weights
+        W = walk_operator(self.indptr, self.indices, self.degree, targets_np, weights, self.walks, rng,
+                          repeats=repeats)
+        index = to_device(np.asarray(targets_np), self.model.device)
+        embedding = self.model.embedding
+        out = [ag.gather(embedding, index)]
+        for layer, W_l in enumerate(hop_operators(W, self.walks, weights), start=1):
+            W_l = to_device(W_l, self.model.device)
+            out.append(ag.sampled_rows(embedding, W_l, self.layer_means[layer][index] + spmm(W_l, self.drift),
+                                       output=True))
+        return out
+
+
+def hop_operators(W, walks: int, weights) -> list:
+    """[W¹, …, Wᴸ]: walk_operator's W (T, N) split by hop — entry j of each (1 + walks·L)-wide block
+    of a row is hop 0 for j = 0, else hop 1 + ⌊(j − 1) / walks⌋ — each hop's entries ÷ αₗ, so that
+    E[Wˡ] = (Âˡ)_T. CSR (T, N) each, in W's order."""
+    n_layers = len(weights) - 1
+    width = 1 + walks * n_layers
+    lengths = np.diff(W.indptr)
+    position = (np.arange(W.nnz) - np.repeat(W.indptr[:-1], lengths)) % width
+    hop = np.where(position == 0, 0, 1 + (position - 1) // walks)
+    row_blocks = lengths // width  # a row's repeats
+    out = []
+    for layer in range(1, n_layers + 1):
+        keep = hop == layer
+        indptr = np.concatenate([[0], np.cumsum(row_blocks * walks)])
+        out.append(scipy.sparse.csr_matrix(((W.data[keep] / np.float32(weights[layer])).astype(W.dtype),
+                                            W.indices[keep], indptr), shape=W.shape))
+    return out
 
 
 if HAVE_NUMBA:

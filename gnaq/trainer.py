@@ -214,7 +214,11 @@ class Trainer:
             if not getattr(quantizer, "row_local", False):
                 raise ValueError(f"--propagation sampled: quantizer {config.quantizer!r} with options "
                                  f"{config.quant_options} needs the whole graph a step; use --propagation full "
-                                 "(sampled training takes --bits 32 or gnaq's default graph-free deployment)")
+                                 "(sampled training takes --bits 32, gnaq's default graph-free deployment, pq, "
+                                 "ste or lsq quantizing z, n2uq and bigear)")
+            if self.comm.size > 1 and config.quantizer not in ("gnaq", "pq") and config.bits != 32:
+                raise ValueError(f"--propagation sampled under mpiexec: quantizer {config.quantizer!r} runs in one "
+                                 "process (its whole-table statistics are not sliced); use --propagation full")
             self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation)
             n_nodes = d.n_users + d.n_items
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam

@@ -271,10 +271,91 @@ def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits):
     assert full[-1]["quantized"] == (bits == "2")
 
 
-def test_a_quantizer_that_needs_the_whole_graph_is_refused_clearly(capsys):
-    code = train_cli.main(FAST + ["--bits", "2", "--quantizer", "lsq", "--epochs", "2"])
+@pytest.mark.parametrize("quantizer", [["--quantizer", "gnaq-official"], ["--quantizer", "lsq", "--quant-option", "quantize=layer0"]])
+def test_a_quantizer_that_needs_the_whole_graph_is_refused_clearly(capsys, quantizer):
+    code = train_cli.main(FAST + ["--bits", "2", "--epochs", "2"] + quantizer)
     err = capsys.readouterr().err
-    assert code == 2 and "--propagation full" in err and "lsq" in err
+    assert code == 2 and "--propagation full" in err and quantizer[1] in err
+
+
+BASELINES = [("ste", 2, {}), ("ste", 2, {"mix_share": 0.25}), ("lsq", 2, {}), ("lsq", 2, {"mix_share": 0.25}),
+             ("n2uq", 2, {}), ("bigear", 1, {}), ("bigear", 2, {})]
+
+
+@pytest.mark.parametrize("name,bits,options", BASELINES)
+def test_sampled_baseline_rows_and_their_quantizer_gradients_equal_the_whole_tables_at_a_refresh(tmp_path, name, bits, options):
+    """At a refresh z_T (or each layer's rows) is exact, so ẑ_T equals the whole table's rows and a
+    batch's loss gives the quantizer's own parameters the same gradient (STE's scale: the history's RMS,
+    BiGeaR's 1-bit half period: the history layers', LSQ's and N2UQ's gradient scale: the whole table's)."""
+    from gnaq.trainer import TrainConfig, Trainer
+    data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
+    trainer = Trainer(TrainConfig(dataset="synthetic", bits=bits, quantizer=name, quant_options=options, dim=8, layers=2,
+                                  progress=False, propagation="sampled", out=str(tmp_path)), data=data)
+    model, sampled = trainer.model, trainer.sampled
+    sampled.refresh()
+    rows = np.array([0, 5, 59, 60, 99])
+    with ag.no_grad():
+        whole = model.representation().data
+        if model.quantizer.needs_layers:
+            part = model.quantizer.represent_layer_rows(sampled.layer_rows(rows, np.random.default_rng(0)), rows).data
+        else:
+            part = model.quantizer.represent_rows(sampled.rows(rows, np.random.default_rng(0)), rows).data
+    assert np.allclose(part, whole[rows], atol=1e-6)
+    users, pos, neg = np.array([0, 3, 3, 17]), np.array([1, 2, 2, 30]), np.array([5, 9, 33, 0])
+    grads = []
+    for mode in (None, sampled):
+        for p in model.parameters():
+            p.grad = None
+        loss, _, _ = model.bpr_loss(users, pos, neg, 1e-4, sampled=mode, rng=np.random.default_rng(1))
+        loss.backward()
+        grads.append([p.grad for p in model.quantizer.parameters()])
+    for full, part in zip(*grads):
+        assert np.allclose(full, part, rtol=1e-4, atol=1e-7)
+    if model.quantizer.needs_layers:  # and the same backward into each layer's rows (1 bit: the layer's half period)
+        weight = np.random.default_rng(2).normal(size=whole[rows].shape)
+        layers = [ag.Tensor(E.data.copy(), requires_grad=True) for E in model.layers()]
+        ag.sum(ag.gather(model.quantizer.combine(layers), rows) * weight).backward()
+        row_layers = [ag.Tensor(E.data[rows], requires_grad=True) for E in layers]
+        ag.sum(model.quantizer.represent_layer_rows(row_layers, rows) * weight).backward()
+        for E, E_rows in zip(layers, row_layers):
+            assert np.allclose(E.grad[rows], E_rows.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_sampled_layer_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
+    R = tiny_graph(seed=2)
+    model = _Model(R)
+    model.quantizer = type("Layers", (), {"needs_layers": True, "refreshed": lambda self, z, layers: None})()
+    A = normalized_adjacency(R).toarray()
+    sampled = SampledPropagation(model, R, walks=3)
+    sampled.refresh()
+    targets = np.arange(0, 50, 3)
+    rng = np.random.default_rng(0)
+    powers = [np.linalg.matrix_power(A, layer) for layer in range(4)]
+    for layer, rows in enumerate(sampled.layer_rows(targets, rng)):
+        assert np.allclose(rows.data, (powers[layer] @ model.embedding.data)[targets])
+    step = 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape)
+    take_step(model, sampled, step)
+    draws = [np.stack(d) for d in zip(*[[r.data for r in sampled.layer_rows(targets, rng, counts=np.full(len(targets), 2))]
+                                         for _ in range(2000)])]
+    for layer, layer_draws in enumerate(draws):
+        expected = (powers[layer] @ model.embedding.data)[targets]
+        se = layer_draws.std(axis=0) / np.sqrt(len(layer_draws))
+        assert np.all(np.abs(layer_draws.mean(axis=0) - expected) <= 5 * se + 1e-6), layer  # W is float32
+    weighted = sum(w * d.mean(axis=0) for w, d in zip(model.layer_weights, draws))
+    assert np.allclose(weighted, (propagation_matrix(R, model.layer_weights) @ model.embedding.data)[targets], atol=0.05)
+
+
+@pytest.mark.parametrize("quantizer", [["--quantizer", "bigear", "--bits", "1"], ["--quantizer", "lsq", "--bits", "2"]])
+def test_a_sampled_baseline_run_resumes_exactly_learns_and_exports(tmp_path, quantizer):
+    assert train_cli.main(FAST[:-3] + quantizer + ["--propagation", "sampled", "--epochs", "4", "--out", str(tmp_path / "full"),
+                                                    "--export", str(tmp_path / "model.gnaq")]) == 0
+    assert train_cli.main(FAST + quantizer + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    full = read_lines(tmp_path / "full" / "metrics.jsonl")
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(full)
+    assert full[-1]["ndcg@20"] > full[0]["ndcg@20"] and full[-1]["quantized"]
+    assert (tmp_path / "model.gnaq").stat().st_size > 0
 
 
 def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):

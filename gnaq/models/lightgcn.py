@@ -106,10 +106,13 @@ class LightGCN:
             targets, where, counts = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
                                                return_inverse=True, return_counts=True)  # popular items repeat
             where = where.ravel()
-            z_rows = sampled.rows(targets, rng, counts=counts)
-            if replicated:  # the quantizer reads whole rows
-                z_rows = gather_columns(z_rows, self.comm)
-            z_rows = self.quantizer.represent_rows(z_rows, targets)
+            if self.quantizer.needs_layers and self.quantizer.active:  # it quantizes each layer's rows
+                z_rows = self.quantizer.represent_layer_rows(sampled.layer_rows(targets, rng, counts=counts), targets)
+            else:
+                z_rows = sampled.rows(targets, rng, counts=counts)
+                if replicated:  # the quantizer reads whole rows
+                    z_rows = gather_columns(z_rows, self.comm)
+                z_rows = self.quantizer.represent_rows(z_rows, targets)
             u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
         comm = SingleProcess() if replicated else self.comm  # replicated: whole rows, no sum over ranks
         margin = all_sum(ag.sum(u * (p - n), axis=1), comm)

@@ -13,6 +13,11 @@ A quantizer sees the model's layer outputs and decides what the final representa
                                is False while the representation is not yet quantized
     represent_rows(z_T, T) → ẑ_T  the same for some rows T of the full-precision z, where the
                                quantizer is row-local (``row_local``): sampled training (sampled.py)
+    represent_layer_rows([E⁽⁰⁾_T … E⁽ᴸ⁾_T], T) → ẑ_T   the same from each layer's rows T, for a
+                               row-local quantizer of every layer (``needs_layers``)
+    refreshed(z̄, layers)       sampled training's history at each refresh: z̄ = P H (N, d) and, when
+                               ``needs_layers``, [Âˡ H] — where a quantizer's scale is a statistic
+                               of the whole table (STE's RMS), it is taken from the history
     combine([E⁽⁰⁾…E⁽ᴸ⁾]) → z   how layer outputs become z
     parameters()               learned tensors for the optimizer
     exportable                 False where the .gnaq format cannot hold the representation
@@ -39,10 +44,19 @@ class Quantizer:
     ego_is_embedding = True  # whether ego() is the model's E⁽⁰⁾ (the L2 term then sums over slices)
     item_bias = None     # a learned per-item score bias (the official GNAQ's per-id bias), or None
 
+    needs_layers = False  # whether sampled training must give it every layer's rows (represent_layer_rows)
+
     def represent_rows(self, z_rows, rows):
         """ẑ_T from z_T (|T|, d) Tensor for node ids ``rows`` (|T|,) — row-local quantizers only."""
         raise NotImplementedError(f"{self.name}: this quantizer needs the whole graph a step "
-                                  "(--propagation full); sampled training takes fp32 or gnaq's graph-free transform coding")
+                                  "(--propagation full); sampled training takes row-local quantizers of z")
+
+    def represent_layer_rows(self, layer_rows, rows):
+        """ẑ_T from [E⁽⁰⁾_T … E⁽ᴸ⁾_T] (Tensors (|T|, d)) — quantizers with ``needs_layers``."""
+        raise NotImplementedError(f"{self.name} quantizes z, not each layer")
+
+    def refreshed(self, z_mean, layers=None) -> None:
+        """Sampled training took a new history: z̄ = P H (N, d) array, layers [Âˡ H] or None."""
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (epoch = number of completed epochs)."""

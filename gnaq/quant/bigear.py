@@ -47,14 +47,21 @@ def fourier_sign_grad(x, period_half, terms: int = FOURIER_TERMS):
     return sum((4 / period_half) * xp.cos(math.pi * i * x / period_half) for i in range(1, 2 * terms, 2))
 
 
-def binarize(x):
-    """α ⊙ sign(x), α = mean |x| per row; backward: the Fourier estimator plus α's gradient."""
+def half_period(x) -> float:
+    """H = 3·RMS(x) over every value of a layer (no gradient)."""
+    xp = get_array_module(x)
+    return 3.0 * float(xp.sqrt((x * x).mean())) + 1e-12
+
+
+def binarize(x, period_half: float | None = None):
+    """α ⊙ sign(x), α = mean |x| per row; backward: the Fourier estimator plus α's gradient, on the
+    half period H of x's layer (``half_period(x)`` unless given: x may be some of its rows)."""
     x = ag.as_tensor(x)
     xp = x.xp
     d = x.shape[1]
     alpha = xp.abs(x.data).mean(axis=1, keepdims=True)
     sign = xp.where(x.data >= 0, 1.0, -1.0).astype(x.dtype)
-    period_half = 3.0 * float(xp.sqrt((x.data * x.data).mean())) + 1e-12
+    period_half = half_period(x.data) if period_half is None else period_half
 
     def vjp(g):
         through_sign = g * alpha * fourier_sign_grad(x.data, period_half)
@@ -69,9 +76,9 @@ class BiGeaRQuantizer(Quantizer):
     def __init__(self, bits: int):
         self.bits = bits
 
-    def _layer(self, E):
+    def _layer(self, E, period_half=None):
         if self.bits == 1:
-            return binarize(E)
+            return binarize(E, period_half)
         rms = ag.power(ag.mean(E * E, axis=1, keepdims=True) + 1e-16, 0.5)
         grad_scale = 1.0 / math.sqrt(E.shape[1] * 2 ** (self.bits - 1))
         return fake_quantize(E, rms * optimal_step(self.bits), self.bits, grad_scale)
@@ -82,6 +89,19 @@ class BiGeaRQuantizer(Quantizer):
     def combine(self, layers):
         weights = self.model.layer_weights
         return ag.concat([self._layer(E) * w for E, w in zip(layers, weights)], axis=1)
+
+    # sampled training (sampled.py): every layer's rows T; each row's codes and scale are its own,
+    # and 1 bit's Fourier half period (a whole layer's statistic) comes from the last refresh's layers
+    row_local = True
+    needs_layers = True
+
+    def refreshed(self, z_mean, layers=None) -> None:
+        self._half_periods = [half_period(E) for E in layers] if layers is not None else None
+
+    def represent_layer_rows(self, layer_rows, rows):
+        periods = getattr(self, "_half_periods", None) or [None] * len(layer_rows)
+        weights = self.model.layer_weights
+        return ag.concat([self._layer(E, H) * w for E, H, w in zip(layer_rows, periods, weights)], axis=1)
 
     def export(self) -> dict:
         xp = self.model.xp

@@ -67,6 +67,22 @@ class LSQQuantizer(Quantizer):
     def combine(self, layers):
         return self.quantize_tensor(weighted_sum(layers, self.model.layer_weights))
 
+    @property
+    def row_local(self) -> bool:  # z's rows need only the learned steps (sampled training)
+        return self.deploys == "z"
+
+    def represent_rows(self, z_rows, rows):
+        """ẑ_T with the same steps and gradient scale 1/√(N·d·Q) as the whole table's (the loss
+        reaches only a batch's rows there too, so s's gradient is the same sum)."""
+        if not self.row_local:
+            return super().represent_rows(z_rows, rows)
+        model = self.model
+        if self.mix[0]:
+            s = ag.gather(ag.exp(self.log_s), self.group[rows])
+            return fake_quantize(z_rows, s, self.width[rows], self.grad_scale[rows])
+        size = (model.n_users + model.n_items) * z_rows.shape[1]
+        return fake_quantize(z_rows, ag.exp(self.log_s), self.width, 1.0 / math.sqrt(size * 2 ** (self.bits - 1)))
+
     def export(self) -> dict:
         z_pre = self.target()
         with ag.no_grad():

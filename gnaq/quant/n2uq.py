@@ -99,12 +99,13 @@ class N2UQQuantizer(Quantizer):
     def thresholds(self):
         return self.beta + ag.matmul(ag.Tensor(self.cumulative), ag.exp(self.log_gaps))
 
-    def quantize(self, z, thresholds, log_s):
+    def quantize(self, z, thresholds, log_s, size: int | None = None):
+        """ẑ of z (|T|, d) Tensor; ``size``: the values the thresholds' gradient is scaled for (default z's)."""
         s = ag.exp(log_s)
         T, scale = thresholds.data, s.data
         q = threshold_levels(z.data, T)
         widths = ramp_widths(T, float(scale[0]))
-        grad_scale = 1.0 / math.sqrt(z.data.size * 2 ** (self.bits - 1))
+        grad_scale = 1.0 / math.sqrt((size or z.data.size) * 2 ** (self.bits - 1))
         out = scale * (q - self.n / 2)
         return ag.custom_op([z, thresholds, s], out,
                             lambda g: n2uq_vjp(g, z.data, T, widths, q, scale, self.n, grad_scale))
@@ -112,6 +113,13 @@ class N2UQQuantizer(Quantizer):
     def combine(self, layers):
         z = weighted_sum(layers, self.model.layer_weights)
         return self.quantize(z, self.thresholds(), self.log_s)
+
+    row_local = True  # z's rows need only the learned thresholds and step (sampled training)
+
+    def represent_rows(self, z_rows, rows):
+        """ẑ_T, the thresholds' gradient scaled for the whole table's N·d values (as in ``combine``)."""
+        model = self.model
+        return self.quantize(z_rows, self.thresholds(), self.log_s, size=(model.n_users + model.n_items) * z_rows.shape[1])
 
     def export(self) -> dict:
         z = self.combination()

@@ -44,6 +44,26 @@ class STEQuantizer(Quantizer):
     def quantize_tensor(self, x):
         return fake_quantize(x, ag.Tensor(self.scale(x.data)), self.width, learn_scale=False)
 
+    # sampled training (sampled.py): z's rows T, the RMS from the history z̄ = P H at the last refresh
+    # (exact at a refresh: z̄ is z there; between refreshes the scale lags z's RMS, a statistic of N·d values)
+    @property
+    def row_local(self) -> bool:
+        return self.deploys == "z"
+
+    def refreshed(self, z_mean, layers=None) -> None:
+        xp = ag.Tensor(z_mean).xp
+        self._history_rms = float(xp.sqrt((z_mean * z_mean).mean()))
+
+    def represent_rows(self, z_rows, rows):
+        """ẑ_T = s_T·(q + ½), s = Δ_b · RMS(z̄) (Δ_{bₙ} per node when widths are mixed)."""
+        if not self.row_local or getattr(self, "_history_rms", None) is None:
+            return super().represent_rows(z_rows, rows)
+        xp = z_rows.xp
+        mixed = bool(self.mix[0])
+        step = self.step[rows] if mixed else self.step
+        s = xp.asarray(step * self._history_rms, dtype=z_rows.dtype).reshape(-1, 1)
+        return fake_quantize(z_rows, ag.Tensor(s), self.width[rows] if mixed else self.width, learn_scale=False)
+
     def combine(self, layers):
         return self.quantize_tensor(weighted_sum(layers, self.model.layer_weights))
 

@@ -8,8 +8,8 @@ Synthetic graphs: gnaq.data.synthetic.make_synthetic(n_users, 0.4·n_users, mean
 with n_users chosen for the stated millions of training interactions (about 17.7 a user after the
 70/10/20 split). Every (graph, mode) runs in its own child process, so its peak RSS is its own.
 Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: --walks (6 since session 15, 4 before) an occurrence in the
-batch and the weight average since session 11, "sampled-before": 4 walks a distinct row, no average; 8 refreshes an
-epoch): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
+walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
@@ -74,8 +74,10 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     t0 = time.perf_counter()
     data = load(spec)
     load_seconds = time.perf_counter() - t0
-    before = dict(walk_allocation="target", average=0.0, walks=4) if mode == "sampled-before" else {}  # session 7's
-    trainer = Trainer(TrainConfig(bits=32, propagation=mode.replace("-before", ""), progress=False, valid_users=10000,
+    before = dict(walk_allocation="target", average=0.0, walks=4, refreshes=8) if mode == "sampled-before" else {}  # session 7's
+    if mode.startswith("sampled-r"):  # "sampled-r2": the default sampler at --refreshes 2
+        before = dict(refreshes=int(mode[len("sampled-r"):]))
+    trainer = Trainer(TrainConfig(bits=32, propagation=mode.split("-")[0], progress=False, valid_users=10000,
                                   out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model
     nnz = data.train.nnz

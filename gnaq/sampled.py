@@ -308,6 +308,6 @@ if HAVE_NUMBA:
                     out[t, c] += w * drift[j, c]
 
 
-def default_refresh_every(steps_per_epoch: int, refreshes: int = 8) -> int:
+def default_refresh_every(steps_per_epoch: int, refreshes: int = 2) -> int:
     """Steps between refreshes so that an epoch refreshes ``refreshes`` times (at least every step)."""
     return max(1, math.ceil(steps_per_epoch / refreshes))

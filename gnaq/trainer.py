@@ -90,7 +90,7 @@ class TrainConfig:
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
     walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph, sampled_accuracy.md)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
-    refreshes: int = 8  # sampled: history refreshes an epoch (one full propagation each)
+    refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
     select: str | None = None  # early stopping's validation metric, "ndcg@K" with K in topk (None: ndcg@20, else the largest K)

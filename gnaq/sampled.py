@@ -217,13 +217,10 @@ class SampledPropagation:
         if quantizer is not None:
             quantizer.refreshed(self.mean, layers)
 
-    def rows(self, targets, rng: np.random.Generator, counts=None):
-        """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding. ``counts``
-        (len(targets),): how often each target occurs in the batch; with ``allocation`` "occurrence"
-        (or "sqrt") target t gets walks·r_t walks, r_t = counts_t (or ⌈√counts_t⌉), and W_t is the
-        mean of its r_t rows — still unbiased, with 1/r_t of the variance where g_t is largest."""
+    def _walks(self, targets, rng: np.random.Generator, counts):
+        """(W_T on the host, the targets on the model's device, the embedding): the batch's walk operator,
+        ``counts`` allocating walks as ``rows`` says; refuses a drift table another sampler took over."""
         from .backend import to_numpy
-        from .spmm import spmm
         targets_np = to_numpy(targets)
         repeats = None
         if counts is not None and self.allocation != "target":
@@ -232,19 +229,26 @@ class SampledPropagation:
         comm = getattr(self.model, "comm", None)
         W = walk_operator(self.indptr, self.indices, self.degree, targets_np, self.model.layer_weights,
                           self.walks, rng, comm=comm, repeats=repeats)
-        W = to_device(W, self.model.device)
-        index = to_device(np.asarray(to_numpy(targets)), self.model.device)
         embedding = self.model.embedding
         if embedding.follower is not self.drift:
             raise RuntimeError("sampled propagation: the embedding's follower is not this drift table "
                                "(another SampledPropagation took it over); its z rows would be wrong")
+        return W, to_device(np.asarray(targets_np), self.model.device), embedding
+
+    def rows(self, targets, rng: np.random.Generator, counts=None):
+        """z_T (len(targets), d) Tensor ≈ (P E⁽⁰⁾)_T, differentiable in the embedding. ``counts``
+        (len(targets),): how often each target occurs in the batch; with ``allocation`` "occurrence"
+        (or "sqrt") target t gets walks·r_t walks, r_t = counts_t (or ⌈√counts_t⌉), and W_t is the
+        mean of its r_t rows — still unbiased, with 1/r_t of the variance where g_t is largest."""
+        from .spmm import spmm
+        W, index, embedding = self._walks(targets, rng, counts)
+        W = to_device(W, self.model.device)
         if HAVE_NUMBA and isinstance(embedding.data, np.ndarray) and embedding.data.ndim == 2:
             z = np.empty((len(index), embedding.shape[1]), dtype=embedding.dtype)
             _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, self.drift, z)
         else:  # the numpy twin (and cupy): Z̄_T + W D
             z = self.mean[index] + spmm(W, self.drift)
         return ag.sampled_rows(embedding, W, z, output=True)
-
 
     def layer_rows(self, targets, rng: np.random.Generator, counts=None) -> list:
         """[E⁽⁰⁾_T, E⁽¹⁾_T, …, E⁽ᴸ⁾_T]: each layer's rows (len(targets), d) as Tensors differentiable in
@@ -254,22 +258,12 @@ class SampledPropagation:
             E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + Wˡ_T D,    Wˡ_T = W_T's hop-l entries ÷ αₗ   (E[Wˡ_T] = (Âˡ)_T)
 
         exact at a refresh and unbiased after it; ∂E⁽⁰⁾ = Σₗ (Wˡ_T)ᵀ gₗ, row-sparse."""
-        from .backend import to_numpy
         from .spmm import spmm
         if getattr(self, "layer_means", None) is None:
             raise RuntimeError("sampled layer rows: refresh() first, with a quantizer that needs_layers")
-        targets_np = to_numpy(targets)
-        repeats = None
-        if counts is not None and self.allocation != "target":
-            counts = np.asarray(to_numpy(counts))
-            repeats = counts if self.allocation == "occurrence" else np.ceil(np.sqrt(counts)).astype(np.int64)
-        weights = self.model.layer_weights
-        W = walk_operator(self.indptr, self.indices, self.degree, targets_np, weights, self.walks, rng,
-                          repeats=repeats)
-        index = to_device(np.asarray(targets_np), self.model.device)
-        embedding = self.model.embedding
+        W, index, embedding = self._walks(targets, rng, counts)
         out = [ag.gather(embedding, index)]
-        for layer, W_l in enumerate(hop_operators(W, self.walks, weights), start=1):
+        for layer, W_l in enumerate(hop_operators(W, self.walks, self.model.layer_weights), start=1):
             W_l = to_device(W_l, self.model.device)
             out.append(ag.sampled_rows(embedding, W_l, self.layer_means[layer][index] + spmm(W_l, self.drift),
                                        output=True))

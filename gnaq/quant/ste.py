@@ -56,8 +56,10 @@ class STEQuantizer(Quantizer):
 
     def represent_rows(self, z_rows, rows):
         """ẑ_T = s_T·(q + ½), s = Δ_b · RMS(z̄) (Δ_{bₙ} per node when widths are mixed)."""
-        if not self.row_local or getattr(self, "_history_rms", None) is None:
+        if not self.row_local:
             return super().represent_rows(z_rows, rows)
+        if getattr(self, "_history_rms", None) is None:
+            raise RuntimeError("ste: sampled rows before the sampler's first refresh (the scale's RMS comes from it)")
         xp = z_rows.xp
         mixed = bool(self.mix[0])
         step = self.step[rows] if mixed else self.step

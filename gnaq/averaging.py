@@ -106,10 +106,13 @@ class EmbeddingAverage:
         self.last[rows] = self.t
 
     def before_step(self, rows=None) -> None:
-        """The coming step changes θ on ``rows`` (unique; None: every row)."""
+        """The coming step changes θ on ``rows`` (unique; None: every row — rows behind after lazy
+        steps are caught up first)."""
         self._rows = rows
         if rows is not None:
             self._catch_up(rows)
+        elif bool((self.last != self.t).any()):
+            self._catch_up(None)
 
     def after_step(self) -> None:
         """ā ← β ā + (1 − β) θ on the rows the step changed (with every row, the dense update)."""

@@ -9,7 +9,8 @@ with n_users chosen for the stated millions of training interactions (about 17.7
 70/10/20 split). Every (graph, mode) runs in its own child process, so its peak RSS is its own.
 Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: --walks (6 since session 15, 4 before) an occurrence in the
 batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
-walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
+"sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
@@ -77,6 +78,8 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     before = dict(walk_allocation="target", average=0.0, walks=4, refreshes=8) if mode == "sampled-before" else {}  # session 7's
     if mode.startswith("sampled-r"):  # "sampled-r2": the default sampler at --refreshes 2
         before = dict(refreshes=int(mode[len("sampled-r"):]))
+    if mode.startswith("sampled-w"):  # "sampled-w0": the sampler at --walks 0 (the history estimator)
+        before = dict(walks=int(mode[len("sampled-w"):]))
     trainer = Trainer(TrainConfig(bits=32, propagation=mode.split("-")[0], progress=False, valid_users=10000,
                                   out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model
@@ -186,7 +189,7 @@ def synthetic_series(rows, mode) -> list:
 def growth(rows) -> str:
     """Epoch-time growth between consecutive synthetic sizes, per mode (the target: ≤ 5x for 4x)."""
     lines = []
-    for mode in ("full", "sampled-before", "sampled", "implicit"):
+    for mode in ("full", "sampled-before", "sampled", "sampled-w0", "implicit"):
         series = synthetic_series(rows, mode)
         for (n0, t0), (n1, t1) in zip(series, series[1:]):
             lines.append(f"- {mode}: {n0 / 1e6:.1f} M → {n1 / 1e6:.1f} M interactions ({n1 / n0:.1f}x): "
@@ -199,11 +202,12 @@ def plot(rows, path) -> None:
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for mode, style in (("full", "o-"), ("sampled-before", "d:"), ("sampled", "s-"), ("implicit", "^--")):
+    labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (6 walks)", "sampled-before": "gnaq sampled (session 7)",
+              "sampled-w0": "gnaq sampled, no walks (history)", "implicit": "implicit BPR (floor)"}
+    for mode, style in (("full", "o-"), ("sampled-before", "d:"), ("sampled", "s-"), ("sampled-w0", "v-"), ("implicit", "^--")):
         pts = synthetic_series(rows, mode)
         if pts:
-            ax.loglog(*zip(*pts), style, label={"full": "gnaq full graph", "sampled": "gnaq sampled", "sampled-before": "gnaq sampled (session 7)",
-                                                 "implicit": "implicit BPR (floor)"}[mode])
+            ax.loglog(*zip(*pts), style, label=labels[mode])
     ax.set_xlabel("training interactions")
     ax.set_ylabel("seconds per epoch")
     ax.grid(True, which="both", alpha=0.3)

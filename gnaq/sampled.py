@@ -35,6 +35,20 @@ z_T = Z̄_T + W_T D reads one row a walk node, not two (bench/results/scale.md, 
 
 Cost per step O(|T|·S·L·d); per epoch O(nnz·S·L·d) plus refreshes × O(L·nnz·d): linear in the
 number of interactions, where the full graph costs O(nnz²·d/B).
+
+**No walks (S = 0, ``--walks 0``): the history estimator.** W_T is then the targets' own rows with
+weight 1,
+
+    z_T ≈ Z̄_T + D_T        ∂E⁽⁰⁾_T = g_T   (summed over a target's repeats)
+
+— every neighbour's drift since the refresh is taken equal to the target's own, (P D)_T ≈ D_T
+(exact for a D that is constant over the graph: P's eigenvalue 1). The gradient is exact for this
+forward (gradcheck), and between refreshes a step is matrix factorisation on z; the graph enters at
+each refresh, Z̄ = P E⁽⁰⁾, and through the history. For the true z = P E⁽⁰⁾ this step is still a descent
+direction (with αₗ = 1/(L+1), P's eigenvalues (1 − λ^(L+1)) / ((L+1)(1 − λ)) ≥ 0 for Â's λ ∈ [−1, 1]: ⟨P g, g⟩ ≥ 0) with the same stationary points where P is
+invertible — P g preconditioned by P⁻¹. A step reads and writes 3 rows an interaction, as BPR on matrix
+factorisation does: O(nnz·d) an epoch plus the refreshes (bench/results/scale.md, session 17). Each
+layer's rows likewise: E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T (their αₗ-weighted sum is z_T above).
 """
 
 from __future__ import annotations
@@ -73,7 +87,8 @@ def walk_operator(indptr, indices, degree, targets, weights, walks: int, rng: np
     """W_T as CSR (len(targets), N) float32, 1 + walks·L entries a row (repeats summed by products).
 
     indptr, indices: the binary bipartite adjacency A (N, N) CSR; degree: A's row sums (N,);
-    weights: α₀ … α_L. One draw of (L, len(targets)·walks) uniforms; ``impl`` ``numba`` (default
+    weights: α₀ … α_L; ``walks`` 0: each row is its target alone with weight 1 (the history
+    estimator, module docstring). One draw of (L, len(targets)·walks) uniforms; ``impl`` ``numba`` (default
     where it imports) or ``numpy`` (the vectorised twin): the same walks from the same draw.
     ``comm`` (gnaq.comm, W ranks): every rank draws the same uniforms, walks from its own contiguous
     block of targets and the blocks are gathered — the operator of one process, at 1/W of the walks.
@@ -111,6 +126,8 @@ def walk_rows(indptr, indices, degree, targets, weights, walks: int, uniforms, i
     k, n_layers = len(targets), len(weights) - 1
     width = 1 + walks * n_layers
     weights = np.asarray(weights, dtype=np.float64)
+    if walks == 0:  # the history estimator: each row is its target alone, weight 1 (module docstring)
+        return targets.reshape(k, 1).copy(), np.ones((k, 1), dtype=np.float32)
     if (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numba":
         columns = np.empty((k, width), dtype=indices.dtype)
         values = np.empty((k, width), dtype=np.float32)
@@ -182,8 +199,8 @@ class SampledPropagation:
     history H = E⁽⁰⁾ now: Z̄ = P H, and the drift D = E⁽⁰⁾ − H (the embedding's follower) to 0."""
 
     def __init__(self, model, train, walks: int = 6, allocation: str = "occurrence"):
-        if walks < 1:
-            raise ValueError(f"--walks must be ≥ 1, got {walks}")
+        if walks < 0:
+            raise ValueError(f"--walks must be ≥ 0, got {walks}")
         if allocation not in WALK_ALLOCATIONS:
             raise ValueError(f"walk allocation {allocation!r} unknown; choose from {WALK_ALLOCATIONS}")
         self.allocation = allocation
@@ -223,7 +240,7 @@ class SampledPropagation:
         from .backend import to_numpy
         targets_np = to_numpy(targets)
         repeats = None
-        if counts is not None and self.allocation != "target":
+        if counts is not None and self.allocation != "target" and self.walks > 0:
             counts = np.asarray(to_numpy(counts))
             repeats = counts if self.allocation == "occurrence" else np.ceil(np.sqrt(counts)).astype(np.int64)
         comm = getattr(self.model, "comm", None)
@@ -257,13 +274,16 @@ class SampledPropagation:
 
             E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + Wˡ_T D,    Wˡ_T = W_T's hop-l entries ÷ αₗ   (E[Wˡ_T] = (Âˡ)_T)
 
-        exact at a refresh and unbiased after it; ∂E⁽⁰⁾ = Σₗ (Wˡ_T)ᵀ gₗ, row-sparse."""
+        exact at a refresh and unbiased after it; ∂E⁽⁰⁾ = Σₗ (Wˡ_T)ᵀ gₗ, row-sparse. With no walks
+        Wˡ_T = W_T (the targets' own rows, weight 1): E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T."""
         from .spmm import spmm
         if getattr(self, "layer_means", None) is None:
             raise RuntimeError("sampled layer rows: refresh() first, with a quantizer that needs_layers")
         W, index, embedding = self._walks(targets, rng, counts)
         out = [ag.gather(embedding, index)]
-        for layer, W_l in enumerate(hop_operators(W, self.walks, self.model.layer_weights), start=1):
+        n_layers = len(self.model.layer_weights) - 1
+        hops = hop_operators(W, self.walks, self.model.layer_weights) if self.walks else [W] * n_layers
+        for layer, W_l in enumerate(hops, start=1):
             W_l = to_device(W_l, self.model.device)
             out.append(ag.sampled_rows(embedding, W_l, self.layer_means[layer][index] + spmm(W_l, self.drift),
                                        output=True))

@@ -69,7 +69,7 @@ def build_parser():
                    help="full: propagate the whole graph every step (cost per epoch ~ interactions²); sampled: only "
                         "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
                         "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
-    p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s)")
+    p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s); 0: none, the history estimator — a batch row is its refreshed z plus its own change since, matrix-factorisation cost a step (gnaq/sampled.py)")
     p.add_argument("--walk-allocation", choices=WALK_ALLOCATIONS, default=defaults.walk_allocation,
                    help="sampled: walks a distinct batch row: --walks per occurrence in the batch (occurrence, the "
                         "default: popular rows, whose gradient sums many pairs, get more), --walks (target), or "

@@ -159,7 +159,7 @@ class TrainConfig:
             (self.propagation in PROPAGATIONS, f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
             (self.size is None or (self.size > 1 and self.quantizer == "gnaq"),
              f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
-            (self.walks >= 1, f"--walks must be ≥ 1, got {self.walks}"),
+            (self.walks >= 0, f"--walks must be ≥ 0, got {self.walks}"),
             (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
             (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,

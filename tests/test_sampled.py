@@ -258,9 +258,10 @@ def read_lines(path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.parametrize("walks", ["6", "0"])
 @pytest.mark.parametrize("bits", ["32", "2"])
-def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits):
-    extra = ["--bits", bits] + (["--quant-option", "warmup=2"] if bits == "2" else [])
+def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits, walks):
+    extra = ["--bits", bits, "--walks", walks] + (["--quant-option", "warmup=2"] if bits == "2" else [])
     assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
     assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
     assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0
@@ -345,6 +346,45 @@ def test_sampled_layer_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
     assert np.allclose(weighted, (propagation_matrix(R, model.layer_weights) @ model.embedding.data)[targets], atol=0.05)
 
 
+def test_with_no_walks_a_row_is_its_history_plus_its_own_drift_and_its_gradient_is_exact():
+    """--walks 0: z_T = Z̄_T + D_T and ∂E⁽⁰⁾ = g on the targets' rows only (a repeat's g summed), each
+    layer's rows Ē⁽ˡ⁾_T + D_T with z_T their αₗ-weighted sum; the gradient against central differences
+    of the forward recomputed in float64 from the embedding (D = E⁽⁰⁾ − H)."""
+    R = tiny_graph(seed=2)
+    model = _Model(R)
+    model.quantizer = type("Layers", (), {"needs_layers": True, "refreshed": lambda self, z, layers: None})()
+    P = propagation_matrix(R, model.layer_weights)
+    A = normalized_adjacency(R).toarray()
+    sampled = SampledPropagation(model, R, walks=0)
+    sampled.refresh()
+    history = model.embedding.data.copy()
+    take_step(model, sampled, 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape))
+    targets = np.array([4, 0, 31, 4, 17, 49, 4])  # repeats, an isolated user, users and items
+    counts = np.bincount(targets)[targets]
+    z = sampled.rows(targets, np.random.default_rng(0), counts=counts)
+    forward = lambda E: (P @ history)[targets] + (E - history)[targets]  # noqa: E731
+    assert np.allclose(z.data, forward(model.embedding.data))
+    weight = np.random.default_rng(3).normal(size=z.shape)
+    model.embedding.grad = None
+    ag.sum(z * weight).backward()
+    eps, numeric = 1e-6, np.zeros_like(history)
+    for idx in np.ndindex(*history.shape):
+        up, down = model.embedding.data.copy(), model.embedding.data.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        numeric[idx] = ((forward(up) * weight).sum() - (forward(down) * weight).sum()) / (2 * eps)
+    grad = model.embedding.grad.dense() if isinstance(model.embedding.grad, ag.RowSparse) else model.embedding.grad
+    assert np.abs(grad - numeric).max() < 1e-8
+    assert set(np.flatnonzero(np.abs(numeric).sum(axis=1))) == set(targets)
+    layers = sampled.layer_rows(targets, np.random.default_rng(0))
+    for layer, rows in enumerate(layers):
+        drift = (model.embedding.data - history)[targets]
+        assert np.allclose(rows.data, (np.linalg.matrix_power(A, layer) @ history)[targets] + drift)
+    assert np.allclose(sum(w * r.data for w, r in zip(model.layer_weights, layers)), z.data)
+    with pytest.raises(ValueError, match="walks must be ≥ 0"):
+        SampledPropagation(model, R, walks=-1)
+
+
 @pytest.mark.parametrize("quantizer", [["--quantizer", "bigear", "--bits", "1"], ["--quantizer", "lsq", "--bits", "2"]])
 def test_a_sampled_baseline_run_resumes_exactly_learns_and_exports(tmp_path, quantizer):
     assert train_cli.main(FAST[:-3] + quantizer + ["--propagation", "sampled", "--epochs", "4", "--out", str(tmp_path / "full"),
@@ -376,24 +416,27 @@ def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
 def test_on_a_small_graph_sampled_training_ranks_as_well_as_the_full_graph(tmp_path):
     """Test NDCG@20 of the two modes, same data, seed and defaults, converged by patience: the
     sampled model within 3 standard errors of the test metric (its spread over users) of the
-    full-graph one — on this graph they measure 0.455 vs 0.446 (± 0.012)."""
+    full-graph one — on this graph they measure 0.455 (walks) and 0.452 (no walks) vs 0.446 (± 0.012)."""
     from gnaq.trainer import TrainConfig, Trainer
     data = make_synthetic(n_users=600, n_items=300, mean_degree=20, seed=0)
     results = {}
-    for mode in ("full", "sampled"):
+    for mode, walks in (("full", 6), ("sampled", 6), ("sampled", 0)):
         config = TrainConfig(dataset="synthetic", bits=32, dim=16, layers=2, batch_size=1024, epochs=40, patience=5,
-                             progress=False, propagation=mode, out=str(tmp_path / mode))
-        results[mode] = Trainer(config, data=data).fit()
-    full, sampled = results["full"], results["sampled"]
-    assert sampled["test_ndcg@20"] >= full["test_ndcg@20"] - 3 * full["test_ndcg@20_se"]
-    assert sampled["test_recall@20"] >= full["test_recall@20"] - 0.05
+                             progress=False, propagation=mode, walks=walks, out=str(tmp_path / f"{mode}{walks}"))
+        results[mode, walks] = Trainer(config, data=data).fit()
+    full = results["full", 6]
+    for walks in (6, 0):  # the walks, and the history estimator (no walks)
+        sampled = results["sampled", walks]
+        assert sampled["test_ndcg@20"] >= full["test_ndcg@20"] - 3 * full["test_ndcg@20_se"], walks
+        assert sampled["test_recall@20"] >= full["test_recall@20"] - 0.05, walks
 
 
 @pytest.mark.parametrize("impl", ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
     not HAVE_NUMBA, reason="numba not installed"))])
 def test_the_lazy_average_equals_the_dense_moving_average_in_float64(impl):
     """Row-sparse steps, rows caught up in closed form (ā ← θ + βᵏ(ā − θ)), against ā ← β ā + (1 − β) θ
-    over every row at every step."""
+    over every row at every step; every 7th step changes every row (before_step(None) after lazy
+    steps: the rows behind are caught up first)."""
     from gnaq.averaging import EmbeddingAverage
     rng = np.random.default_rng(3)
     lazy_table = ag.Tensor(rng.standard_normal((25, 4)))
@@ -402,8 +445,10 @@ def test_the_lazy_average_equals_the_dense_moving_average_in_float64(impl):
     reference = dense_table.data.copy()
     for step in range(60):
         rows = np.unique(rng.integers(0, 25, size=int(rng.integers(0, 8))))
+        if step % 7 == 6:
+            rows = np.arange(25)
         delta = rng.standard_normal((len(rows), 4))
-        lazy.before_step(rows)
+        lazy.before_step(None if step % 7 == 6 else rows)
         lazy_table.data[rows] += delta
         lazy.after_step()
         dense.before_step(None)

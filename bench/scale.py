@@ -189,7 +189,7 @@ def synthetic_series(rows, mode) -> list:
 def growth(rows) -> str:
     """Epoch-time growth between consecutive synthetic sizes, per mode (the target: ≤ 5x for 4x)."""
     lines = []
-    for mode in ("full", "sampled-before", "sampled", "sampled-w0", "implicit"):
+    for mode in dict.fromkeys(r["mode"] for r in rows):  # every mode measured, in the order run
         series = synthetic_series(rows, mode)
         for (n0, t0), (n1, t1) in zip(series, series[1:]):
             lines.append(f"- {mode}: {n0 / 1e6:.1f} M → {n1 / 1e6:.1f} M interactions ({n1 / n0:.1f}x): "
@@ -204,10 +204,13 @@ def plot(rows, path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (6 walks)", "sampled-before": "gnaq sampled (session 7)",
               "sampled-w0": "gnaq sampled, no walks (history)", "implicit": "implicit BPR (floor)"}
-    for mode, style in (("full", "o-"), ("sampled-before", "d:"), ("sampled", "s-"), ("sampled-w0", "v-"), ("implicit", "^--")):
+    styles = {"full": "o-", "sampled-before": "d:", "sampled": "s-", "sampled-w0": "v-", "implicit": "^--"}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
         pts = synthetic_series(rows, mode)
         if pts:
-            ax.loglog(*zip(*pts), style, label=labels[mode])
+            walks = mode[len("sampled-w"):] if mode.startswith("sampled-w") else None
+            ax.loglog(*zip(*pts), styles.get(mode, "x-"),
+                      label=labels.get(mode, f"gnaq sampled, {walks} walk{'' if walks == '1' else 's'}" if walks else f"gnaq {mode}"))
     ax.set_xlabel("training interactions")
     ax.set_ylabel("seconds per epoch")
     ax.grid(True, which="both", alpha=0.3)

@@ -4,6 +4,7 @@ import scipy.sparse
 
 from gnaq import autograd as ag
 from gnaq.autograd.gradcheck import max_relative_error, op_cases
+from gnaq.margins import HAVE_NUMBA
 
 
 @pytest.mark.parametrize("name, fn, inputs", op_cases(seed=0), ids=lambda c: c if isinstance(c, str) else "")
@@ -112,3 +113,31 @@ def test_sgd_descends():
         ag.sum(p * p).backward()
         opt.step()
     np.testing.assert_allclose(p.data, [3.0 * 0.5 ** 3])
+
+
+@pytest.mark.parametrize("impl", ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    not HAVE_NUMBA, reason="numba not installed"))])
+def test_bpr_margins_and_their_gradient_equal_the_gathers_in_float64(impl):
+    """margins.margins / margins_grad (numba and the numpy twin) against the autograd spelling
+    gather ×3 → zᵤ·(zₚ − zₙ); a sparse_grad leaf gets the same gradient row-sparse; a row index
+    out of range raises."""
+    from gnaq.margins import margins, margins_grad
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((40, 7))
+    users, pos, neg = (rng.integers(0, 40, size=300) for _ in range(3))  # many repeats
+    g = rng.standard_normal(300)
+    reference = ag.Tensor(z.copy(), requires_grad=True)
+    u, p, n = (ag.gather(reference, i) for i in (users, pos, neg))
+    m = ag.sum(u * (p - n), axis=1)
+    ag.sum(m * g).backward()
+    assert np.allclose(margins(z, users, pos, neg, impl=impl), m.data, rtol=0, atol=1e-12)
+    assert np.allclose(margins_grad(z, users, pos, neg, g, impl=impl), reference.grad, rtol=0, atol=1e-12)
+    leaf = ag.Tensor(z.copy(), requires_grad=True)
+    leaf.sparse_grad = True
+    ag.sum(ag.bpr_margin(leaf, users, pos, neg) * g).backward()
+    assert isinstance(leaf.grad, ag.RowSparse)
+    assert np.allclose(leaf.grad.dense(), reference.grad, rtol=0, atol=1e-12)
+    with pytest.raises(IndexError):
+        margins(z, users, pos, np.append(neg[:-1], 40), impl=impl)
+    with pytest.raises(IndexError):
+        margins_grad(z, users, pos, np.append(neg[:-1], 40), g, impl=impl)

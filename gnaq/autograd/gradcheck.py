@@ -82,6 +82,8 @@ def op_cases(seed: int = 0):
         ("spmm", lambda x: ops.spmm(A, x), [normal((5, 3))]),
         ("propagate (layer sum)", lambda x: ops.propagate(S, x, [0.25, 0.25, 0.25, 0.25]), [normal((5, 3))]),
         ("gather (repeated rows)", lambda a: ops.gather(a, index), [normal((5, 3))]),
+        ("bpr_margin (repeated rows)", lambda z: ops.bpr_margin(z, index, index[::-1], (index + 2) % 5),
+         [normal((5, 3))]),
         ("concat", lambda a, b: ops.concat([a, b], axis=0), [normal((2, 3)), normal((4, 3))]),
         ("concat axis 1", lambda a, b: ops.concat([a, b], axis=1), [normal((2, 3)), normal((2, 1))]),
         ("stack", lambda a, b: ops.stack([a, b], axis=1), [normal((2, 3)), normal((2, 3))]),

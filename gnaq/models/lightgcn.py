@@ -98,9 +98,7 @@ class LightGCN:
         replicated = self.replicated
         if sampled is None:
             z = self.representation()
-            u = ag.gather(z, users)
-            p = ag.gather(z, pos_items + n_users)
-            n = ag.gather(z, neg_items + n_users)
+            rows = (users, pos_items + n_users, neg_items + n_users)  # the triples' rows of z
         else:
             xp, b = self.xp, len(users)
             targets, where, counts = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
@@ -113,9 +111,9 @@ class LightGCN:
                 if replicated:  # the quantizer reads whole rows
                     z_rows = gather_columns(z_rows, self.comm)
                 z_rows = self.quantizer.represent_rows(z_rows, targets)
-            u, p, n = (ag.gather(z_rows, where[i * b:(i + 1) * b]) for i in range(3))
+            z, rows = z_rows, tuple(where[i * b:(i + 1) * b] for i in range(3))
         comm = SingleProcess() if replicated else self.comm  # replicated: whole rows, no sum over ranks
-        margin = all_sum(ag.sum(u * (p - n), axis=1), comm)
+        margin = all_sum(ag.bpr_margin(z, *rows), comm)  # zᵤ·(zₚ − zₙ), one fused pass (gnaq/margins.py)
         bias = self.quantizer.item_bias
         if bias is not None:  # ŷᵤᵢ = zᵤ·zᵢ + bᵢ: the margin gains b_p − b_n (replicated, added once)
             margin = margin + ag.sum(ag.gather(bias, pos_items) - ag.gather(bias, neg_items), axis=1)
@@ -124,10 +122,12 @@ class LightGCN:
             ego, l2_comm = self.embedding, self.comm
         else:
             ego, l2_comm = self.quantizer.ego(), comm
-        rows = [ag.gather(ego, idx) for idx in (users, pos_items + n_users, neg_items + n_users)]
-        l2 = all_sum(ag.sum(rows[0] * rows[0] + rows[1] * rows[1] + rows[2] * rows[2]) * (0.5 / len(users)), l2_comm)
+        xp = self.xp
+        ego_rows = ag.gather(ego, xp.concatenate([users, pos_items + n_users, neg_items + n_users]))
+        l2 = all_sum(ag.sum(ego_rows * ego_rows) * (0.5 / len(users)), l2_comm)
         total = bpr + l2 * reg if reg else bpr
         if distill and teacher is not None:  # the teacher's columns are this rank's too
+            u, p, n = (ag.gather(z, idx) for idx in rows)
             t_u, t_p, t_n = (teacher[idx] for idx in (users, pos_items + n_users, neg_items + n_users))
             t_pos, t_neg = comm.allreduce((t_u * t_p).sum(axis=1)), comm.allreduce((t_u * t_n).sum(axis=1))
             s_pos, s_neg = all_sum(ag.sum(u * p, axis=1), comm), all_sum(ag.sum(u * n, axis=1), comm)

@@ -55,12 +55,17 @@ def margins_grad(z, users, positives, negatives, g, impl: str | None = None):
         _margins_grad_numba(np.ascontiguousarray(z), users, positives, negatives,
                             np.ascontiguousarray(g, dtype=z.dtype), grad)
         return grad
+    return scatter_add_rows(*margin_grad_rows(z, users, positives, negatives, g), len(z), impl="numpy")
+
+
+def margin_grad_rows(z, users, positives, negatives, g):
+    """(index (3B,), rows (3B, d)): the gradient's rows before summing repeats — the numpy twin's
+    scatter input, and a row-sparse gradient as it is."""
     xp = get_array_module(z)
     gb = g[:, None]
     user_rows = z[users]
     index = xp.concatenate([xp.asarray(users), xp.asarray(positives), xp.asarray(negatives)])
-    values = xp.concatenate([gb * (z[positives] - z[negatives]), gb * user_rows, -gb * user_rows])
-    return scatter_add_rows(index, values, len(z), impl="numpy")
+    return index, xp.concatenate([gb * (z[positives] - z[negatives]), gb * user_rows, -gb * user_rows])
 
 
 if HAVE_NUMBA:

@@ -42,11 +42,12 @@ weight 1,
     z_T ≈ Z̄_T + D_T        ∂E⁽⁰⁾_T = g_T   (summed over a target's repeats)
 
 — every neighbour's drift since the refresh is taken equal to the target's own, (P D)_T ≈ D_T
-(exact for a D that is constant over the graph: P's eigenvalue 1). The gradient is exact for this
-forward (gradcheck), and between refreshes a step is matrix factorisation on z; the graph enters at
-each refresh, Z̄ = P E⁽⁰⁾, and through the history. For the true z = P E⁽⁰⁾ this step is still a descent
-direction (with αₗ = 1/(L+1), P's eigenvalues (1 − λ^(L+1)) / ((L+1)(1 − λ)) ≥ 0 for Â's λ ∈ [−1, 1]: ⟨P g, g⟩ ≥ 0) with the same stationary points where P is
-invertible — P g preconditioned by P⁻¹. A step reads and writes 3 rows an interaction, as BPR on matrix
+(exact where D lies in P's eigenvalue-1 directions: each column ∝ √d_v on a connected component).
+The gradient is exact for this forward (gradcheck), and between refreshes a step is matrix
+factorisation on z; the graph enters at each refresh, Z̄ = P E⁽⁰⁾, and through the history. For the
+true z = P E⁽⁰⁾ this step is still a descent direction — with αₗ = 1/(L+1), P's eigenvalues
+(1 − λ^(L+1)) / ((L+1)(1 − λ)) ≥ 0 for Â's λ ∈ [−1, 1], so ⟨P g, g⟩ ≥ 0 — with the same stationary
+points where P is invertible: P g preconditioned by P⁻¹. A step reads and writes 3 rows an interaction, as BPR on matrix
 factorisation does: O(nnz·d) an epoch plus the refreshes (bench/results/scale.md, session 17). Each
 layer's rows likewise: E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T (their αₗ-weighted sum is z_T above).
 """

@@ -147,16 +147,11 @@ def bpr_margin(z, users, positives, negatives):
     """m_b = z[u_b] · (z[p_b] − z[n_b]) (B,) for index triples into z's rows; ∂z by one fused pass
     (gnaq/margins.py), repeats summed — what gather ×3, sub, mul and sum give, without their
     (B, d) temporaries. A ``sparse_grad`` leaf receives RowSparse over the triples' rows."""
-    from ..margins import margins, margins_grad
+    from ..margins import margin_grad_rows, margins, margins_grad
     z = as_tensor(z)
     def backward(g):
         if z.sparse_grad:
-            xp = z.xp
-            gb = g[:, None]
-            user_rows = z.data[users]
-            index = xp.concatenate([xp.asarray(users), xp.asarray(positives), xp.asarray(negatives)])
-            rows = xp.concatenate([gb * (z.data[positives] - z.data[negatives]), gb * user_rows, -gb * user_rows])
-            _accum(z, RowSparse(index, rows, z.shape[0]))
+            _accum(z, RowSparse(*margin_grad_rows(z.data, users, positives, negatives, g), z.shape[0]))
         else:
             _accum(z, margins_grad(z.data, users, positives, negatives, g))
     return make_output(margins(z.data, users, positives, negatives), (z,), backward)

@@ -88,7 +88,7 @@ class TrainConfig:
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     negatives: int = 1  # negatives a positive (a batch holds batch_size positives, batch_size·negatives triplets)
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
-    walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph, sampled_accuracy.md)
+    walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph; 0: the history estimator, sampled.py)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)

@@ -96,13 +96,13 @@ class LightGCN:
         """
         n_users = self.n_users
         replicated = self.replicated
+        xp, b = self.xp, len(users)
+        triples = xp.concatenate([users, pos_items + n_users, neg_items + n_users])  # (3B,) node rows
+        nodes = tuple(triples[i * b:(i + 1) * b] for i in range(3))  # user, positive, negative rows
         if sampled is None:
-            z = self.representation()
-            rows = (users, pos_items + n_users, neg_items + n_users)  # the triples' rows of z
+            z, rows = self.representation(), nodes  # the triples' rows of z
         else:
-            xp, b = self.xp, len(users)
-            targets, where, counts = xp.unique(xp.concatenate([users, pos_items + n_users, neg_items + n_users]),
-                                               return_inverse=True, return_counts=True)  # popular items repeat
+            targets, where, counts = xp.unique(triples, return_inverse=True, return_counts=True)  # popular items repeat
             where = where.ravel()
             if self.quantizer.needs_layers and self.quantizer.active:  # it quantizes each layer's rows
                 z_rows = self.quantizer.represent_layer_rows(sampled.layer_rows(targets, rng, counts=counts), targets)
@@ -122,13 +122,12 @@ class LightGCN:
             ego, l2_comm = self.embedding, self.comm
         else:
             ego, l2_comm = self.quantizer.ego(), comm
-        xp = self.xp
-        ego_rows = ag.gather(ego, xp.concatenate([users, pos_items + n_users, neg_items + n_users]))
+        ego_rows = ag.gather(ego, triples)
         l2 = all_sum(ag.sum(ego_rows * ego_rows) * (0.5 / len(users)), l2_comm)
         total = bpr + l2 * reg if reg else bpr
         if distill and teacher is not None:  # the teacher's columns are this rank's too
             u, p, n = (ag.gather(z, idx) for idx in rows)
-            t_u, t_p, t_n = (teacher[idx] for idx in (users, pos_items + n_users, neg_items + n_users))
+            t_u, t_p, t_n = (teacher[idx] for idx in nodes)
             t_pos, t_neg = comm.allreduce((t_u * t_p).sum(axis=1)), comm.allreduce((t_u * t_n).sum(axis=1))
             s_pos, s_neg = all_sum(ag.sum(u * p, axis=1), comm), all_sum(ag.sum(u * n, axis=1), comm)
             gap_pos, gap_neg = s_pos - t_pos, s_neg - t_neg

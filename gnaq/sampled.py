@@ -282,9 +282,7 @@ class SampledPropagation:
             raise RuntimeError("sampled layer rows: refresh() first, with a quantizer that needs_layers")
         W, index, embedding = self._walks(targets, rng, counts)
         out = [ag.gather(embedding, index)]
-        n_layers = len(self.model.layer_weights) - 1
-        hops = hop_operators(W, self.walks, self.model.layer_weights) if self.walks else [W] * n_layers
-        for layer, W_l in enumerate(hops, start=1):
+        for layer, W_l in enumerate(hop_operators(W, self.walks, self.model.layer_weights), start=1):
             W_l = to_device(W_l, self.model.device)
             out.append(ag.sampled_rows(embedding, W_l, self.layer_means[layer][index] + spmm(W_l, self.drift),
                                        output=True))
@@ -294,8 +292,11 @@ class SampledPropagation:
 def hop_operators(W, walks: int, weights) -> list:
     """[W¹, …, Wᴸ]: walk_operator's W (T, N) split by hop — entry j of each (1 + walks·L)-wide block
     of a row is hop 0 for j = 0, else hop 1 + ⌊(j − 1) / walks⌋ — each hop's entries ÷ αₗ, so that
-    E[Wˡ] = (Âˡ)_T. CSR (T, N) each, in W's order."""
+    E[Wˡ] = (Âˡ)_T. CSR (T, N) each, in W's order. With no walks (the history estimator) every
+    Wˡ is W itself, the targets' own rows at weight 1: E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T."""
     n_layers = len(weights) - 1
+    if walks == 0:
+        return [W] * n_layers
     width = 1 + walks * n_layers
     lengths = np.diff(W.indptr)
     position = (np.arange(W.nnz) - np.repeat(W.indptr[:-1], lengths)) % width

@@ -19,7 +19,7 @@ from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 
 
 def build_sections(model, data, history: bool = True, compact: bool = True, users: bool = True,
-                   entropy: bool = False) -> tuple:
+                   entropy: bool = False, gram: bool = True) -> tuple:
     """(header fields, {section name: bytes}) for a model and its Interactions.
 
     compact: ids 0..n−1 left out, CSR sections delta + varint encoded (format 3) and, graph-free,
@@ -27,7 +27,9 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
     the layout older readers know (int64 ids, uint64 indptr + uint32 indices, no Gram).
     users=False: an item-only file (n_users 0, no user rows, ids or history): a device folds its
     own user in from their items (gnaq.edge's fold_in) and holds nothing about anyone else.
-    entropy: a transform-coded file's rows Huffman coded per column (gnaq.entropy, format 6)."""
+    entropy: a transform-coded file's rows Huffman coded per column (gnaq.entropy, format 6).
+    gram=False: no Ḡ section (4·d(d+1)/2 bytes, 8,320 at d = 64): a reader computes the same Ḡ from the
+    rows it decoded on its first fold-in (one pass over the items; gnaq.edge)."""
     if not users and model.quantizer.deploys == "layer0":
         raise ValueError("an item-only file needs the graph-free deployment (quantize=z): a layer-0 file "
                          "carries every user's interactions in its graph")
@@ -116,7 +118,7 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
     if history and users:
         seen = data.train if data.valid is None else (data.train + data.valid).tocsr()
         sections.update(csr_sections("history", seen, compact))
-    if deploys == "z" and compact:  # the device's fold-in needs Ḡ = ZᵀZ / n_items of the rows as stored
+    if deploys == "z" and compact and gram:  # the device's fold-in needs Ḡ = ZᵀZ / n_items of the rows as stored
         sections["item_gram"] = item_gram(header, sections)
     if not users:
         header["n_users"] = 0
@@ -211,12 +213,12 @@ def encode(header: dict, sections: dict) -> bytes:
 
 
 def export_model(model, data, path, history: bool = True, compact: bool = True, users: bool = True,
-                 entropy: bool = False) -> dict:
+                 entropy: bool = False, gram: bool = True) -> dict:
     """Write the .gnaq file (a path, atomically, or a binary file object); returns sizes: file
     bytes, bytes per section, and float32_file_bytes, the size of the same file holding float32
     z instead (no graph): what the quantization saves. users=False: items only, entropy: Huffman-coded
-    rows (build_sections)."""
-    header, sections = build_sections(model, data, history, compact, users, entropy)
+    rows, gram=False: no stored Ḡ (build_sections)."""
+    header, sections = build_sections(model, data, history, compact, users, entropy, gram)
     blob = encode(header, sections)
     if hasattr(path, "write"):
         path.write(blob)

@@ -214,16 +214,18 @@ class Recommender:
         return self._query.similar_users(userid, N, filter_users, users)
 
     # ---- persistence -----------------------------------------------------------------------
-    def save(self, path, history: bool = True, users: bool = True) -> dict:
+    def save(self, path, history: bool = True, users: bool = True, gram: bool = True) -> dict:
         """Write the packed .gnaq model to a path (atomic) or a binary file object; returns its
-        sizes (gnaq.export). users=False: an item-only file (devices fold their user in)."""
+        sizes (gnaq.export). users=False: an item-only file (devices fold their user in);
+        gram=False: without the items' Gram matrix (a reader computes it on its first fold-in)."""
         from .export import export_model
         self._check_fitted()
         if not hasattr(self, "trainer_"):
             raise NotFittedError("this Recommender was loaded from a file: save copies of that file instead")
         if not hasattr(path, "write"):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return export_model(self.trainer_.model, self._history_data(), path, history=history, users=users)
+        return export_model(self.trainer_.model, self._history_data(), path, history=history, users=users,
+                            gram=gram)
 
     @classmethod
     def load(cls, path_or_file, backend: str = "auto") -> "Recommender":

@@ -110,6 +110,9 @@ def build_parser():
                    help="store users' training items in the .gnaq file to mask seen items")
     p.add_argument("--export-users", choices=("yes", "no"), default="yes",
                    help="no: an item-only file (no user rows, ids or history): devices fold their own user in")
+    p.add_argument("--export-gram", choices=("yes", "no"), default="yes",
+                   help="no: leave out the items' Gram matrix (4·d(d+1)/2 bytes): a device computes it from the "
+                        "rows on its first fold-in (instant with numpy, seconds in pure Python)")
     p.add_argument("--export-entropy", choices=("yes", "no"), default="no",
                    help="yes: Huffman-code the rows of a transform-coded file (format 6; ~10%% fewer code bytes, "
                         "decoded once at load)")
@@ -207,7 +210,7 @@ def config_from_args(args):
         propagation=args.propagation, walks=args.walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
-        progress=not args.quiet, size=args.size)
+        export_users=args.export_users == "yes", export_gram=args.export_gram == "yes", progress=not args.quiet, size=args.size)
 
 
 def summary_line(result: dict, seconds: float, resumed_after: int = None) -> str:
@@ -298,7 +301,8 @@ def main(argv=None) -> int:
         path = config.export or os.path.join(asked.out, "model.gnaq")
         try:
             info = export_model(whole, trainer.data, path, history=config.export_history,
-                                users=args.export_users == "yes", entropy=args.export_entropy == "yes")
+                                users=config.export_users, entropy=args.export_entropy == "yes",
+                                gram=config.export_gram)
         except ValueError as exc:
             say(f"gnaq.train: not exported: {exc}", file=sys.stderr)
             return 2

@@ -104,6 +104,8 @@ class TrainConfig:
     out: str = "runs/latest"
     export: str | None = None
     export_history: bool = True
+    export_users: bool = True  # False: an item-only file (devices fold their user in); --size then sizes it
+    export_gram: bool = True  # False: no items' Gram matrix in the file (a device computes it)
     progress: bool = True
     default_deployment: bool = False  # set when gnaq's default deployment filled the options in
     size: float | None = None  # a file this many times smaller than float32's (gnaq's file_ratio; picks bits)
@@ -115,6 +117,10 @@ class TrainConfig:
                 needed = math.ceil(32 / self.size - 8 / self.dim)
                 self.bits = min((b for b in SUPPORTED_BITS if needed <= b < 32), default=8)
             self.quant_options = {**self.quant_options, "file_ratio": self.size}
+            if not self.export_users:  # the ratio is the item-only file's (item rows, no user rows)
+                self.quant_options["file_rows"] = "items"
+            if not self.export_gram:
+                self.quant_options["file_gram"] = False
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
         # its best epoch; nothing to warm up when the run starts from a trained model
         self.quant_options = dict(self.quant_options)

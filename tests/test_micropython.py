@@ -63,6 +63,9 @@ def models(tmp_path_factory):
             model = make_model(data, quantizer, bits, dim=16, **options)
             export_model(model, data, folder / f"{name}{'' if history else '-nohist'}.gnaq", history=history,
                          entropy=name == "huffman")
+    for name, entropy in (("items-nogram", False), ("items-nogram-huffman", True)):  # the device computes Ḡ
+        model = make_model(data, "gnaq", 2, dim=16, **Z, transform="klt", busy_share=0.25, scale_bits=8)
+        export_model(model, data, folder / f"{name}.gnaq", history=False, users=False, gram=False, entropy=entropy)
     return folder
 
 
@@ -78,8 +81,9 @@ def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micro
     on_desktop = run_cpython_pure(f"sys.path.insert(0, {str(lib)!r})\n" + body.format(models=str(models)), tmp_path)
     lines = on_device.splitlines()
     streamed = sum(2 for kind, name, bits, options in KINDS  # (edge_stream streams packed "quantized" rows only)
-                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq" and kind != "huffman")
-    assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + streamed  # per file: 3 users × 2, 2 similar, 1 fold-in
+                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq" and kind != "huffman") + 1
+    # per file: 3 users × 2, 2 similar, 1 fold-in; the two item-only files: 2 similar, 1 fold-in
+    assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + 2 * (2 + 1) + streamed
     assert sum(" streamed " in line for line in lines) == streamed
     assert {line.split()[0] for line in lines} == {p.name for p in models.glob("*.gnaq")}
     float_kinds = ("f", "l0", "mixed-l0")  # float sums: same operations, libm's pow may differ in the last bit
@@ -106,7 +110,7 @@ def test_fuzzed_variants_load_consistently_or_are_refused_under_micropython(micr
     variants = tmp_path / "variants"
     variants.mkdir()
     rng = random.Random(0)
-    sources = ["q.gnaq", "l0.gnaq", "f.gnaq", "mixed.gnaq", "mixed-l0.gnaq", "klt.gnaq"]
+    sources = ["q.gnaq", "l0.gnaq", "f.gnaq", "mixed.gnaq", "mixed-l0.gnaq", "klt.gnaq", "items-nogram.gnaq"]
     per_file = 120
     for source in sources:
         blob = (models / source).read_bytes()

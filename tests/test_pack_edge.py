@@ -315,8 +315,9 @@ def test_recommend_cli(data, tmp_path, capsys):
 
 
 def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
-    """Thousands of seeded variants of nine real files (quantized, propagate, float, mixed widths
-    graph-free and layer-0, column widths, codebook, coded scales, Huffman-coded rows), under a
+    """Thousands of seeded variants of ten real files (quantized, propagate, float, mixed widths
+    graph-free and layer-0, column widths, codebook, coded scales, Huffman-coded rows, item-only without
+    its Gram matrix), under a
     1 GiB address-space limit: each loads and scores consistently or raises EdgeFormatError."""
     import json
     sources = []
@@ -330,13 +331,17 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
         path = tmp_path / f"{name}.gnaq"
         export_model(make_model(data, quantizer, bits, dim=8, **options), data, path, entropy=name == "huffman")
         sources.append(str(path))
+    path = tmp_path / "items-nogram.gnaq"  # item-only, no Ḡ: the reader folds in from rows it computes Ḡ of
+    export_model(make_model(data, "gnaq", 2, dim=8, **Z, transform="klt", scale_bits=8), data, path, history=False,
+                 users=False, gram=False)
+    sources.append(str(path))
     fuzz = Path(__file__).with_name("edge_fuzz.py")
     proc = subprocess.run([sys.executable, str(fuzz), "0", "700", *sources], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-4000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     total = sum(sum(c.values()) for c in counts.values())
-    assert total >= 2 * 9 * 700  # every variant, two backends
+    assert total >= 2 * 10 * 700  # every variant, two backends
     assert all("crashed" not in c for c in counts.values())
     assert sum(c.get("refused", 0) for c in counts.values()) > total // 2  # most lies are caught
     assert sum(c.get("loaded", 0) for c in counts.values()) > 0  # harmless edits (e.g. a flipped code bit) load

@@ -125,6 +125,26 @@ def test_an_item_only_file_serves_folded_in_users_and_refuses_the_rest(fitted, s
         device.similar_users(0)
 
 
+def test_an_item_only_file_without_its_gram_folds_in_as_the_file_with_it(fitted, tmp_path):
+    with_gram, without = tmp_path / "with.gnaq", tmp_path / "without.gnaq"
+    a, b = fitted.save(with_gram, users=False), fitted.save(without, users=False, gram=False)
+    d = fitted.item_factors.shape[1]
+    gram_bytes = 4 * d * (d + 1) // 2  # + its entry in the header's section table
+    assert gram_bytes < a["file_bytes"] - b["file_bytes"] < gram_bytes + 64 and "item_gram" not in b["sections"]
+    assert b["float32_file_bytes"] - b["file_bytes"] == a["float32_file_bytes"] - a["file_bytes"]
+    liked = [5, 17, 40, 41]
+    row = scipy.sparse.csr_matrix((np.ones(len(liked)), ([0] * len(liked), liked)), shape=(1, fitted.item_factors.shape[0]))
+    expected = gnaq.load(with_gram).recommend(0, row, N=8, recalculate_user=True)
+    ids, scores = gnaq.load(without).recommend(0, row, N=8, recalculate_user=True)
+    np.testing.assert_array_equal(ids, expected[0])
+    np.testing.assert_allclose(scores, expected[1], rtol=1e-5)
+    for backend in ("python", "numpy"):  # the device computes Ḡ from the rows it decoded: the stored one
+        stored, computed = edge.load(with_gram, backend), edge.load(without, backend)
+        assert computed.item_gram is None
+        np.testing.assert_allclose(computed.fold_in(liked), stored.fold_in(liked), rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(computed.item_gram), np.asarray(stored.item_gram), rtol=1e-5, atol=1e-8)
+
+
 def test_fit_takes_show_progress_and_a_callback(user_items):
     seen = []
     model = gnaq.Recommender(**FAST).fit(user_items, show_progress=False,

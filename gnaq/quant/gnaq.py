@@ -94,7 +94,7 @@ class GNAQQuantizer(Quantizer):
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
                  busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None,
-                 file_ratio=None):
+                 file_ratio=None, file_rows: str = "all", file_gram: bool = True):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
@@ -122,6 +122,11 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: file_ratio (a file that many times smaller than float32's, with a transform and "
                              f"no average_bits) must be a number > 1, got {file_ratio!r}")
         self.file_ratio = None if file_ratio is None else float(file_ratio)
+        if file_rows not in ("all", "items") or not isinstance(file_gram, bool) \
+                or (self.file_ratio is None and (file_rows != "all" or not file_gram)):
+            raise ValueError(f"gnaq: file_rows ('all' or 'items') and file_gram (True/False) size the file of a "
+                             f"file_ratio; got file_rows={file_rows!r}, file_gram={file_gram!r}, file_ratio={file_ratio!r}")
+        self.file_rows, self.file_gram = file_rows, file_gram
         if self.file_ratio and not scale_bits:
             scale_bits = 8  # the ratio's budget counts one byte of scale a node
         self.scale_bits, self.average_bits = int(scale_bits), float(average)
@@ -151,10 +156,12 @@ class GNAQQuantizer(Quantizer):
             self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
             d = model.dim
             if self.file_ratio:  # the row budget that makes the file file_ratio times smaller (widths.py)
-                self.average_bits = min(float(self.bits), average_bits_for_ratio(len(e0), d, self.file_ratio))
+                rows = model.n_items if self.file_rows == "items" else len(e0)
+                self.average_bits = min(float(self.bits), average_bits_for_ratio(rows, d, self.file_ratio,
+                                                                                 gram=self.file_gram))
                 if not self.average_bits > self.busy_share * self.busy_bits:
                     raise ValueError(f"gnaq: a file {self.file_ratio:g}x smaller than float32's leaves "
-                                     f"{max(self.average_bits, 0):.2f} bits a value for {len(e0)} nodes of dim {d}: "
+                                     f"{max(self.average_bits, 0):.2f} bits a value for {rows} rows of dim {d}: "
                                      "too few (ask for a smaller ratio)")
             b = self.average_bits
             self.row_bits = [int(d * (b - self.busy_share * self.busy_bits) // (1 - self.busy_share)),

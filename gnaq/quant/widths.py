@@ -60,13 +60,15 @@ def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> n
 HEADER_ALLOWANCE = 2048  # bytes of a transform-coded file's header (its column widths and steps) and CRC
 
 
-def average_bits_for_ratio(n_nodes: int, dim: int, ratio: float, scale_bytes: int = 1, table_levels: int = 256) -> float:
-    """Bits a value that make a history-free graph-free file ``ratio`` times smaller than the float32
-    file of the same nodes: with O = 4·d(d+1)/2 (the items' Gram matrix) + HEADER_ALLOWANCE in both,
+def average_bits_for_ratio(n_nodes: int, dim: int, ratio: float, scale_bytes: int = 1, table_levels: int = 256,
+                           gram: bool = True) -> float:
+    """Bits a value that make a history-free graph-free file of N rows (every node, or the items of an
+    item-only file) ``ratio`` times smaller than the float32 file of the same rows: with
+    O = 4·d(d+1)/2 (the items' Gram matrix, unless ``gram`` is False) + HEADER_ALLOWANCE in both,
         N·(B + s) + 4·L + O ≤ (4·d·N + O) / ratio
     for B row bytes, s bytes of scale a node and L scale levels; a byte a row left for rounding up:
     average = 8·(B − 1) / d."""
-    overhead = 4 * dim * (dim + 1) // 2 + HEADER_ALLOWANCE
+    overhead = (4 * dim * (dim + 1) // 2 if gram else 0) + HEADER_ALLOWANCE
     row_bytes = ((4 * dim * n_nodes + overhead) / ratio - overhead - 4 * table_levels) / n_nodes - scale_bytes
     return 8 * (row_bytes - 1) / dim
 

@@ -137,6 +137,11 @@ class TrainConfig:
                 self.quant_options.update(busy_share=0.25, busy_bits=self.bits + 1)
             if self.quant_lr is None:
                 self.quant_lr = 0.3 * self.lr
+        # an item-only file stores no user row: the items' codes are trained against float users, as the
+        # device's fold-in gives them (quant/gnaq.py rule 8; bench/results/item-frontier-ml-1m.md)
+        if self.quantizer == "gnaq" and self.bits != 32 and not self.export_users \
+                and self.quant_options.get("transform", "none") != "none":
+            self.quant_options.setdefault("quantize_users", False)
 
     @property
     def selection_metric(self) -> str:

@@ -413,6 +413,40 @@ def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
     assert np.allclose(part, whole[rows], atol=1e-6)
 
 
+def test_quantize_users_off_keeps_users_rows_float_and_codes_items_alone(tmp_path):
+    """Rule 8 (item-only deployment): users' rows of ẑ are z R exactly, items' rows the codes they have
+    with users quantized too; the sampled rows agree with the whole table; gradients reach both sides."""
+    from gnaq.trainer import TrainConfig, Trainer
+    data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
+    reps = {}
+    for quantize_users in (True, False):
+        options = {"quantize": "z", "transform": "klt", "busy_share": 0.25, "busy_bits": 3,
+                   "quantize_users": quantize_users}
+        trainer = Trainer(TrainConfig(dataset="synthetic", bits=2, dim=8, layers=2, progress=False,
+                                      propagation="sampled", quant_options=options, out=str(tmp_path / str(quantize_users))),
+                          data=data)
+        q = trainer.model.quantizer
+        q.warmup = 0
+        q.on_epoch_start(0)
+        with ag.no_grad():
+            reps[quantize_users] = whole = trainer.model.representation().data
+            z = q.combination()
+            rows = np.array([0, 5, 59, 60, 99])
+            part = q.represent_rows(ag.Tensor(z[rows]), rows).data
+        np.testing.assert_allclose(part, whole[rows], atol=1e-6)
+    rotated = z @ q.rotation.data
+    np.testing.assert_allclose(reps[False][:60], rotated[:60], rtol=1e-6)
+    assert not np.allclose(reps[True][:60], rotated[:60], atol=1e-3)  # coded when users are quantized
+    np.testing.assert_array_equal(reps[False][60:], reps[True][60:])
+    trainer.model.embedding.grad = None
+    loss = ag.sum(trainer.model.representation() * ag.Tensor(np.ones_like(whole)))
+    loss.backward()
+    assert np.abs(trainer.model.embedding.grad[:60]).sum() > 0 and np.abs(trainer.model.embedding.grad[60:]).sum() > 0
+    with pytest.raises(ValueError, match="quantize_users"):
+        Trainer(TrainConfig(dataset="synthetic", bits=2, dim=8, layers=2, progress=False,
+                            quant_options={"quantize": "z", "quantize_users": False}, out=str(tmp_path / "x")), data=data)
+
+
 def test_on_a_small_graph_sampled_training_ranks_as_well_as_the_full_graph(tmp_path):
     """Test NDCG@20 of the two modes, same data, seed and defaults, converged by patience: the
     sampled model within 3 standard errors of the test metric (its spread over users) of the

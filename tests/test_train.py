@@ -409,6 +409,11 @@ def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen(
         config = TrainConfig(bits=2, quant_options=chosen)
         assert config.quant_options == {"warmup": "auto", **chosen} and config.quant_lr is None
     assert TrainConfig(bits=32).quant_options == {} and TrainConfig(bits=2, quantizer="ste").quant_options == {}
+    # an item-only file: users stay float in training (rule 8) unless asked otherwise
+    assert TrainConfig(bits=2, export_users=False).quant_options["quantize_users"] is False
+    assert TrainConfig(bits=2, export_users=False, quant_options={"quantize": "z", "transform": "klt",
+                                                                   "quantize_users": True}).quant_options["quantize_users"]
+    assert "quantize_users" not in TrainConfig(bits=2, export_users=False, quant_options={"quantize": "z"}).quant_options
 
 
 def test_resuming_a_run_from_before_the_graph_free_default_keeps_its_deployment(tmp_path):

@@ -52,6 +52,11 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    NDCG@20 (test Recall@20 94.4% vs 95.2% of fp32). An axis takes up to 8 bits: capped at 4, the top
    axes of the busiest nodes were under-coded. This brings graph-free files to layer-0 accuracy at
    a quarter of the layer-0 file's bytes (bench/results/transform_coding-ml-1m.md).
+8. Item-only deployment (``quantize_users=False``, with a transform): the file stores the items
+   alone and a device folds its user in from their items in float (gnaq.edge's fold_in), so the
+   users' rows are trained unquantized, ẑ_u = z_u R, and the items' codes are learned against them:
+       ẑ = [z_U R ; Q(z_I R; …)]   (users U first, items I)
+   Only items' rows are coded in training; a whole-file export still codes the users' (untrained).
 5. Full-precision warm-up (``warmup`` epochs, z = Σₗ αₗ E⁽ˡ⁾ unquantized): the intervals
    are then (re)initialised by rule 1 from the trained embeddings, when nodes' statistics
    differ, and κ as in 3. The trainer selects and exports only quantized epochs.
@@ -94,7 +99,7 @@ class GNAQQuantizer(Quantizer):
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
                  busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None,
-                 file_ratio=None, file_rows: str = "all", file_gram: bool = True):
+                 file_ratio=None, file_rows: str = "all", file_gram: bool = True, quantize_users: bool = True):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
         self.mix = check_mix("gnaq", bits, mix_share, mix_bits, mix_by)
@@ -127,6 +132,9 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: file_rows ('all' or 'items') and file_gram (True/False) size the file of a "
                              f"file_ratio; got file_rows={file_rows!r}, file_gram={file_gram!r}, file_ratio={file_ratio!r}")
         self.file_rows, self.file_gram = file_rows, file_gram
+        if not isinstance(quantize_users, bool) or (not quantize_users and transform == "none"):
+            raise ValueError(f"gnaq: quantize_users (True/False; False needs a transform: rule 8) got {quantize_users!r}")
+        self.quantize_users = quantize_users
         if self.file_ratio and not scale_bits:
             scale_bits = 8  # the ratio's budget counts one byte of scale a node
         self.scale_bits, self.average_bits = int(scale_bits), float(average)
@@ -278,8 +286,9 @@ class GNAQQuantizer(Quantizer):
         if self.deploys == "layer0":  # z = Σₗ αₗ Âˡ Ê⁽⁰⁾ in full precision
             return super().represent()
         if self.axes is not None:  # ẑ = Q(z R; sₙ·u·m^g_k, b^g_k) (rule 7)
-            z = weighted_sum(model.layers(), model.layer_weights)
-            return self._quantize(ag.matmul(z, self.rotation), ag.exp(self._log_node(self.log_node)) * self.axis_steps)
+            z = ag.matmul(weighted_sum(model.layers(), model.layer_weights), self.rotation)
+            coded = self._quantize(z, ag.exp(self._log_node(self.log_node)) * self.axis_steps)
+            return coded if self.quantize_users else self._users_unquantized(z, coded, model.xp.arange(len(z.data)))
         z_pre, z_scale = self.forward()
         return self._quantize(z_pre, z_scale)
 
@@ -298,9 +307,15 @@ class GNAQQuantizer(Quantizer):
         def pick(a):
             return a[rows] if per_node else a
         scale = ag.exp(self._log_node(ag.gather(self.log_node, rows))) * pick(self.axis_steps.data)
-        out = graph_quantize(ag.matmul(z_rows, self.rotation), scale, pick(self.axis_widths),
-                             1.0 / math.sqrt(self.rotation.shape[1] * 2 ** (self.bits - 1)))
-        return out * pick(self.axis_coded)
+        rotated = ag.matmul(z_rows, self.rotation)
+        out = graph_quantize(rotated, scale, pick(self.axis_widths),
+                             1.0 / math.sqrt(self.rotation.shape[1] * 2 ** (self.bits - 1))) * pick(self.axis_coded)
+        return out if self.quantize_users else self._users_unquantized(rotated, out, rows)
+
+    def _users_unquantized(self, rotated, coded, rows):
+        """Rule 8: the rows of users (index < n_users) as rotated z, the items' as coded."""
+        is_user = (rows < self.model.n_users)[:, None].astype(rotated.data.dtype)
+        return rotated * is_user + coded * (1.0 - is_user)
 
     def _log_node(self, log_node):
         """ℓ of the node scales as trained and stored: coded on the grid with ``scale_bits`` (quant/scales.py)."""

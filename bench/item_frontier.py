@@ -128,10 +128,11 @@ def main():
                              f"{same[0]:.1%} / {same[1]:.1%}" if same else "-",
                              *(f"{timing[b][0]:.2f} / {timing[b][1]:.2f}" for b in ("numba", "numpy", "python"))])
                 if not with_users:
-                    points.append((info["file_bytes"], 100 * (kept[0] + kept[1]) / 2, ratio))
-                    labels.append(f"{folder.name}, {label}")
+                    points.append((info["file_bytes"], 100 * (kept[0] + kept[1]) / 2, ratio,
+                                   100 * (same[0] + same[1]) / 2 if same else 100.0))
+                    labels.append(folder.name + {"items, packed": "", "items, huffman": " +h"}.get(label, " +h −G"))
                 print(" | ".join(rows[-1]), flush=True)
-    front = set(pareto([(b, a) for b, a, _ in points]))
+    front = set(pareto([(b, a) for b, a, _, _ in points]))
     item_rows = [r for r in rows if r[2] != "whole file"]
     for i, row in enumerate(item_rows):
         row[0] = f"**{row[0]}**" if i in front else row[0]
@@ -152,19 +153,25 @@ def main():
     plt = pyplot()
     if plt is None or not points:
         return
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.scatter([p[2] for p in points], [p[1] for p in points], color="0.6", label="item-only file")
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.scatter([p[2] for p in points], [p[1] for p in points], color="0.7", s=12, label="item-only file")
     fx = sorted(front, key=lambda i: points[i][0])
-    ax.plot([points[i][2] for i in fx], [points[i][1] for i in fx], "o-", color="C3", label="Pareto front")
-    for i in fx:
-        ax.annotate(labels[i], points[i][2:0:-1], textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.axhline(98, color="C0", ls=":", lw=1)
-    ax.axvline(16, color="C0", ls=":", lw=1)
+    ax.plot([points[i][2] for i in fx], [points[i][1] for i in fx], "o-", color="C3",
+            label="Pareto front, % of the fp32 model (trained-in users)")
+    ax.plot([points[i][2] for i in fx], [points[i][3] for i in fx], "s--", color="C0",
+            label="the same files, % of the fp32 item-only file")
+    for k, i in enumerate(fx):
+        ax.annotate(labels[i], (points[i][2], points[i][1]), textcoords="offset points",
+                    xytext=(4, 6 if k % 2 else -10), fontsize=7)
+    for level in (95, 98):
+        ax.axhline(level, color="0.5", ls=":", lw=1)
+    for ratio in (16, 32):
+        ax.axvline(ratio, color="0.5", ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel("times smaller than the float32 item-only file (log)")
-    ax.set_ylabel("mean of test Recall@20 and NDCG@20, % of fp32 (trained-in)")
+    ax.set_xlabel("times smaller than the float32 item-only file of the same layout (log)")
+    ax.set_ylabel("mean of test Recall@20 and NDCG@20, %")
     ax.set_title(f"{args.dataset}: item-only files, users folded in on the device")
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(ROOT / "bench" / "results" / f"item-frontier-{args.dataset}{args.suffix}.png", dpi=120)
 

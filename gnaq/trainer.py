@@ -111,11 +111,13 @@ class TrainConfig:
     size: float | None = None  # a file this many times smaller than float32's (gnaq's file_ratio; picks bits)
 
     def __post_init__(self):
+        below_a_bit = False  # --size leaves about a bit a value or less (ratios past ~27x at d = 64)
         if self.size and self.quantizer == "gnaq":  # --size: the bits a value it leaves, rounded up (d = dim)
-            if self.bits == 32:  # the narrowest supported width at or above it
-                from .quant import SUPPORTED_BITS
+            if self.bits == 32:  # the narrowest supported width at or above it, at least 2 (the widths'
+                from .quant import SUPPORTED_BITS  # reference Δ_b; below it the average is fractional)
                 needed = math.ceil(32 / self.size - 8 / self.dim)
-                self.bits = min((b for b in SUPPORTED_BITS if needed <= b < 32), default=8)
+                below_a_bit = needed < 2
+                self.bits = min((b for b in SUPPORTED_BITS if max(needed, 2) <= b < 32), default=8)
             self.quant_options = {**self.quant_options, "file_ratio": self.size}
             if not self.export_users:  # the ratio is the item-only file's (item rows, no user rows)
                 self.quant_options["file_rows"] = "items"
@@ -133,8 +135,8 @@ class TrainConfig:
             self.default_deployment = True
             from .quant.axes import MAX_AXIS_BITS
             self.quant_options.update(quantize="z", transform="auto")
-            if self.bits < MAX_AXIS_BITS:
-                self.quant_options.update(busy_share=0.25, busy_bits=self.bits + 1)
+            if self.bits < MAX_AXIS_BITS:  # below a bit a value, 10% busy: the rest keep ~½ bit a value
+                self.quant_options.update(busy_share=0.1 if below_a_bit else 0.25, busy_bits=self.bits + 1)
             if self.quant_lr is None:
                 self.quant_lr = 0.3 * self.lr
         # an item-only file stores no user row: the items' codes are trained against float users, as the

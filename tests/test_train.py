@@ -409,6 +409,9 @@ def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen(
         config = TrainConfig(bits=2, quant_options=chosen)
         assert config.quant_options == {"warmup": "auto", **chosen} and config.quant_lr is None
     assert TrainConfig(bits=32).quant_options == {} and TrainConfig(bits=2, quantizer="ste").quant_options == {}
+    # --size past ~27x (about a bit a value or less): 2-bit reference widths, 10% of the nodes busy at 3 bits
+    assert TrainConfig(size=32).bits == 2 and TrainConfig(size=32).quant_options["busy_share"] == 0.1
+    assert TrainConfig(size=16).bits == 2 and TrainConfig(size=16).quant_options["busy_share"] == 0.25
     # an item-only file: users stay float in training (rule 8) unless asked otherwise
     assert TrainConfig(bits=2, export_users=False).quant_options["quantize_users"] is False
     assert TrainConfig(bits=2, export_users=False, quant_options={"quantize": "z", "transform": "klt",

@@ -10,7 +10,8 @@ with n_users chosen for the stated millions of training interactions (about 17.7
 Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: --walks (6 since session 15, 4 before) an occurrence in the
 batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
-"sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+"sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
+gradient through K of them, session 18): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
@@ -69,17 +70,27 @@ def csr_bytes(m) -> int:
     return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
 
 
+SAMPLER_MODES = {"r": "refreshes", "w": "walks", "g": "gradient_walks"}  # "sampled-w0": TrainConfig(walks=0), …
+
+
+def sampler_options(mode: str) -> dict:
+    """TrainConfig overrides of a mode: "sampled-before" session 7's sampler; "sampled-rN" N refreshes an
+    epoch, "sampled-wN" N walks ("sampled-w0": the history estimator), "sampled-gK" the gradient through K of
+    the 6 walks (--gradient-walks); anything else none."""
+    if mode == "sampled-before":
+        return dict(walk_allocation="target", average=0.0, walks=4, refreshes=8)
+    if mode.startswith("sampled-") and mode[8:9] in SAMPLER_MODES and mode[9:].isdigit():
+        return {SAMPLER_MODES[mode[8]]: int(mode[9:])}
+    return {}
+
+
 def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> dict:
     from gnaq.sampling import sample_bpr_epoch
     from gnaq.trainer import TrainConfig, Trainer
     t0 = time.perf_counter()
     data = load(spec)
     load_seconds = time.perf_counter() - t0
-    before = dict(walk_allocation="target", average=0.0, walks=4, refreshes=8) if mode == "sampled-before" else {}  # session 7's
-    if mode.startswith("sampled-r"):  # "sampled-r2": the default sampler at --refreshes 2
-        before = dict(refreshes=int(mode[len("sampled-r"):]))
-    if mode.startswith("sampled-w"):  # "sampled-w0": the sampler at --walks 0 (the history estimator)
-        before = dict(walks=int(mode[len("sampled-w"):]))
+    before = sampler_options(mode)
     trainer = Trainer(TrainConfig(bits=32, propagation=mode.split("-")[0], progress=False, valid_users=10000,
                                   out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model
@@ -208,9 +219,9 @@ def plot(rows, path) -> None:
     for mode in dict.fromkeys(r["mode"] for r in rows):
         pts = synthetic_series(rows, mode)
         if pts:
-            walks = mode[len("sampled-w"):] if mode.startswith("sampled-w") else None
+            option = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sampler_options(mode).items())
             ax.loglog(*zip(*pts), styles.get(mode, "x-"),
-                      label=labels.get(mode, f"gnaq sampled, {walks} walk{'' if walks == '1' else 's'}" if walks else f"gnaq {mode}"))
+                      label=labels.get(mode, f"gnaq sampled, {option}" if option else f"gnaq {mode}"))
     ax.set_xlabel("training interactions")
     ax.set_ylabel("seconds per epoch")
     ax.grid(True, which="both", alpha=0.3)

@@ -199,9 +199,12 @@ class SampledPropagation:
     """z's rows for a batch at O(|T|·S·L·d) a step (module docstring); ``refresh`` takes the
     history H = E⁽⁰⁾ now: Z̄ = P H, and the drift D = E⁽⁰⁾ − H (the embedding's follower) to 0."""
 
-    def __init__(self, model, train, walks: int = 6, allocation: str = "occurrence"):
+    def __init__(self, model, train, walks: int = 6, allocation: str = "occurrence", gradient_walks=None):
         if walks < 0:
             raise ValueError(f"--walks must be ≥ 0, got {walks}")
+        if gradient_walks is not None and not 1 <= gradient_walks <= walks:
+            raise ValueError(f"--gradient-walks must be in [1, --walks = {walks}], got {gradient_walks}")
+        self.gradient_walks = gradient_walks
         if allocation not in WALK_ALLOCATIONS:
             raise ValueError(f"walk allocation {allocation!r} unknown; choose from {WALK_ALLOCATIONS}")
         self.allocation = allocation
@@ -266,6 +269,9 @@ class SampledPropagation:
             _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, self.drift, z)
         else:  # the numpy twin (and cupy): Z̄_T + W D
             z = self.mean[index] + spmm(W, self.drift)
+        if self.gradient_walks is not None and self.gradient_walks < self.walks:
+            W = to_device(gradient_operator(to_numpy_csr(W), self.walks, self.gradient_walks,
+                                            len(self.model.layer_weights) - 1, rng), self.model.device)
         return ag.sampled_rows(embedding, W, z, output=True)
 
     def layer_rows(self, targets, rng: np.random.Generator, counts=None) -> list:
@@ -287,6 +293,30 @@ class SampledPropagation:
             out.append(ag.sampled_rows(embedding, W_l, self.layer_means[layer][index] + spmm(W_l, self.drift),
                                        output=True))
         return out
+
+
+def gradient_operator(W, walks: int, kept: int, n_layers: int, rng: np.random.Generator):
+    """W_T's gradient from ``kept`` of each block's ``walks`` walks (``--gradient-walks``): in every
+    (1 + walks·L)-wide block of W (a target's occurrence), the hop-0 entry and the entries of ``kept``
+    walks drawn without replacement, those scaled by walks / kept — so E[W'] = W over the draw and
+    E[W'ᵀ g] = E[Wᵀ g], unbiased for P_Tᵀ g, while the step's optimizer touches ~kept/walks of the walk
+    rows. The forward still uses every walk; ∂E⁽⁰⁾ = W'ᵀ g is not the exact gradient of that forward
+    (it is of the same expectation). CSR (T, N), 1 + kept·L entries a block."""
+    width = 1 + walks * n_layers
+    blocks = W.nnz // width
+    choice = np.argsort(rng.random((blocks, walks)), axis=1)[:, :kept]
+    chosen = np.zeros((blocks, walks), dtype=bool)
+    np.put_along_axis(chosen, choice, True, axis=1)
+    keep = np.concatenate([np.ones((blocks, 1), dtype=bool), np.tile(chosen, (1, n_layers))], axis=1).ravel()
+    scale = np.concatenate([np.ones((blocks, 1), dtype=np.float32),
+                            np.full((blocks, walks * n_layers), walks / kept, dtype=np.float32)], axis=1).ravel()
+    indptr = W.indptr // width * (1 + kept * n_layers)
+    return scipy.sparse.csr_matrix(((W.data * scale)[keep], W.indices[keep], indptr), shape=W.shape)
+
+
+def to_numpy_csr(W):
+    """W as a scipy CSR on the host (a cupyx CSR comes back)."""
+    return W.get() if hasattr(W, "get") else W
 
 
 def hop_operators(W, walks: int, weights) -> list:

@@ -70,6 +70,9 @@ def build_parser():
                         "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
                         "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
     p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s); 0: none, the history estimator — a batch row is its refreshed z plus its own change since, matrix-factorisation cost a step (gnaq/sampled.py)")
+    p.add_argument("--gradient-walks", type=int, default=None, metavar="K",
+                   help="sampled: the gradient reaches K of each target's --walks walks (chosen at random, scaled "
+                        "by walks/K: unbiased), the forward uses all of them; fewer rows for Adam a step")
     p.add_argument("--walk-allocation", choices=WALK_ALLOCATIONS, default=defaults.walk_allocation,
                    help="sampled: walks a distinct batch row: --walks per occurrence in the batch (occurrence, the "
                         "default: popular rows, whose gradient sums many pairs, get more), --walks (target), or "
@@ -207,7 +210,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler, negatives=args.negatives,
-        propagation=args.propagation, walks=args.walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
+        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         export_users=args.export_users == "yes", export_gram=args.export_gram == "yes", progress=not args.quiet, size=args.size)

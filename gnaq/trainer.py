@@ -89,6 +89,7 @@ class TrainConfig:
     negatives: int = 1  # negatives a positive (a batch holds batch_size positives, batch_size·negatives triplets)
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
     walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph; 0: the history estimator, sampled.py)
+    gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all --walks; sampled.gradient_operator)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
@@ -232,7 +233,8 @@ class Trainer:
             if self.comm.size > 1 and config.quantizer not in ("gnaq", "pq") and config.bits != 32:
                 raise ValueError(f"--propagation sampled under mpiexec: quantizer {config.quantizer!r} runs in one "
                                  "process (its whole-table statistics are not sliced); use --propagation full")
-            self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation)
+            self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation,
+                                              config.gradient_walks)
             n_nodes = d.n_users + d.n_items
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
                 p.sparse_grad = p.shape[0] == n_nodes

@@ -195,6 +195,40 @@ def test_sampled_rows_are_exact_at_a_refresh_and_unbiased_after_a_drift():
     assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9)
 
 
+def test_gradient_walks_keep_the_forward_and_estimate_its_gradient_without_bias():
+    """--gradient-walks K: z_T is the same (every walk); the gradient reaches the hop-0 rows and K
+    walks' rows of each occurrence, scaled by S/K, and its mean over draws is the all-walk gradient."""
+    from gnaq.sampled import gradient_operator
+    R = tiny_graph(seed=2)
+    model = _Model(R)
+    full, part = SampledPropagation(model, R, walks=4), None
+    full.refresh()
+    take_step(model, full, 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape))
+    targets, counts = np.array([0, 3, 31, 40, 7]), np.array([1, 2, 1, 3, 1])
+    g = np.random.default_rng(2).normal(size=(len(targets), model.embedding.shape[1]))
+    W = walk_operator(full.indptr, full.indices, full.degree, targets, model.layer_weights, 4,
+                      np.random.default_rng(3), repeats=counts)
+    draws = np.stack([(gradient_operator(W, 4, 1, 3, np.random.default_rng(i)).T @ g) for i in range(3000)])
+    expected = W.T @ g
+    se = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-9)
+    one = gradient_operator(W, 4, 1, 3, np.random.default_rng(0))
+    assert one.nnz == W.nnz // (1 + 4 * 3) * (1 + 3) and np.array_equal(np.diff(one.indptr), counts * 4)
+    assert set(one.indices) <= set(W.indices)
+    part = SampledPropagation(model, R, walks=4, gradient_walks=1)  # takes the drift table over, same values
+    part.drift[...], part.mean = full.drift, full.mean
+    model.embedding.grad = None
+    z = part.rows(targets, np.random.default_rng(5), counts)
+    ag.sum(z * g).backward()
+    rng = np.random.default_rng(5)  # the same draws: the walks, then the walks the gradient keeps
+    W5 = walk_operator(part.indptr, part.indices, part.degree, targets, model.layer_weights, 4, rng, repeats=counts)
+    G5 = gradient_operator(W5, 4, 1, 3, rng)
+    assert np.allclose(z.data, part.mean[targets] + W5 @ part.drift, atol=1e-6)  # the forward: every walk
+    assert np.allclose(np.asarray(model.embedding.grad), G5.T @ g, atol=1e-6)  # the gradient: the kept walks
+    with pytest.raises(ValueError, match="gradient-walks"):
+        SampledPropagation(model, R, walks=4, gradient_walks=5)
+
+
 @pytest.mark.parametrize("impl", ["numpy"] + (["numba"] if HAVE_NUMBA else []))
 @pytest.mark.parametrize("averaged", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])

@@ -85,6 +85,15 @@ def pareto(points):
     return keep
 
 
+def bold_front(rows, points) -> set:
+    """Bold the first cell of rows[i] for each i on the Pareto front of points (bytes, accuracy), one
+    point a row; returns the front's indices."""
+    front = set(pareto(points))
+    for i, row in enumerate(rows):
+        row[0] = f"**{row[0]}**" if i in front else row[0]
+    return front
+
+
 def main():
     from gnaq.data import load_dataset
     from gnaq.export import export_model
@@ -148,10 +157,7 @@ def main():
                     points.append((info["file_bytes"], 100 * (rel[0] + rel[1]) / 2))
                     labels.append(run + (" + huffman" if entropy else ""))
                 print(" | ".join(map(str, rows[-1])), flush=True)
-    front = set(pareto(points))
-    no_history = [r for r in rows if r[3] == "no"]
-    for i, row in enumerate(no_history):
-        row[0] = f"**{row[0]}**" if i in front else row[0]
+    front = bold_front([r for r in rows if r[3] == "no"], points)
     header = ["run", "deploys", "bits", "history", "file bytes", "vs float32 file", "Recall@20 vs fp32",
               "NDCG@20 vs fp32", "numba load s / top-10 ms", "numpy load s / top-10 ms", "python load s / top-10 ms"]
     command = " ".join(["python bench/frontier.py"] + sys.argv[1:])

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import data_dir, markdown_table, pyplot  # noqa: E402
-from frontier import pareto, trained_model  # noqa: E402
+from frontier import bold_front, trained_model  # noqa: E402
 
 VARIANTS = (  # (label, users, entropy, gram)
     ("whole file", True, False, True),
@@ -132,10 +132,7 @@ def main():
                                    100 * (same[0] + same[1]) / 2 if same else 100.0))
                     labels.append(folder.name + {"items, packed": "", "items, huffman": " +h"}.get(label, " +h −G"))
                 print(" | ".join(rows[-1]), flush=True)
-    front = set(pareto([(b, a) for b, a, _, _ in points]))
-    item_rows = [r for r in rows if r[2] != "whole file"]
-    for i, row in enumerate(item_rows):
-        row[0] = f"**{row[0]}**" if i in front else row[0]
+    front = bold_front([r for r in rows if r[2] != "whole file"], [(b, a) for b, a, _, _ in points])
     header = ["run", "bits", "file", "bytes", "vs float32 file", "test R@20 / N@20", "kept of fp32 (trained-in)",
               "kept of fp32 item-only", "numba load+fold s / top-10 ms", "numpy", "python"]
     command = " ".join(["python bench/item_frontier.py"] + sys.argv[1:])

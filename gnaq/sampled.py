@@ -301,7 +301,8 @@ def gradient_operator(W, walks: int, kept: int, n_layers: int, rng: np.random.Ge
     walks drawn without replacement, those scaled by walks / kept — so E[W'] = W over the draw and
     E[W'ᵀ g] = E[Wᵀ g], unbiased for P_Tᵀ g, while the step's optimizer touches ~kept/walks of the walk
     rows. The forward still uses every walk; ∂E⁽⁰⁾ = W'ᵀ g is not the exact gradient of that forward
-    (it is of the same expectation). CSR (T, N), 1 + kept·L entries a block."""
+    (it is of the same expectation). CSR (T, N), 1 + kept·L entries a block. For ``rows`` (z); the
+    per-layer rows (``layer_rows``, BiGeaR) keep every walk in their gradient."""
     width = 1 + walks * n_layers
     blocks = W.nnz // width
     choice = np.argsort(rng.random((blocks, walks)), axis=1)[:, :kept]

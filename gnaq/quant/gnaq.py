@@ -52,17 +52,18 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    NDCG@20 (test Recall@20 94.4% vs 95.2% of fp32). An axis takes up to 8 bits: capped at 4, the top
    axes of the busiest nodes were under-coded. This brings graph-free files to layer-0 accuracy at
    a quarter of the layer-0 file's bytes (bench/results/transform_coding-ml-1m.md).
-8. Item-only deployment (``quantize_users=False``, with a transform): the file stores the items
-   alone and a device folds its user in from their items in float (gnaq.edge's fold_in), so the
-   users' rows are trained unquantized, ẑ_u = z_u R, and the items' codes are learned against them:
-       ẑ = [z_U R ; Q(z_I R; …)]   (users U first, items I)
-   Only items' rows are coded in training; a whole-file export still codes the users' (untrained).
 5. Full-precision warm-up (``warmup`` epochs, z = Σₗ αₗ E⁽ˡ⁾ unquantized): the intervals
    are then (re)initialised by rule 1 from the trained embeddings, when nodes' statistics
    differ, and κ as in 3. The trainer selects and exports only quantized epochs.
    ``warmup="auto"`` (the trainer's default): full precision until validation NDCG@20 stops
    improving; the trainer then restores the best full-precision embeddings, resets Adam and
    quantizes from them — quantization from a converged model, as ``--init-from`` does.
+8. Item-only deployment (``quantize_users=False``, with a transform): the file stores the items
+   alone and a device folds its user in from their items in float (gnaq.edge's fold_in), so the
+   users' rows are trained unquantized, ẑ_u = z_u R, and the items' codes are learned against them:
+       ẑ = [z_U R ; Q(z_I R; …)]   (users U first, items I)
+   Only items' rows are coded in training; a whole-file export still codes the users' (untrained).
+   The trainer's validation then ranks with the trained float users, not folded-in ones.
 """
 
 from __future__ import annotations

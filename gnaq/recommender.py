@@ -216,7 +216,9 @@ class Recommender:
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path, history: bool = True, users: bool = True, gram: bool = True) -> dict:
         """Write the packed .gnaq model to a path (atomic) or a binary file object; returns its
-        sizes (gnaq.export). users=False: an item-only file (devices fold their user in);
+        sizes (gnaq.export). users=False: an item-only file (devices fold their user in) — for the
+        most accurate one, fit with ``quant_options={"quantize_users": False}`` (the CLI's default for
+        --export-users no: the items' codes trained against float users, quant/gnaq.py rule 8);
         gram=False: without the items' Gram matrix (a reader computes it on its first fold-in)."""
         from .export import export_model
         self._check_fitted()

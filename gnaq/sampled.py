@@ -263,16 +263,16 @@ class SampledPropagation:
         mean of its r_t rows — still unbiased, with 1/r_t of the variance where g_t is largest."""
         from .spmm import spmm
         W, index, embedding = self._walks(targets, rng, counts)
+        W_grad = W  # the gradient's operator: every walk, or --gradient-walks of them (built on the host)
+        if self.gradient_walks is not None and self.gradient_walks < self.walks:
+            W_grad = gradient_operator(W, self.walks, self.gradient_walks, len(self.model.layer_weights) - 1, rng)
         W = to_device(W, self.model.device)
         if HAVE_NUMBA and isinstance(embedding.data, np.ndarray) and embedding.data.ndim == 2:
             z = np.empty((len(index), embedding.shape[1]), dtype=embedding.dtype)
             _drift_rows_numba(W.indptr, W.indices, W.data, index, self.mean, self.drift, z)
         else:  # the numpy twin (and cupy): Z̄_T + W D
             z = self.mean[index] + spmm(W, self.drift)
-        if self.gradient_walks is not None and self.gradient_walks < self.walks:
-            W = to_device(gradient_operator(to_numpy_csr(W), self.walks, self.gradient_walks,
-                                            len(self.model.layer_weights) - 1, rng), self.model.device)
-        return ag.sampled_rows(embedding, W, z, output=True)
+        return ag.sampled_rows(embedding, W if W_grad is W else to_device(W_grad, self.model.device), z, output=True)
 
     def layer_rows(self, targets, rng: np.random.Generator, counts=None) -> list:
         """[E⁽⁰⁾_T, E⁽¹⁾_T, …, E⁽ᴸ⁾_T]: each layer's rows (len(targets), d) as Tensors differentiable in
@@ -313,11 +313,6 @@ def gradient_operator(W, walks: int, kept: int, n_layers: int, rng: np.random.Ge
                             np.full((blocks, walks * n_layers), walks / kept, dtype=np.float32)], axis=1).ravel()
     indptr = W.indptr // width * (1 + kept * n_layers)
     return scipy.sparse.csr_matrix(((W.data * scale)[keep], W.indices[keep], indptr), shape=W.shape)
-
-
-def to_numpy_csr(W):
-    """W as a scipy CSR on the host (a cupyx CSR comes back)."""
-    return W.get() if hasattr(W, "get") else W
 
 
 def hop_operators(W, walks: int, weights) -> list:

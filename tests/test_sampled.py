@@ -201,7 +201,7 @@ def test_gradient_walks_keep_the_forward_and_estimate_its_gradient_without_bias(
     from gnaq.sampled import gradient_operator
     R = tiny_graph(seed=2)
     model = _Model(R)
-    full, part = SampledPropagation(model, R, walks=4), None
+    full = SampledPropagation(model, R, walks=4)
     full.refresh()
     take_step(model, full, 0.1 * np.random.default_rng(1).normal(size=model.embedding.shape))
     targets, counts = np.array([0, 3, 31, 40, 7]), np.array([1, 2, 1, 3, 1])

@@ -214,12 +214,13 @@ class Recommender:
         return self._query.similar_users(userid, N, filter_users, users)
 
     # ---- persistence -----------------------------------------------------------------------
-    def save(self, path, history: bool = True, users: bool = True, gram: bool = True) -> dict:
+    def save(self, path, history: bool = True, users: bool = True, gram: bool = True, entropy: bool = False) -> dict:
         """Write the packed .gnaq model to a path (atomic) or a binary file object; returns its
         sizes (gnaq.export). users=False: an item-only file (devices fold their user in) — for the
         most accurate one, fit with ``quant_options={"quantize_users": False}`` (the CLI's default for
         --export-users no: the items' codes trained against float users, quant/gnaq.py rule 8);
-        gram=False: without the items' Gram matrix (a reader computes it on its first fold-in)."""
+        gram=False: without the items' Gram matrix (a reader computes it on its first fold-in);
+        entropy=True: a transform-coded model's rows Huffman coded (the CLI's --export-entropy yes)."""
         from .export import export_model
         self._check_fitted()
         if not hasattr(self, "trainer_"):
@@ -227,7 +228,7 @@ class Recommender:
         if not hasattr(path, "write"):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return export_model(self.trainer_.model, self._history_data(), path, history=history, users=users,
-                            gram=gram)
+                            gram=gram, entropy=entropy)
 
     @classmethod
     def load(cls, path_or_file, backend: str = "auto") -> "Recommender":

@@ -213,7 +213,8 @@ def config_from_args(args):
         propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
-        export_users=args.export_users == "yes", export_gram=args.export_gram == "yes", progress=not args.quiet, size=args.size)
+        export_users=args.export_users == "yes", export_gram=args.export_gram == "yes",
+        export_entropy=args.export_entropy == "yes", progress=not args.quiet, size=args.size)
 
 
 def summary_line(result: dict, seconds: float, resumed_after: int = None) -> str:
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
         path = config.export or os.path.join(asked.out, "model.gnaq")
         try:
             info = export_model(whole, trainer.data, path, history=config.export_history,
-                                users=config.export_users, entropy=args.export_entropy == "yes",
+                                users=config.export_users, entropy=config.export_entropy,
                                 gram=config.export_gram)
         except ValueError as exc:
             say(f"gnaq.train: not exported: {exc}", file=sys.stderr)

@@ -107,6 +107,7 @@ class TrainConfig:
     export_history: bool = True
     export_users: bool = True  # False: an item-only file (devices fold their user in); --size then sizes it
     export_gram: bool = True  # False: no items' Gram matrix in the file (a device computes it)
+    export_entropy: bool = False  # True: a transform-coded file's rows Huffman coded (gnaq.entropy)
     progress: bool = True
     default_deployment: bool = False  # set when gnaq's default deployment filled the options in
     size: float | None = None  # a file this many times smaller than float32's (gnaq's file_ratio; picks bits)

@@ -145,6 +145,18 @@ def test_an_item_only_file_without_its_gram_folds_in_as_the_file_with_it(fitted,
         np.testing.assert_allclose(np.asarray(computed.item_gram), np.asarray(stored.item_gram), rtol=1e-5, atol=1e-8)
 
 
+def test_save_entropy_codes_the_rows_and_answers_as_the_packed_file(fitted, saved, user_items, tmp_path):
+    """Recommender.save(entropy=True) is the CLI's --export-entropy yes: the same rows, Huffman coded."""
+    info = fitted.save(tmp_path / "coded.gnaq", entropy=True)
+    assert "user_huffman" in info["sections"] and "user_codes" not in info["sections"]
+    assert info["file_bytes"] < saved.stat().st_size
+    users = np.arange(0, 300, 11)
+    expected = gnaq.load(saved).recommend(users, user_items[users], N=10)
+    ids, scores = gnaq.load(tmp_path / "coded.gnaq").recommend(users, user_items[users], N=10)
+    np.testing.assert_array_equal(ids, expected[0])
+    assert scores.tobytes() == expected[1].tobytes()
+
+
 def test_fit_takes_show_progress_and_a_callback(user_items):
     seen = []
     model = gnaq.Recommender(**FAST).fit(user_items, show_progress=False,

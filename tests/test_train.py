@@ -454,12 +454,13 @@ def test_size_preset_sizes_an_item_only_file_as_itself(tmp_path, capsys):
     ratio = 4
     args = [a for a in FAST if a != "--no-export"] + ["--epochs", "2", "--export-history", "no"]
     for gram in ("yes", "no"):  # an item-only file is sized as itself: item rows, with or without Ḡ
-        out = tmp_path / f"items-{gram}"
+        out, entropy = tmp_path / f"items-{gram}", "yes" if gram == "no" else "no"
         assert train_cli.main(args + ["--size", f"{ratio}x", "--export-users", "no", "--export-gram", gram,
-                                      "--out", str(out)]) == 0
+                                      "--export-entropy", entropy, "--out", str(out)]) == 0
         line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("exported")][-1]
         assert ratio <= float(line.split(" bytes, ")[1].split("x")[0]) < 1.5 * ratio
         device = edge.load(out / "model.gnaq")
         assert device.n_users == 0 and (device.item_gram is not None) == (gram == "yes")
         saved = json.loads((out / "config.json").read_text())
         assert saved["export_users"] is False and saved["export_gram"] is (gram == "yes")
+        assert saved["export_entropy"] is (entropy == "yes") and bool(device.header.get("huffman")) is (entropy == "yes")

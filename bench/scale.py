@@ -11,7 +11,8 @@ Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: --walks (
 batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
 "sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
-gradient through K of them, session 18): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+gradient through K of them, session 18; "sampled-reachS": the history estimator with --reach S, whose move at each refresh
+— one more propagation — counts with it, session 19): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
@@ -79,6 +80,8 @@ def sampler_options(mode: str) -> dict:
     the 6 walks (--gradient-walks); anything else none."""
     if mode == "sampled-before":
         return dict(walk_allocation="target", average=0.0, walks=4, refreshes=8)
+    if mode.startswith("sampled-reach"):  # the history estimator with its deferred reach (gnaq/reach.py)
+        return dict(walks=0, reach=float(mode[len("sampled-reach"):]))
     if mode.startswith("sampled-") and mode[8:9] in SAMPLER_MODES and mode[9:].isdigit():
         return {SAMPLER_MODES[mode[8]]: int(mode[9:])}
     return {}
@@ -110,6 +113,8 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         loss, _, _ = model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, sampled=trainer.sampled, rng=trainer.rng)
         trainer.optimizer.zero_grad()
         loss.backward()
+        if trainer.reach is not None:
+            trainer.reach.accumulate(model.embedding.grad)
         trainer.optimizer.step(average=trainer.average)  # as Trainer.train_epoch
     times = []
     for b in range(steps + 2):
@@ -117,6 +122,10 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         step(b % n_steps)
         times.append(time.perf_counter() - t0)
     step_seconds = statistics.median(times[2:])
+    if trainer.reach is not None:  # its move comes with every refresh: one propagation and O(N·d)
+        t0 = time.perf_counter()
+        trainer.reach.move(trainer.optimizer, trainer.average)
+        refresh += time.perf_counter() - t0
     millions = float(spec.split(":")[1]) if spec.startswith("synthetic:") else nnz / 1e6  # the nominal size
     if mode.startswith("sampled") and millions <= whole_epoch_up_to:
         t0 = time.perf_counter()
@@ -133,6 +142,8 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     need += sum(csr_bytes(m) for m in (data.train, data.valid, data.test) if m is not None)
     if trainer.sampled is not None:
         need += 2 * n * d * 4 + trainer.sampled.indptr.nbytes + trainer.sampled.indices.nbytes  # D, Z̄, A
+    if trainer.reach is not None:  # the reach's G (gnaq/reach.py)
+        need += n * d * 4
     if trainer.average is not None:  # the weight average ā and each row's last step (averaging.py)
         need += n * d * 4 + n * 8
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

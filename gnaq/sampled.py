@@ -50,6 +50,9 @@ true z = P E⁽⁰⁾ this step is still a descent direction — with αₗ = 1/
 points where P is invertible: P g preconditioned by P⁻¹. A step reads and writes 3 rows an interaction, as BPR on matrix
 factorisation does: O(nnz·d) an epoch plus the refreshes (bench/results/scale.md, session 17). Each
 layer's rows likewise: E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T (their αₗ-weighted sum is z_T above).
+What it leaves out of LightGCN's step, the neighbours' share (P − α₀ I) g, ``--reach`` adds back at
+every refresh, summed over the interval and scaled by Adam's 1/√v̂ (reach.py): one more propagation
+a refresh.
 """
 
 from __future__ import annotations

@@ -77,6 +77,9 @@ def build_parser():
                    help="sampled: walks a distinct batch row: --walks per occurrence in the batch (occurrence, the "
                         "default: popular rows, whose gradient sums many pairs, get more), --walks (target), or "
                         "--walks per ⌈√occurrences⌉")
+    p.add_argument("--reach", type=float, default=defaults.reach, metavar="S",
+                   help="with --walks 0: apply the neighbours' share of each step's gradient, (P − α₀I) Σg scaled "
+                        "by Adam's 1/√v̂, at every refresh, weighted S (default %(default)s: off; gnaq/reach.py)")
     p.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch (default %(default)s)")
     p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
@@ -210,7 +213,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler, negatives=args.negatives,
-        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, refreshes=args.refreshes, average=args.average,
+        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, reach=args.reach, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         export_users=args.export_users == "yes", export_gram=args.export_gram == "yes",

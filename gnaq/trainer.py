@@ -49,6 +49,7 @@ from .models import LightGCN
 from .models.lightgcn import initial_table
 from .models.whole import snapshot
 from .optim import Adam
+from .reach import DeferredReach
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
 from .averaging import EmbeddingAverage
@@ -91,6 +92,7 @@ class TrainConfig:
     walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph; 0: the history estimator, sampled.py)
     gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all --walks; sampled.gradient_operator)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
+    reach: float = 0.0  # sampled, --walks 0: scale of the neighbours' gradient share applied at each refresh (reach.py; 0: off)
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
@@ -176,6 +178,10 @@ class TrainConfig:
              f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
             (self.walks >= 0, f"--walks must be ≥ 0, got {self.walks}"),
             (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
+            (self.reach >= 0, f"--reach must be ≥ 0 (0: off), got {self.reach}"),
+            (not self.reach or (self.walks == 0 and self.propagation != "full"),
+             f"--reach {self.reach:g} completes the history estimator: it needs --walks 0 and sampled propagation "
+             f"(got --walks {self.walks}, --propagation {self.propagation})"),
             (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
@@ -236,6 +242,9 @@ class Trainer:
                                  "process (its whole-table statistics are not sliced); use --propagation full")
             self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation,
                                               config.gradient_walks)
+            if config.reach and getattr(quantizer, "needs_layers", False):
+                raise ValueError(f"--reach: quantizer {config.quantizer!r} quantizes every layer; its gradient is "
+                                 "not z's (use --reach 0)")
             n_nodes = d.n_users + d.n_items
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
                 p.sparse_grad = p.shape[0] == n_nodes
@@ -243,6 +252,7 @@ class Trainer:
         self.average_decay = config.average if config.average is not None else (
             SAMPLED_AVERAGE if self.propagation == "sampled" else 0.0)
         self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if self.average_decay else None
+        self.reach = DeferredReach(self.model, config.reach) if self.sampled is not None and config.reach else None
         self._reloaded = False  # weights loaded from a checkpoint since the last evaluation began
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)
@@ -292,6 +302,8 @@ class Trainer:
             sl = slice(b * batch, (b + 1) * batch)
             t0 = time.perf_counter()
             if self.sampled is not None and b % refresh_every == 0:  # the history, from this step's E⁽⁰⁾
+                if self.reach is not None:  # the interval's reach first (reach.py)
+                    self.reach.move(self.optimizer, self.average)
                 self.sampled.refresh()
             loss, _, _ = self.model.bpr_loss(users[sl], pos[sl], neg[sl], cfg.reg, self.teacher, cfg.distill,
                                              sampled=self.sampled, rng=self.rng)
@@ -299,6 +311,8 @@ class Trainer:
             t1 = time.perf_counter()
             self.optimizer.zero_grad()
             loss.backward()
+            if self.reach is not None:
+                self.reach.accumulate(self.model.embedding.grad)
             sync(self.device)
             t2 = time.perf_counter()
             self.model.quantizer.before_step()
@@ -315,6 +329,8 @@ class Trainer:
                 if not math.isfinite(running):
                     raise NonFiniteLoss(f"loss became {running} at epoch {self.epoch + 1}, batch {b + 1}; "
                                         "try a smaller --lr; the last good checkpoint is kept")
+        if self.reach is not None:  # before evaluation and the checkpoint, which then holds G = 0
+            self.reach.move(self.optimizer, self.average)
         mean_loss = float(total) / n_batches
         if not math.isfinite(mean_loss):
             raise NonFiniteLoss(f"loss became {mean_loss} at epoch {self.epoch + 1}; "

@@ -1,0 +1,133 @@
+"""The history estimator's missing reach, applied at each refresh (``--reach``, with ``--walks 0``).
+
+With no walks (sampled.py) a step's gradient reaches the batch's own rows only, ∂E⁽⁰⁾_T = g_T,
+where LightGCN's reaches every row near them, ∂E⁽⁰⁾ = P g (N nodes, d dims, P = Σₗ αₗ Âˡ (N, N)).
+What a step leaves out is (P − α₀ I) g: the neighbours' share (the own row keeps its whole g).
+Here it is collected and applied once an interval, at the refresh that ends it:
+
+    G = Σ_t g_t                                  (N, d): the steps' z-gradients since the last refresh
+    E⁽⁰⁾ ← E⁽⁰⁾ − s · lr · (P − α₀ I) G / (√v̂ + ε)    (every row with v > 0, elementwise)
+
+v̂ = v / (1 − β₂ᵗ) is Adam's second moment of the embedding (optim.py) at the refresh. With v held
+fixed, Adam's step is linear in its gradient, so the interval's steps would have moved each row by
+about lr · Σ_t c_t / (√v̂ + ε) for a gradient part c_t; this adds that part for c_t = (P − α₀ I) g_t,
+late by at most one interval, in one move. ``s`` (the scale, ``--reach``) weighs it: 0 is the history
+estimator alone, 1 the linearised step; a row Adam never moved (v = 0) takes none.
+
+Cost: G += g_T is one more row write per target a step; the move is one full propagation (the
+refresh's cost, L products over Â) and O(N·d) — per epoch O(refreshes · L · nnz · d) more, still
+linear in the interactions (bench/results/scale.md, session 19). The trainer moves E⁽⁰⁾ before each
+refresh and at each epoch's end, so a checkpoint holds G = 0 and ``--resume`` stays exact. Measured
+accuracy: bench/results/sampled_accuracy.md (session 19).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as ag
+from .spmm import scipy_sparse_like
+
+try:
+    from numba import njit, prange
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the no-numba CI leg
+    HAVE_NUMBA = False
+
+if HAVE_NUMBA:
+    @njit(cache=True, nogil=True)
+    def _add_transpose_numba(indptr, indices, data, g, out):  # pragma: no cover - jitted
+        """out += Wᵀ g for CSR W (m, N), g (m, d): each entry's row added where it points."""
+        for t in range(indptr.shape[0] - 1):
+            for p in range(indptr[t], indptr[t + 1]):
+                j, w = indices[p], data[p]
+                for c in range(g.shape[1]):
+                    out[j, c] += w * g[t, c]
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _move_numba(theta, follower, spread, gradients, alpha0, v, v_correction, step, eps):  # pragma: no cover
+        """θ −= step · (spread − α₀ G) / (√(v / c) + ε) where v > 0, in place (and the follower)."""
+        follow = follower.shape[0] > 0
+        for r in prange(theta.shape[0]):
+            for c in range(theta.shape[1]):
+                if v[r, c] > 0:
+                    move = step * (spread[r, c] - alpha0 * gradients[r, c]) / (np.sqrt(v[r, c] / v_correction) + eps)
+                    theta[r, c] -= move
+                    if follow:
+                        follower[r, c] -= move
+
+
+def add_transpose(W, g, out, impl=None) -> None:
+    """out (N, d) += Wᵀ g in place, W CSR (m, N), g (m, d). ``impl``: ``numba`` (the CPU default where
+    it imports) or ``numpy`` (np.add.at: the oracle; cupyx's scatter_add on the GPU)."""
+    if (impl or ("numba" if HAVE_NUMBA and isinstance(out, np.ndarray) else "numpy")) == "numba":
+        _add_transpose_numba(W.indptr, W.indices, W.data.astype(out.dtype, copy=False),
+                             np.ascontiguousarray(g, dtype=out.dtype), out)
+        return
+    xp = np if isinstance(out, np.ndarray) else __import__("cupy")
+    row_of = xp.repeat(xp.arange(W.shape[0]), xp.diff(W.indptr))
+    values = (g[row_of] * W.data[:, None]).astype(out.dtype)
+    if xp is np:
+        np.add.at(out, W.indices, values)
+    else:  # pragma: no cover - GPU
+        __import__("cupyx").scatter_add(out, W.indices, values)
+
+
+def move_rows(theta, follower, spread, gradients, alpha0, v, v_correction, step, eps, impl=None) -> None:
+    """θ (N, d) −= step · (spread − α₀ G) / (√(v / v_correction) + ε) on every element with v > 0, the
+    same on ``follower`` (N, d) when given. ``impl``: ``numba`` (the CPU default where it imports)
+    or ``numpy`` (the oracle, and cupy)."""
+    cpu = isinstance(theta, np.ndarray)
+    if (impl or ("numba" if HAVE_NUMBA and cpu else "numpy")) == "numba":
+        from .optim import follower_rows
+        dtype = theta.dtype.type
+        _move_numba(theta, follower_rows(theta, follower), spread, gradients, dtype(alpha0), v, dtype(v_correction),
+                    dtype(step), dtype(eps))
+        return
+    xp = np if cpu else __import__("cupy")
+    move = step * (spread - alpha0 * gradients) / (xp.sqrt(v / v_correction) + eps)
+    move = xp.where(v > 0, move, 0).astype(theta.dtype)
+    theta -= move
+    if follower is not None:
+        follower -= move
+
+
+class DeferredReach:
+    """G and its move (module docstring) for ``model``'s embedding (N, d), at scale ``scale`` > 0."""
+
+    def __init__(self, model, scale: float):
+        if not scale > 0:
+            raise ValueError(f"--reach must be > 0 (or 0 for off), got {scale}")
+        self.model, self.scale = model, float(scale)
+        self.gradients = model.embedding.xp.zeros_like(model.embedding.data)
+        self.pending = False
+
+    def accumulate(self, grad) -> None:
+        """G += the step's z-gradient: the (W, g) parts of the embedding's row-sparse gradient, Wᵀ g
+        (not the L2 term's own-row part, which LightGCN does not propagate either)."""
+        for a, b in getattr(grad, "parts", ()):
+            if scipy_sparse_like(a):
+                add_transpose(a, b, self.gradients)
+                self.pending = True
+
+    def move(self, optimizer, average=None) -> bool:
+        """Apply the interval's reach to E⁽⁰⁾ (module docstring) and clear G; False when G is empty.
+        ``optimizer``: the trainer's Adam (the embedding its first parameter, for v); ``average``
+        (averaging.EmbeddingAverage or None): the move is one step of its window."""
+        if not self.pending:
+            return False
+        model, embedding = self.model, self.model.embedding
+        if optimizer.params[0] is not embedding:
+            raise RuntimeError("--reach: the embedding is not the optimizer's first parameter")
+        with ag.no_grad():
+            spread = ag.propagate(model.norm_adj, self.gradients, model.layer_weights).data
+        if average is not None:
+            average.before_step(None)
+        move_rows(embedding.data, embedding.follower, spread, self.gradients, float(model.layer_weights[0]),
+                  optimizer.v[0], 1 - optimizer.beta2 ** max(optimizer.t, 1), optimizer.lr * self.scale,
+                  optimizer.eps)
+        if average is not None:
+            average.after_step()
+        self.gradients[...] = 0
+        self.pending = False
+        return True

@@ -1,0 +1,104 @@
+"""The deferred reach (gnaq/reach.py, --reach): G sums the steps' z-gradients, the move at a refresh
+is lr·s·(P − α₀ I) G / (√v̂ + ε) on every row Adam has moved, its numba kernel is its numpy twin, a
+run with it resumes exactly, and it is refused where it does not apply."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from gnaq import train as train_cli
+from gnaq.autograd import RowSparse
+from gnaq.graph import normalized_adjacency
+from gnaq.models import LightGCN
+from gnaq.optim import Adam
+from gnaq.reach import HAVE_NUMBA, DeferredReach, move_rows
+from test_sampled import FAST, propagation_matrix, read_lines, tiny_graph
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_move_equals_its_numpy_twin():
+    rng = np.random.default_rng(0)
+    shape = (40, 8)
+    spread, gradients = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    v = (rng.random(shape) ** 2).astype(np.float32)
+    v[3] = 0  # a row Adam never moved, and single elements
+    v[5, 2] = 0
+    moved = {}
+    for impl in ("numpy", "numba"):
+        theta, follower = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+        before = theta.copy(), follower - theta
+        move_rows(theta, follower, spread, gradients, 0.25, v, 0.3, 0.02, 1e-8, impl=impl)
+        moved[impl] = before[0] - theta
+        np.testing.assert_allclose(follower - theta, before[1], atol=2e-5)  # the follower took the same move
+        assert not moved[impl][3].any() and moved[impl][5, 2] == 0
+    np.testing.assert_allclose(moved["numba"], moved["numpy"], rtol=1e-5, atol=1e-6)
+
+
+def test_the_move_is_the_neighbours_share_of_the_summed_gradients_over_adams_scale():
+    """Two steps' (W, g) parts accumulate to G = Σ Wᵀ g (the L2 term's row part left out); the move is
+    lr·s·(P G − α₀ G) / (√v̂ + ε) against the dense P, on rows with v > 0, and G is then cleared."""
+    R = tiny_graph()
+    n, d = sum(R.shape), 4
+    model = LightGCN(R.shape[0], R.shape[1], normalized_adjacency(R), d, 2, None, seed=0)
+    model.embedding.data = model.embedding.data.astype(np.float64)
+    optimizer = Adam(model.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    optimizer.t = 7
+    optimizer.v[0][...] = rng.random((n, d)) ** 2
+    optimizer.v[0][11] = 0
+    reach = DeferredReach(model, scale=1.5)
+    total = np.zeros((n, d))
+    for _ in range(2):
+        targets = rng.choice(n, 6, replace=False)
+        W = scipy.sparse.csr_matrix((np.ones(6), (np.arange(6), targets)), shape=(6, n))
+        g = rng.standard_normal((6, d))
+        grad = RowSparse.transpose_product(W, g, n) + RowSparse(targets[:2], rng.standard_normal((2, d)), n)
+        reach.accumulate(grad)
+        total += W.T @ g
+    np.testing.assert_allclose(reach.gradients, total)
+    theta = model.embedding.data.copy()
+    assert reach.move(optimizer) and not reach.gradients.any() and not reach.move(optimizer)
+    P = propagation_matrix(R, model.layer_weights)
+    v_hat = optimizer.v[0] / (1 - optimizer.beta2 ** optimizer.t)
+    expected = 0.05 * 1.5 * (P @ total - model.layer_weights[0] * total) / (np.sqrt(v_hat) + optimizer.eps)
+    expected[11] = 0
+    np.testing.assert_allclose(theta - model.embedding.data, expected, rtol=1e-6, atol=1e-12)
+    assert np.abs(expected).sum(1)[12:].any()  # rows outside both batches moved: the reach
+
+
+@pytest.mark.parametrize("bits", ["32", "2"])
+def test_a_run_with_reach_resumes_exactly_and_learns(tmp_path, bits):
+    extra = ["--bits", bits, "--walks", "0", "--reach", "2", "--refreshes", "3"] + (
+        ["--quant-option", "warmup=2"] if bits == "2" else [])
+    assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
+    assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
+    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    full = read_lines(tmp_path / "full" / "metrics.jsonl")
+    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(full)
+    assert full[-1]["ndcg@20"] > full[0]["ndcg@20"]
+    assert train_cli.main(FAST + ["--bits", bits, "--walks", "0", "--epochs", "4", "--out", str(tmp_path / "off")]
+                          + extra[6:]) == 0
+    off = read_lines(tmp_path / "off" / "metrics.jsonl")
+    assert [r["loss"] for r in off] != [r["loss"] for r in full]  # the reach changed the training
+
+
+def test_reach_is_refused_with_walks_or_the_full_graph(capsys):
+    for extra in (["--walks", "6"], ["--walks", "0", "--propagation", "full"], ["--walks", "0", "--reach", "-1"]):
+        args = FAST + ["--reach", "1"] + extra
+        assert train_cli.main(args + ["--epochs", "1"]) == 2
+        assert "--reach" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_transpose_sum_equals_its_numpy_twin():
+    from gnaq.reach import add_transpose
+    rng = np.random.default_rng(2)
+    W = scipy.sparse.random(12, 30, density=0.2, random_state=3, format="csr", dtype=np.float32)
+    W = scipy.sparse.vstack([W, W[:3]]).tocsr()  # repeated targets add up
+    g = rng.standard_normal((W.shape[0], 5)).astype(np.float32)
+    out = {impl: np.ones((30, 5), dtype=np.float32) for impl in ("numpy", "numba")}
+    for impl, table in out.items():
+        add_transpose(W, g, table, impl=impl)
+    np.testing.assert_allclose(out["numba"], out["numpy"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["numpy"], 1 + W.T @ g, rtol=1e-5, atol=1e-6)

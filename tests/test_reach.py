@@ -66,21 +66,14 @@ def test_the_move_is_the_neighbours_share_of_the_summed_gradients_over_adams_sca
     assert np.abs(expected).sum(1)[12:].any()  # rows outside both batches moved: the reach
 
 
-@pytest.mark.parametrize("bits", ["32", "2"])
-def test_a_run_with_reach_resumes_exactly_and_learns(tmp_path, bits):
-    extra = ["--bits", bits, "--walks", "0", "--reach", "2", "--refreshes", "3"] + (
-        ["--quant-option", "warmup=2"] if bits == "2" else [])
-    assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
-    assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
-    assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0
-    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
-    full = read_lines(tmp_path / "full" / "metrics.jsonl")
-    assert strip(read_lines(tmp_path / "cut" / "metrics.jsonl")) == strip(full)
-    assert full[-1]["ndcg@20"] > full[0]["ndcg@20"]
-    assert train_cli.main(FAST + ["--bits", bits, "--walks", "0", "--epochs", "4", "--out", str(tmp_path / "off")]
-                          + extra[6:]) == 0
-    off = read_lines(tmp_path / "off" / "metrics.jsonl")
-    assert [r["loss"] for r in off] != [r["loss"] for r in full]  # the reach changed the training
+def test_the_reach_changes_a_no_walk_run(tmp_path):
+    """The same seed and data with and without --reach: the losses part from the first move, at the
+    epoch's second refresh (resuming with it is test_sampled's test_a_sampled_run_resumes_exactly_and_learns)."""
+    losses = {}
+    for name, extra in (("on", ["--reach", "2"]), ("off", [])):
+        assert train_cli.main(FAST + ["--walks", "0", "--epochs", "2", "--out", str(tmp_path / name)] + extra) == 0
+        losses[name] = [r["loss"] for r in read_lines(tmp_path / name / "metrics.jsonl")]
+    assert losses["on"][0] != losses["off"][0] and losses["on"][1] != losses["off"][1]
 
 
 def test_reach_is_refused_with_walks_or_the_full_graph(capsys):

@@ -292,10 +292,12 @@ def read_lines(path):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("walks", ["6", "0"])
+@pytest.mark.parametrize("walks", ["6", "0", "0 with --reach"])
 @pytest.mark.parametrize("bits", ["32", "2"])
 def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits, walks):
-    extra = ["--bits", bits, "--walks", walks] + (["--quant-option", "warmup=2"] if bits == "2" else [])
+    """Also with --reach (reach.py), whose moves at three refreshes an epoch a cut run must repeat."""
+    sampler = ["--walks", "0", "--reach", "2", "--refreshes", "3"] if "reach" in walks else ["--walks", walks]
+    extra = ["--bits", bits] + sampler + (["--quant-option", "warmup=2"] if bits == "2" else [])
     assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
     assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0
     assert train_cli.main(["--resume", str(tmp_path / "cut"), "--epochs", "4", "--quiet", "--no-export"]) == 0

@@ -199,3 +199,18 @@ def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tm
     assert held_out.trainer_.data.train.nnz < user_items.nnz
     np.testing.assert_array_equal(model.result_["best_epoch"], held_out.result_["best_epoch"])  # same selection run
     assert not np.allclose(model.user_factors, held_out.user_factors)
+
+
+def test_the_fast_sampled_mode_is_the_clis_from_the_library(user_items):
+    """walks / reach reach the TrainConfig fit runs (the CLI's --walks / --reach), and a fit in that
+    mode trains: the deferred reach moved the rows (its config is the run's)."""
+    model = gnaq.Recommender(factors=8, layers=2, epochs=2, batch_size=256, bits=32, propagation="sampled", walks=0,
+                             reach=2, progress=False, target="off", refit=False)
+    config = model.config()
+    assert (config.propagation, config.walks, config.reach) == ("sampled", 0, 2)
+    defaults = gnaq.Recommender().get_params()
+    assert (defaults["walks"], defaults["reach"]) == (TrainConfig().walks, TrainConfig().reach)  # the CLI's defaults
+    model.fit(user_items)
+    assert model.trainer_.reach is not None and model.trainer_.config.reach == 2
+    with pytest.raises(ValueError, match="--reach"):
+        gnaq.Recommender(propagation="sampled", walks=6, reach=2).config().validate()

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as ag
-from .spmm import scipy_sparse_like
+from .optim import follower_rows
+from .spmm import scipy_sparse_like, sum_row_parts
 
 try:
     from numba import njit, prange
@@ -59,18 +60,14 @@ if HAVE_NUMBA:
 
 def add_transpose(W, g, out, impl=None) -> None:
     """out (N, d) += Wᵀ g in place, W CSR (m, N), g (m, d). ``impl``: ``numba`` (the CPU default where
-    it imports) or ``numpy`` (np.add.at: the oracle; cupyx's scatter_add on the GPU)."""
+    it imports) or ``numpy`` (spmm.sum_row_parts' numpy twin, then one add on unique rows: the oracle,
+    and cupy)."""
     if (impl or ("numba" if HAVE_NUMBA and isinstance(out, np.ndarray) else "numpy")) == "numba":
         _add_transpose_numba(W.indptr, W.indices, W.data.astype(out.dtype, copy=False),
                              np.ascontiguousarray(g, dtype=out.dtype), out)
         return
-    xp = np if isinstance(out, np.ndarray) else __import__("cupy")
-    row_of = xp.repeat(xp.arange(W.shape[0]), xp.diff(W.indptr))
-    values = (g[row_of] * W.data[:, None]).astype(out.dtype)
-    if xp is np:
-        np.add.at(out, W.indices, values)
-    else:  # pragma: no cover - GPU
-        __import__("cupyx").scatter_add(out, W.indices, values)
+    rows, values = sum_row_parts([(W, g)], out.shape[0], impl="numpy")  # unique rows, summed
+    out[rows] += values.astype(out.dtype, copy=False)
 
 
 def move_rows(theta, follower, spread, gradients, alpha0, v, v_correction, step, eps, impl=None) -> None:
@@ -79,7 +76,6 @@ def move_rows(theta, follower, spread, gradients, alpha0, v, v_correction, step,
     or ``numpy`` (the oracle, and cupy)."""
     cpu = isinstance(theta, np.ndarray)
     if (impl or ("numba" if HAVE_NUMBA and cpu else "numpy")) == "numba":
-        from .optim import follower_rows
         dtype = theta.dtype.type
         _move_numba(theta, follower_rows(theta, follower), spread, gradients, dtype(alpha0), v, dtype(v_correction),
                     dtype(step), dtype(eps))

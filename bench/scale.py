@@ -12,7 +12,8 @@ batch and the weight average since session 11, 2 refreshes an epoch since sessio
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
 "sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
 gradient through K of them, session 18; "sampled-reachS": the history estimator with --reach S, whose move at each refresh
-— one more propagation — counts with it, session 19): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+— one more propagation — counts with it, session 19; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
+N steps an epoch — N propagations, linear in the interactions — session 20): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
@@ -94,6 +95,8 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     data = load(spec)
     load_seconds = time.perf_counter() - t0
     before = sampler_options(mode)
+    if mode.startswith("full-steps"):  # the full graph at N steps an epoch: batch ⌈interactions / N⌉
+        before["batch_size"] = -(-data.train.nnz // int(mode[len("full-steps"):]))
     trainer = Trainer(TrainConfig(bits=32, propagation=mode.split("-")[0], progress=False, valid_users=10000,
                                   out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model

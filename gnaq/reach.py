@@ -14,6 +14,20 @@ about lr · Σ_t c_t / (√v̂ + ε) for a gradient part c_t; this adds that par
 late by at most one interval, in one move. ``s`` (the scale, ``--reach``) weighs it: 0 is the history
 estimator alone, 1 the linearised step; a row Adam never moved (v = 0) takes none.
 
+``split`` (``--reach-split``) says how a row's gradient is shared between its steps and the move:
+
+- ``history`` (the default): a step gives the batch's rows their whole g, as the history estimator's forward
+  has it (∂z_T/∂E⁽⁰⁾_T = I), and v is Adam's second moment of those steps alone.
+- ``lightgcn``: as LightGCN's one gradient P g — a step gives its rows α₀ g (P's own share), the move the rest,
+  and Adam normalises the two as one: at each move its second moment takes the interval's per-step share,
+  n = (P − α₀ I) G / T over the interval's T steps, as T steps of Adam's EMA would,
+
+      M ← β₂ᵀ M + (1 − β₂ᵀ) n²,    v ← v − M_before + M    (elementwise; M kept beside v, (N, d))
+
+  so a hub, whose neighbours' share dominates its gradient, takes small steps along its own g, as on the full
+  graph. On gowalla the history split let the top 1% of items' own rows grow along their z and under-rank them
+  on test (bench/results/sampled_accuracy.md, session 20); this split trains fp32 to the full graph's accuracy.
+
 Cost: G += g_T is one more row write per target a step; the move is one full propagation (the
 refresh's cost, L products over Â) and O(N·d) — per epoch O(refreshes · L · nnz · d) more, still
 linear in the interactions (bench/results/scale.md, session 19). The trainer moves E⁽⁰⁾ before each
@@ -88,35 +102,52 @@ def move_rows(theta, follower, spread, gradients, alpha0, v, v_correction, step,
         follower -= move
 
 
-class DeferredReach:
-    """G and its move (module docstring) for ``model``'s embedding (N, d), at scale ``scale`` > 0."""
+REACH_SPLITS = ("history", "lightgcn")
 
-    def __init__(self, model, scale: float):
+
+class DeferredReach:
+    """G and its move (module docstring) for ``model``'s embedding (N, d), at scale ``scale`` > 0 and
+    ``split`` one of REACH_SPLITS."""
+
+    def __init__(self, model, scale: float, split: str = "history"):
         if not scale > 0:
             raise ValueError(f"--reach must be > 0 (or 0 for off), got {scale}")
-        self.model, self.scale = model, float(scale)
+        if split not in REACH_SPLITS:
+            raise ValueError(f"--reach-split {split!r} unknown; choose from {REACH_SPLITS}")
+        self.model, self.scale, self.split = model, float(scale), split
         self.gradients = model.embedding.xp.zeros_like(model.embedding.data)
         self.pending = False
+        self.steps = 0  # steps accumulated since the last move (T)
+        # the "lightgcn" split's M: the neighbours' share in Adam's second moment (N, d); checkpointed
+        self.second_moment = model.embedding.xp.zeros_like(model.embedding.data) if split == "lightgcn" else None
 
     def accumulate(self, grad) -> None:
         """G += the step's z-gradient: the (W, g) parts of the embedding's row-sparse gradient, Wᵀ g
         (not the L2 term's own-row part, which LightGCN does not propagate either)."""
-        for a, b in getattr(grad, "parts", ()):
+        parts = getattr(grad, "parts", ())
+        for a, b in parts:
             if scipy_sparse_like(a):
                 add_transpose(a, b, self.gradients)
                 self.pending = True
+        self.steps += 1
+        if self.split == "lightgcn":  # the step keeps P's own share of g: α₀ g on the z-path parts
+            alpha0 = float(self.model.layer_weights[0])
+            grad.parts = [(a, alpha0 * b) if scipy_sparse_like(a) else (a, b) for a, b in parts]
 
     def move(self, optimizer, average=None) -> bool:
         """Apply the interval's reach to E⁽⁰⁾ (module docstring) and clear G; False when G is empty.
         ``optimizer``: the trainer's Adam (the embedding its first parameter, for v); ``average``
         (averaging.EmbeddingAverage or None): the move is one step of its window."""
         if not self.pending:
+            self.steps = 0
             return False
         model, embedding = self.model, self.model.embedding
         if optimizer.params[0] is not embedding:
             raise RuntimeError("--reach: the embedding is not the optimizer's first parameter")
         with ag.no_grad():
             spread = ag.propagate(model.norm_adj, self.gradients, model.layer_weights).data
+        if self.second_moment is not None:
+            self._fold_second_moment(optimizer, spread)
         if average is not None:
             average.before_step(None)
         move_rows(embedding.data, embedding.follower, spread, self.gradients, float(model.layer_weights[0]),
@@ -126,4 +157,20 @@ class DeferredReach:
             average.after_step()
         self.gradients[...] = 0
         self.pending = False
+        self.steps = 0
         return True
+
+    def _fold_second_moment(self, optimizer, spread) -> None:
+        """The "lightgcn" split: M ← β₂ᵀ M + (1 − β₂ᵀ) n², v ← max(v − M_before, 0) + M, with the per-step
+        share n = (P − α₀ I) G / T (module docstring); the max keeps v ≥ 0 where Adam's own decay of
+        v's steps shrank M's part below M_before (rows touched in the interval)."""
+        xp = self.model.embedding.xp
+        keep = optimizer.beta2 ** max(self.steps, 1)
+        share = spread - float(self.model.layer_weights[0]) * self.gradients
+        share /= max(self.steps, 1)
+        v = optimizer.v[0]
+        v -= self.second_moment
+        xp.maximum(v, 0, out=v)
+        self.second_moment *= keep
+        self.second_moment += (1 - keep) * share * share
+        v += self.second_moment

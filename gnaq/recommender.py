@@ -45,9 +45,9 @@ class Recommender:
     propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
     there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
     a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
-    walks, reach: sampled propagation's walks a batch row (default 6) and, with walks=0, the
-    deferred reach's weight (default 0: off; 2 is the measured fast mode, gnaq.reach) — the CLI's
-    --walks and --reach.
+    walks, reach, reach_split: sampled propagation's walks a batch row (default 6) and, with walks=0,
+    the deferred reach's weight (default 0: off) and split ("history" or "lightgcn"; gnaq.reach) —
+    the CLI's --walks, --reach and --reach-split.
     target: "auto" (default: 0.98 for gnaq's default deployment), "off" (exactly ``bits``) or a
     fraction such as 0.97 — when the quantized model keeps less of full precision's hold-out
     Recall@20 or NDCG@20, fine-tune larger graph-free settings until one does (gnaq.target; the
@@ -64,7 +64,7 @@ class Recommender:
                  regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
                  validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
                  sampler=_DEFAULTS.sampler, propagation=_DEFAULTS.propagation, walks=_DEFAULTS.walks,
-                 reach=_DEFAULTS.reach, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target="auto",
+                 reach=_DEFAULTS.reach, reach_split=_DEFAULTS.reach_split, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target="auto",
                  random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
         self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
@@ -72,6 +72,7 @@ class Recommender:
         self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
         self.lr_drops, self.sampler, self.time_budget, self.refit = lr_drops, sampler, time_budget, refit
         self.target, self.propagation, self.walks, self.reach = target, propagation, walks, reach
+        self.reach_split = reach_split
         self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
@@ -100,7 +101,7 @@ class Recommender:
             dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(self.quant_options or {}),
             dim=self.factors, layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
             lr=self.learning_rate, reg=self.regularization, init_from=self.init_from, patience=self.patience,
-            lr_drops=self.lr_drops, sampler=self.sampler, propagation=self.propagation, walks=self.walks, reach=self.reach, time_budget=self.time_budget,
+            lr_drops=self.lr_drops, sampler=self.sampler, propagation=self.propagation, walks=self.walks, reach=self.reach, reach_split=self.reach_split, time_budget=self.time_budget,
             seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
             progress=self.progress)
 

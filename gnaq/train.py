@@ -31,6 +31,7 @@ def build_parser():
     from .quant import QUANTIZERS, SUPPORTED_BITS
     from .trainer import TrainConfig
     from .sampled import WALK_ALLOCATIONS
+    from .reach import REACH_SPLITS
     defaults = TrainConfig()  # one set of defaults for the CLI and the library
     p = _Parser(prog="python -m gnaq.train", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +81,10 @@ def build_parser():
     p.add_argument("--reach", type=float, default=defaults.reach, metavar="S",
                    help="with --walks 0: apply the neighbours' share of each step's gradient, (P − α₀I) Σg scaled "
                         "by Adam's 1/√v̂, at every refresh, weighted S (default %(default)s: off; gnaq/reach.py)")
+    p.add_argument("--reach-split", choices=REACH_SPLITS, default=defaults.reach_split,
+                   help="with --reach: history (default): a step gives its rows their whole gradient g; lightgcn: "
+                        "α₀ g, P's own share, and Adam's second moment takes the move's share too, as LightGCN's "
+                        "one gradient P g (gowalla fp32 at --reach 1: 102.0 / 101.8%% of the full graph; gnaq/reach.py)")
     p.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch (default %(default)s)")
     p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
@@ -213,7 +218,7 @@ def config_from_args(args):
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
         quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler, negatives=args.negatives,
-        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, reach=args.reach, refreshes=args.refreshes, average=args.average,
+        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, reach=args.reach, reach_split=args.reach_split, refreshes=args.refreshes, average=args.average,
         topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         export_users=args.export_users == "yes", export_gram=args.export_gram == "yes",

@@ -49,7 +49,7 @@ from .models import LightGCN
 from .models.lightgcn import initial_table
 from .models.whole import snapshot
 from .optim import Adam
-from .reach import DeferredReach
+from .reach import REACH_SPLITS, DeferredReach
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
 from .averaging import EmbeddingAverage
@@ -63,7 +63,7 @@ class NonFiniteLoss(RuntimeError):
 
 # what a checkpoint holds per column of E⁽⁰⁾: gathered when saved, sliced when read under mpiexec
 # (the embedding is the optimizer's first parameter, so its moments are m0, v0)
-SLICED_ARRAYS = ("model.embedding", "optim.m0", "optim.v0", "average.average")
+SLICED_ARRAYS = ("model.embedding", "optim.m0", "optim.v0", "average.average", "reach.second_moment")
 SAMPLED_AVERAGE = 0.998  # the default averaging decay with sampled propagation (bench/results/sampled_accuracy.md)
 DEPLOYMENT_OPTIONS = {"quantize", "transform", "mix_share", "busy_share"}  # gnaq options that choose a deployment
 
@@ -93,6 +93,7 @@ class TrainConfig:
     gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all --walks; sampled.gradient_operator)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
     reach: float = 0.0  # sampled, --walks 0: scale of the neighbours' gradient share applied at each refresh (reach.py; 0: off)
+    reach_split: str = "history"  # with --reach: a row's gradient between steps and moves, "history" or "lightgcn" (reach.py)
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
@@ -182,6 +183,9 @@ class TrainConfig:
             (not self.reach or (self.walks == 0 and self.propagation != "full"),
              f"--reach {self.reach:g} completes the history estimator: it needs --walks 0 and sampled propagation "
              f"(got --walks {self.walks}, --propagation {self.propagation})"),
+            (self.reach_split in REACH_SPLITS, f"--reach-split {self.reach_split!r} unknown; choose from {REACH_SPLITS}"),
+            (self.reach_split == "history" or self.reach,
+             f"--reach-split {self.reach_split} splits the deferred reach's gradient: it needs --reach S > 0"),
             (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
@@ -252,7 +256,8 @@ class Trainer:
         self.average_decay = config.average if config.average is not None else (
             SAMPLED_AVERAGE if self.propagation == "sampled" else 0.0)
         self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if self.average_decay else None
-        self.reach = DeferredReach(self.model, config.reach) if self.sampled is not None and config.reach else None
+        self.reach = DeferredReach(self.model, config.reach, config.reach_split) \
+            if self.sampled is not None and config.reach else None
         self._reloaded = False  # weights loaded from a checkpoint since the last evaluation began
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)
@@ -383,6 +388,8 @@ class Trainer:
         if self.average is not None and name == "last.npz":  # best files hold the weights evaluated alone
             state = self.average.state_dict()
             arrays["average.average"], average_t = state["average"], int(state["t"])
+        if self.reach is not None and self.reach.second_moment is not None and name == "last.npz":
+            arrays["reach.second_moment"] = self.reach.second_moment
         if self.comm.size > 1:
             arrays = {k: self.comm.allgather_columns(v) if k in SLICED_ARRAYS else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
@@ -414,6 +421,8 @@ class Trainer:
                 self.average.load_state_dict({"average": arrays["average.average"], "t": meta["average_t"]})
             else:
                 self.average = EmbeddingAverage(self.model.embedding, self.average_decay)
+        if self.reach is not None and self.reach.second_moment is not None and "reach.second_moment" in arrays:
+            self.reach.second_moment[...] = self.model.xp.asarray(arrays["reach.second_moment"])
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
         self.warmup_state = meta.get("warmup_state", self.warmup_state)

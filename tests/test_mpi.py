@@ -54,7 +54,8 @@ def assert_same_run(a, b, tol=1e-5):
 
 
 @needs_mpi
-@pytest.mark.parametrize("propagation", ["full", "sampled", "sampled --walks 0 --reach 2"])
+@pytest.mark.parametrize("propagation", ["full", "sampled", "sampled --walks 0 --reach 2",
+                                         "sampled --walks 0 --reach 1 --reach-split lightgcn"])
 def test_two_processes_train_the_model_of_one(tmp_path, propagation):
     extra = ["--epochs", "3", "--propagation"] + propagation.split()  # --reach: each rank moves its own columns
     one, two = run(tmp_path, "one", 1, extra), run(tmp_path, "two", 2, extra)

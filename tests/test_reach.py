@@ -95,3 +95,56 @@ def test_the_numba_transpose_sum_equals_its_numpy_twin():
         add_transpose(W, g, table, impl=impl)
     np.testing.assert_allclose(out["numba"], out["numpy"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["numpy"], 1 + W.T @ g, rtol=1e-5, atol=1e-6)
+
+
+def test_the_lightgcn_split_keeps_alpha0_g_a_step_and_folds_the_moves_share_into_adams_second_moment():
+    """--reach-split lightgcn: each step's z-path parts are α₀ g (G sums the whole g); a move first takes
+    M ← β₂ᵀ M + (1 − β₂ᵀ) ((P − α₀ I) G / T)² into v (v ← v − M_before + M), then moves by the new v̂ —
+    row 11, which Adam never moved, too; checked against the dense P in float64 over two intervals."""
+    R = tiny_graph()
+    n, d = sum(R.shape), 4
+    model = LightGCN(R.shape[0], R.shape[1], normalized_adjacency(R), d, 2, None, seed=0)
+    model.embedding.data = model.embedding.data.astype(np.float64)
+    optimizer = Adam(model.parameters(), lr=0.05)
+    rng = np.random.default_rng(2)
+    optimizer.t = 9
+    v_start = rng.random((n, d)) ** 2
+    v_start[11] = 0
+    optimizer.v[0][...] = v_start
+    reach = DeferredReach(model, scale=1.5, split="lightgcn")
+    alpha0 = model.layer_weights[0]
+    P = propagation_matrix(R, model.layer_weights)
+    share_of = lambda G, steps: (P @ G - alpha0 * G) / steps  # noqa: E731
+    b2 = optimizer.beta2
+    M_expected = np.zeros((n, d))
+    for steps in (3, 1):  # two intervals: 3 steps, then 1
+        total = np.zeros((n, d))
+        for _ in range(steps):
+            targets = rng.choice(n, 6, replace=False)
+            W = scipy.sparse.csr_matrix((np.ones(6), (np.arange(6), targets)), shape=(6, n))
+            g = rng.standard_normal((6, d))
+            own_rows, own = targets[:2], rng.standard_normal((2, d))  # the L2 term's row part: kept as it is
+            grad = RowSparse.transpose_product(W, g, n) + RowSparse(own_rows, own, n)
+            reach.accumulate(grad)
+            total += W.T @ g
+            expected_step = alpha0 * (W.T @ g)
+            np.add.at(expected_step, own_rows, own)
+            np.testing.assert_allclose(grad.dense(), expected_step, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(reach.gradients, total)
+        v_before, theta = optimizer.v[0].copy(), model.embedding.data.copy()
+        M_before = M_expected.copy()
+        M_expected = b2 ** steps * M_expected + (1 - b2 ** steps) * share_of(total, steps) ** 2
+        v_expected = np.maximum(v_before - M_before, 0) + M_expected
+        assert reach.move(optimizer)
+        np.testing.assert_allclose(reach.second_moment, M_expected, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(optimizer.v[0], v_expected, rtol=1e-10, atol=1e-15)
+        v_hat = v_expected / (1 - b2 ** optimizer.t)
+        move = 0.05 * 1.5 * (P @ total - alpha0 * total) / (np.sqrt(v_hat) + optimizer.eps)
+        move[v_expected == 0] = 0
+        np.testing.assert_allclose(theta - model.embedding.data, move, rtol=1e-6, atol=1e-12)
+    assert np.abs(theta - model.embedding.data)[11].any()  # a row with v = 0 at the start moved: its share's v
+
+
+def test_the_lightgcn_split_needs_the_reach(capsys):
+    assert train_cli.main(FAST + ["--walks", "0", "--reach-split", "lightgcn", "--epochs", "1"]) == 2
+    assert "--reach-split lightgcn" in capsys.readouterr().err

@@ -292,11 +292,14 @@ def read_lines(path):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("walks", ["6", "0", "0 with --reach"])
+@pytest.mark.parametrize("walks", ["6", "0", "0 with --reach", "0 with --reach-split lightgcn"])
 @pytest.mark.parametrize("bits", ["32", "2"])
 def test_a_sampled_run_resumes_exactly_and_learns(tmp_path, bits, walks):
-    """Also with --reach (reach.py), whose moves at three refreshes an epoch a cut run must repeat."""
+    """Also with --reach (reach.py), whose moves at three refreshes an epoch a cut run must repeat, and
+    its lightgcn split, whose second moment M the checkpoint carries."""
     sampler = ["--walks", "0", "--reach", "2", "--refreshes", "3"] if "reach" in walks else ["--walks", walks]
+    if "lightgcn" in walks:
+        sampler += ["--reach-split", "lightgcn"]
     extra = ["--bits", bits] + sampler + (["--quant-option", "warmup=2"] if bits == "2" else [])
     assert train_cli.main(FAST + extra + ["--epochs", "4", "--out", str(tmp_path / "full")]) == 0
     assert train_cli.main(FAST + extra + ["--epochs", "3", "--out", str(tmp_path / "cut")]) == 0

@@ -12,7 +12,7 @@ batch and the weight average since session 11, 2 refreshes an epoch since sessio
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
 "sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
 gradient through K of them, session 18; "sampled-reachS": the history estimator with --reach S, whose move at each refresh
-— one more propagation — counts with it, session 19; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
+— one more propagation — counts with it, session 19; "sampled-reachS-lightgcn": the same with --reach-split lightgcn, session 20; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
 N steps an epoch — N propagations, linear in the interactions — session 20): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
 sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
@@ -82,7 +82,8 @@ def sampler_options(mode: str) -> dict:
     if mode == "sampled-before":
         return dict(walk_allocation="target", average=0.0, walks=4, refreshes=8)
     if mode.startswith("sampled-reach"):  # the history estimator with its deferred reach (gnaq/reach.py)
-        return dict(walks=0, reach=float(mode[len("sampled-reach"):]))
+        scale, _, split = mode[len("sampled-reach"):].partition("-")  # "sampled-reach1-lightgcn": --reach-split
+        return dict(walks=0, reach=float(scale), **({"reach_split": split} if split else {}))
     if mode.startswith("sampled-") and mode[8:9] in SAMPLER_MODES and mode[9:].isdigit():
         return {SAMPLER_MODES[mode[8]]: int(mode[9:])}
     return {}
@@ -145,8 +146,8 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     need += sum(csr_bytes(m) for m in (data.train, data.valid, data.test) if m is not None)
     if trainer.sampled is not None:
         need += 2 * n * d * 4 + trainer.sampled.indptr.nbytes + trainer.sampled.indices.nbytes  # D, Z̄, A
-    if trainer.reach is not None:  # the reach's G (gnaq/reach.py)
-        need += n * d * 4
+    if trainer.reach is not None:  # the reach's G (gnaq/reach.py), and the lightgcn split's M
+        need += n * d * 4 * (1 + (trainer.reach.second_moment is not None))
     if trainer.average is not None:  # the weight average ā and each row's last step (averaging.py)
         need += n * d * 4 + n * 8
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

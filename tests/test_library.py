@@ -202,15 +202,17 @@ def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tm
 
 
 def test_the_fast_sampled_mode_is_the_clis_from_the_library(user_items):
-    """walks / reach reach the TrainConfig fit runs (the CLI's --walks / --reach), and a fit in that
-    mode trains: the deferred reach moved the rows (its config is the run's)."""
+    """walks / reach / reach_split reach the TrainConfig fit runs (the CLI's --walks / --reach /
+    --reach-split), and a fit in that mode trains: the deferred reach moved the rows (its config is the run's)."""
     model = gnaq.Recommender(factors=8, layers=2, epochs=2, batch_size=256, bits=32, propagation="sampled", walks=0,
-                             reach=2, progress=False, target="off", refit=False)
+                             reach=2, reach_split="lightgcn", progress=False, target="off", refit=False)
     config = model.config()
-    assert (config.propagation, config.walks, config.reach) == ("sampled", 0, 2)
+    assert (config.propagation, config.walks, config.reach, config.reach_split) == ("sampled", 0, 2, "lightgcn")
     defaults = gnaq.Recommender().get_params()
-    assert (defaults["walks"], defaults["reach"]) == (TrainConfig().walks, TrainConfig().reach)  # the CLI's defaults
+    assert (defaults["walks"], defaults["reach"], defaults["reach_split"]) == (
+        TrainConfig().walks, TrainConfig().reach, TrainConfig().reach_split)  # the CLI's defaults
     model.fit(user_items)
     assert model.trainer_.reach is not None and model.trainer_.config.reach == 2
+    assert model.trainer_.reach.second_moment.any()  # the split's M took the moves' share
     with pytest.raises(ValueError, match="--reach"):
         gnaq.Recommender(propagation="sampled", walks=6, reach=2).config().validate()

@@ -42,8 +42,11 @@ def trained_model(folder: Path, data):
                  init_from=None, distill=0.0, device="cpu")
     trainer = Trainer(TrainConfig(**saved), data)
     trainer.load_weights(folder / "best.npz")
-    if not trainer.model.quantizer.active:  # past any warm-up: the deployed representation (an active pq
-        trainer.model.quantizer.on_epoch_start(10**9)  # would re-assign its codes at an epoch start)
+    quantizer = trainer.model.quantizer
+    if getattr(quantizer, "warmup", 0) is None:  # an "auto" warm-up (the default without --init-from): it ended
+        quantizer.warmup = 0
+    if not quantizer.active:  # past any warm-up: the deployed representation (an active pq
+        quantizer.on_epoch_start(10**9)  # would re-assign its codes at an epoch start)
     return trainer.model
 
 

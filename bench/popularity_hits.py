@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _common import data_dir, emit, markdown_table  # noqa: E402
+from frontier import trained_model  # noqa: E402
 
 QUANTILES = (0.5, 0.8, 0.95, 0.99)
 BUCKETS = ("bottom 50%", "50-80%", "80-95%", "95-99%", "top 1%")
@@ -36,20 +37,6 @@ def item_buckets(train) -> np.ndarray:
     degree = np.asarray(train.sum(axis=0)).ravel()
     edges = np.quantile(degree[degree > 0], QUANTILES)
     return np.searchsorted(edges, degree, side="right")
-
-
-def representation(run: Path, data):
-    """(users (n_users, d'), items (n_items, d')): the final embeddings of a run's best.npz, as the
-    trainer evaluates them (full precision or quantized), rebuilt from its config.json."""
-    from dataclasses import fields
-    from gnaq.trainer import TrainConfig, Trainer
-    saved = json.loads((run / "config.json").read_text())
-    known = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "topk": tuple(saved["topk"]),
-                            "progress": False, "device": "cpu"})
-    trainer = Trainer(config, data=data)
-    trainer.restore(str(run / "best.npz"))
-    return trainer.model.final_embeddings()
 
 
 def hits_by_bucket(users_z, items_z, mask, target, buckets, k: int, chunk: int = 2048):
@@ -88,7 +75,7 @@ def main():
     header = ["run", "split", f"Recall@{args.k}", "result.json"] + [f"{b} hit rate" for b in BUCKETS]
     rows = []
     for run in args.runs:
-        users_z, items_z = representation(run, data)
+        users_z, items_z = trained_model(run, data).final_embeddings()  # as the trainer evaluates it
         result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {}
         for split, (mask, target) in splits.items():
             recall, hits, pairs = hits_by_bucket(users_z, items_z, mask, target, buckets, args.k)

@@ -116,6 +116,7 @@ class DeferredReach:
         if split not in REACH_SPLITS:
             raise ValueError(f"--reach-split {split!r} unknown; choose from {REACH_SPLITS}")
         self.model, self.scale, self.split = model, float(scale), split
+        self.alpha0 = float(model.layer_weights[0])  # P's own share of a row's gradient
         self.gradients = model.embedding.xp.zeros_like(model.embedding.data)
         self.pending = False
         self.steps = 0  # steps accumulated since the last move (T)
@@ -132,8 +133,7 @@ class DeferredReach:
                 self.pending = True
         self.steps += 1
         if self.split == "lightgcn":  # the step keeps P's own share of g: α₀ g on the z-path parts
-            alpha0 = float(self.model.layer_weights[0])
-            grad.parts = [(a, alpha0 * b) if scipy_sparse_like(a) else (a, b) for a, b in parts]
+            grad.parts = [(a, self.alpha0 * b) if scipy_sparse_like(a) else (a, b) for a, b in parts]
 
     def move(self, optimizer, average=None) -> bool:
         """Apply the interval's reach to E⁽⁰⁾ (module docstring) and clear G; False when G is empty.
@@ -151,7 +151,7 @@ class DeferredReach:
             self._fold_second_moment(optimizer, spread)
         if average is not None:
             average.before_step(None)
-        move_rows(embedding.data, embedding.follower, spread, self.gradients, float(model.layer_weights[0]),
+        move_rows(embedding.data, embedding.follower, spread, self.gradients, self.alpha0,
                   optimizer.v[0], 1 - optimizer.beta2 ** max(optimizer.t, 1), optimizer.lr * self.scale,
                   optimizer.eps)
         if average is not None:
@@ -161,14 +161,22 @@ class DeferredReach:
         self.steps = 0
         return True
 
+    def state_dict(self) -> dict:
+        """What a checkpoint carries: the lightgcn split's M (G is empty after each epoch's move)."""
+        return {} if self.second_moment is None else {"second_moment": self.second_moment}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.second_moment is not None and "second_moment" in state:
+            self.second_moment[...] = self.model.xp.asarray(state["second_moment"])
+
     def _fold_second_moment(self, optimizer, spread) -> None:
         """The "lightgcn" split: M ← β₂ᵀ M + (1 − β₂ᵀ) n², v ← max(v − M_before, 0) + M, with the per-step
         share n = (P − α₀ I) G / T (module docstring); the max keeps v ≥ 0 where Adam's own decay of
         v's steps shrank M's part below M_before (rows touched in the interval)."""
-        xp = self.model.embedding.xp
-        keep = optimizer.beta2 ** max(self.steps, 1)
-        share = spread - float(self.model.layer_weights[0]) * self.gradients
-        share /= max(self.steps, 1)
+        xp, steps = self.model.embedding.xp, max(self.steps, 1)
+        keep = optimizer.beta2 ** steps
+        share = spread - self.alpha0 * self.gradients
+        share /= steps
         v = optimizer.v[0]
         v -= self.second_moment
         xp.maximum(v, 0, out=v)

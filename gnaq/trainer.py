@@ -388,8 +388,8 @@ class Trainer:
         if self.average is not None and name == "last.npz":  # best files hold the weights evaluated alone
             state = self.average.state_dict()
             arrays["average.average"], average_t = state["average"], int(state["t"])
-        if self.reach is not None and self.reach.second_moment is not None and name == "last.npz":
-            arrays["reach.second_moment"] = self.reach.second_moment
+        if self.reach is not None and name == "last.npz":
+            arrays.update({f"reach.{k}": v for k, v in self.reach.state_dict().items()})
         if self.comm.size > 1:
             arrays = {k: self.comm.allgather_columns(v) if k in SLICED_ARRAYS else v for k, v in arrays.items()}
         meta = {"epoch": self.epoch, "best": self.best, "bad_evals": self.bad_evals,
@@ -421,8 +421,8 @@ class Trainer:
                 self.average.load_state_dict({"average": arrays["average.average"], "t": meta["average_t"]})
             else:
                 self.average = EmbeddingAverage(self.model.embedding, self.average_decay)
-        if self.reach is not None and self.reach.second_moment is not None and "reach.second_moment" in arrays:
-            self.reach.second_moment[...] = self.model.xp.asarray(arrays["reach.second_moment"])
+        if self.reach is not None:
+            self.reach.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("reach.")})
         self.rng.bit_generator.state = meta["rng"]
         self.epoch, self.best, self.bad_evals = meta["epoch"], meta["best"], meta["bad_evals"]
         self.warmup_state = meta.get("warmup_state", self.warmup_state)

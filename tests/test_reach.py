@@ -34,25 +34,39 @@ def test_the_numba_move_equals_its_numpy_twin():
     np.testing.assert_allclose(moved["numba"], moved["numpy"], rtol=1e-5, atol=1e-6)
 
 
+def float64_model_and_adam(rng, t: int):
+    """tiny_graph's LightGCN (d = 4, 2 layers) in float64 and its Adam at step ``t`` (lr 0.05), v random
+    but 0 on row 11, a row Adam never moved."""
+    R = tiny_graph()
+    model = LightGCN(R.shape[0], R.shape[1], normalized_adjacency(R), 4, 2, None, seed=0)
+    model.embedding.data = model.embedding.data.astype(np.float64)
+    optimizer = Adam(model.parameters(), lr=0.05)
+    optimizer.t = t
+    optimizer.v[0][...] = rng.random(model.embedding.data.shape) ** 2
+    optimizer.v[0][11] = 0
+    return R, model, optimizer
+
+
+def random_step(rng, n: int, d: int):
+    """A step's row-sparse embedding gradient: a (W, g) part on 6 random rows (W (6, N) selecting
+    them) plus an own-row part on 2 of them, as the L2 term's; returns (grad, W, g, own_rows, own)."""
+    targets = rng.choice(n, 6, replace=False)
+    W = scipy.sparse.csr_matrix((np.ones(6), (np.arange(6), targets)), shape=(6, n))
+    g = rng.standard_normal((6, d))
+    own_rows, own = targets[:2], rng.standard_normal((2, d))
+    return RowSparse.transpose_product(W, g, n) + RowSparse(own_rows, own, n), W, g, own_rows, own
+
+
 def test_the_move_is_the_neighbours_share_of_the_summed_gradients_over_adams_scale():
     """Two steps' (W, g) parts accumulate to G = Σ Wᵀ g (the L2 term's row part left out); the move is
     lr·s·(P G − α₀ G) / (√v̂ + ε) against the dense P, on rows with v > 0, and G is then cleared."""
-    R = tiny_graph()
-    n, d = sum(R.shape), 4
-    model = LightGCN(R.shape[0], R.shape[1], normalized_adjacency(R), d, 2, None, seed=0)
-    model.embedding.data = model.embedding.data.astype(np.float64)
-    optimizer = Adam(model.parameters(), lr=0.05)
     rng = np.random.default_rng(1)
-    optimizer.t = 7
-    optimizer.v[0][...] = rng.random((n, d)) ** 2
-    optimizer.v[0][11] = 0
+    R, model, optimizer = float64_model_and_adam(rng, t=7)
+    n, d = model.embedding.data.shape
     reach = DeferredReach(model, scale=1.5)
     total = np.zeros((n, d))
     for _ in range(2):
-        targets = rng.choice(n, 6, replace=False)
-        W = scipy.sparse.csr_matrix((np.ones(6), (np.arange(6), targets)), shape=(6, n))
-        g = rng.standard_normal((6, d))
-        grad = RowSparse.transpose_product(W, g, n) + RowSparse(targets[:2], rng.standard_normal((2, d)), n)
+        grad, W, g, _, _ = random_step(rng, n, d)
         reach.accumulate(grad)
         total += W.T @ g
     np.testing.assert_allclose(reach.gradients, total)
@@ -101,16 +115,9 @@ def test_the_lightgcn_split_keeps_alpha0_g_a_step_and_folds_the_moves_share_into
     """--reach-split lightgcn: each step's z-path parts are α₀ g (G sums the whole g); a move first takes
     M ← β₂ᵀ M + (1 − β₂ᵀ) ((P − α₀ I) G / T)² into v (v ← v − M_before + M), then moves by the new v̂ —
     row 11, which Adam never moved, too; checked against the dense P in float64 over two intervals."""
-    R = tiny_graph()
-    n, d = sum(R.shape), 4
-    model = LightGCN(R.shape[0], R.shape[1], normalized_adjacency(R), d, 2, None, seed=0)
-    model.embedding.data = model.embedding.data.astype(np.float64)
-    optimizer = Adam(model.parameters(), lr=0.05)
     rng = np.random.default_rng(2)
-    optimizer.t = 9
-    v_start = rng.random((n, d)) ** 2
-    v_start[11] = 0
-    optimizer.v[0][...] = v_start
+    R, model, optimizer = float64_model_and_adam(rng, t=9)
+    n, d = model.embedding.data.shape
     reach = DeferredReach(model, scale=1.5, split="lightgcn")
     alpha0 = model.layer_weights[0]
     P = propagation_matrix(R, model.layer_weights)
@@ -120,11 +127,7 @@ def test_the_lightgcn_split_keeps_alpha0_g_a_step_and_folds_the_moves_share_into
     for steps in (3, 1):  # two intervals: 3 steps, then 1
         total = np.zeros((n, d))
         for _ in range(steps):
-            targets = rng.choice(n, 6, replace=False)
-            W = scipy.sparse.csr_matrix((np.ones(6), (np.arange(6), targets)), shape=(6, n))
-            g = rng.standard_normal((6, d))
-            own_rows, own = targets[:2], rng.standard_normal((2, d))  # the L2 term's row part: kept as it is
-            grad = RowSparse.transpose_product(W, g, n) + RowSparse(own_rows, own, n)
+            grad, W, g, own_rows, own = random_step(rng, n, d)  # own: the L2 term's row part, kept as it is
             reach.accumulate(grad)
             total += W.T @ g
             expected_step = alpha0 * (W.T @ g)

@@ -7,7 +7,7 @@ sampled propagation side by side, with implicit's BPR epoch on the same matrix a
 Synthetic graphs: gnaq.data.synthetic.make_synthetic(n_users, 0.4·n_users, mean_degree=25, seed=0)
 with n_users chosen for the stated millions of training interactions (about 17.7 a user after the
 70/10/20 split). Every (graph, mode) runs in its own child process, so its peak RSS is its own.
-Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: --walks (6 since session 15, 4 before) an occurrence in the
+Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: since session 21 no walks and --reach 1 split as LightGCN's (gnaq/reach.py), before --walks (6 since session 15, 4 before) an occurrence in the
 batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
 "sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
@@ -77,15 +77,20 @@ SAMPLER_MODES = {"r": "refreshes", "w": "walks", "g": "gradient_walks"}  # "samp
 
 def sampler_options(mode: str) -> dict:
     """TrainConfig overrides of a mode: "sampled-before" session 7's sampler; "sampled-rN" N refreshes an
-    epoch, "sampled-wN" N walks ("sampled-w0": the history estimator), "sampled-gK" the gradient through K of
-    the 6 walks (--gradient-walks); anything else none."""
+    epoch, "sampled-wN" N walks ("sampled-w0": the history estimator alone, --reach 0), "sampled-gK" the
+    gradient through K of 6 walks (--gradient-walks), "sampled-reachS[-SPLIT]" no walks and --reach S (split
+    "history" unless named, as before session 21); anything else none (the CLI's default sampler: 6 walks in
+    sessions 15-20, 0 walks + the reach at 1, lightgcn split, since session 21)."""
     if mode == "sampled-before":
         return dict(walk_allocation="target", average=0.0, walks=4, refreshes=8)
     if mode.startswith("sampled-reach"):  # the history estimator with its deferred reach (gnaq/reach.py)
         scale, _, split = mode[len("sampled-reach"):].partition("-")  # "sampled-reach1-lightgcn": --reach-split
-        return dict(walks=0, reach=float(scale), **({"reach_split": split} if split else {}))
+        return dict(walks=0, reach=float(scale), reach_split=split or "history")
     if mode.startswith("sampled-") and mode[8:9] in SAMPLER_MODES and mode[9:].isdigit():
-        return {SAMPLER_MODES[mode[8]]: int(mode[9:])}
+        option = {SAMPLER_MODES[mode[8]]: int(mode[9:])}
+        if mode[8] == "g":
+            option["walks"] = 6
+        return {**option, "reach": 0.0} if option.get("walks") == 0 else option
     return {}
 
 
@@ -228,7 +233,7 @@ def plot(rows, path) -> None:
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (6 walks)", "sampled-before": "gnaq sampled (session 7)",
+    labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (default)", "sampled-before": "gnaq sampled (session 7)",
               "sampled-w0": "gnaq sampled, no walks (history)", "implicit": "implicit BPR (floor)"}
     styles = {"full": "o-", "sampled-before": "d:", "sampled": "s-", "sampled-w0": "v-", "implicit": "^--"}
     for mode in dict.fromkeys(r["mode"] for r in rows):

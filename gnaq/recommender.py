@@ -45,9 +45,9 @@ class Recommender:
     propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
     there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
     a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
-    walks, reach, reach_split: sampled propagation's walks a batch row (default 6) and, with walks=0,
-    the deferred reach's weight (default 0: off) and split ("history" or "lightgcn"; gnaq.reach) —
-    the CLI's --walks, --reach and --reach-split.
+    walks, reach, reach_split: sampled propagation's walks a batch row and, with walks=0, the deferred
+    reach's weight (0: off) and split ("lightgcn" or "history"; gnaq.reach) — the CLI's --walks, --reach
+    and --reach-split. None (the defaults): 0 walks, reach 1, "lightgcn" (gnaq.reach.sampled_recipe).
     target: "auto" (default: 0.98 for gnaq's default deployment), "off" (exactly ``bits``) or a
     fraction such as 0.97 — when the quantized model keeps less of full precision's hold-out
     Recall@20 or NDCG@20, fine-tune larger graph-free settings until one does (gnaq.target; the

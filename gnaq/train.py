@@ -70,7 +70,10 @@ def build_parser():
                    help="full: propagate the whole graph every step (cost per epoch ~ interactions²); sampled: only "
                         "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
                         "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
-    p.add_argument("--walks", type=int, default=defaults.walks, help="sampled: random walks a batch row (default %(default)s); 0: none, the history estimator — a batch row is its refreshed z plus its own change since, matrix-factorisation cost a step (gnaq/sampled.py)")
+    p.add_argument("--walks", type=int, default=defaults.walks,
+                   help="sampled: random walks a batch row (default 0 — the history estimator, a batch row its refreshed z "
+                        "plus its own change since, matrix-factorisation cost a step, completed by --reach 1; 6 for "
+                        "bigear, which the reach cannot complete; gnaq/sampled.py, gnaq/reach.py)")
     p.add_argument("--gradient-walks", type=int, default=None, metavar="K",
                    help="sampled: the gradient reaches K of each target's --walks walks (chosen at random, scaled "
                         "by walks/K: unbiased), the forward uses all of them; fewer rows for Adam a step")
@@ -80,11 +83,13 @@ def build_parser():
                         "--walks per ⌈√occurrences⌉")
     p.add_argument("--reach", type=float, default=defaults.reach, metavar="S",
                    help="with --walks 0: apply the neighbours' share of each step's gradient, (P − α₀I) Σg scaled "
-                        "by Adam's 1/√v̂, at every refresh, weighted S (default %(default)s: off; gnaq/reach.py)")
+                        "by Adam's 1/√v̂, at every refresh, weighted S (default 1 with 0 walks, off with walks; 0: the "
+                        "history estimator alone; gnaq/reach.py)")
     p.add_argument("--reach-split", choices=REACH_SPLITS, default=defaults.reach_split,
-                   help="with --reach: history (default): a step gives its rows their whole gradient g; lightgcn: "
-                        "α₀ g, P's own share, and Adam's second moment takes the move's share too, as LightGCN's "
-                        "one gradient P g (gowalla fp32 at --reach 1: 102.0 / 101.8%% of the full graph; gnaq/reach.py)")
+                   help="with the reach: lightgcn (default): a step gives its rows α₀ g, P's own share, and Adam's "
+                        "second moment takes the move's share too, as LightGCN's one gradient P g (gowalla fp32: "
+                        "102.0 / 101.8%% of the full graph); history (before session 21): a step gives its rows their "
+                        "whole gradient g (gnaq/reach.py)")
     p.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch (default %(default)s)")
     p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",

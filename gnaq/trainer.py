@@ -49,7 +49,7 @@ from .models import LightGCN
 from .models.lightgcn import initial_table
 from .models.whole import snapshot
 from .optim import Adam
-from .reach import REACH_SPLITS, DeferredReach
+from .reach import REACH_SPLITS, DeferredReach, sampled_recipe
 from .sampled import PROPAGATIONS, SampledPropagation, default_refresh_every, resolve_propagation
 from .sampling import sample_bpr_epoch
 from .averaging import EmbeddingAverage
@@ -89,11 +89,11 @@ class TrainConfig:
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     negatives: int = 1  # negatives a positive (a batch holds batch_size positives, batch_size·negatives triplets)
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
-    walks: int = 6  # sampled: random walks a target row (6: gowalla within 1% of the full graph; 0: the history estimator, sampled.py)
+    walks: int | None = None  # sampled: random walks a target row (None: reach.sampled_recipe — 0, the history estimator (sampled.py) with the reach; 6 before session 21)
     gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all --walks; sampled.gradient_operator)
     walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
-    reach: float = 0.0  # sampled, --walks 0: scale of the neighbours' gradient share applied at each refresh (reach.py; 0: off)
-    reach_split: str = "history"  # with --reach: a row's gradient between steps and moves, "history" or "lightgcn" (reach.py)
+    reach: float | None = None  # sampled, --walks 0: scale of the neighbours' gradient share applied at each refresh (reach.py; 0: off; None: 1 with 0 walks)
+    reach_split: str | None = None  # with the reach: a row's gradient between steps and moves, "history" or "lightgcn" (reach.py; None: lightgcn)
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
     average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
     topk: tuple = (10, 20)
@@ -177,15 +177,21 @@ class TrainConfig:
             (self.propagation in PROPAGATIONS, f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
             (self.size is None or (self.size > 1 and self.quantizer == "gnaq"),
              f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
-            (self.walks >= 0, f"--walks must be ≥ 0, got {self.walks}"),
+            (self.walks is None or self.walks >= 0, f"--walks must be ≥ 0, got {self.walks}"),
+            (self.gradient_walks is None or (self.walks or 0) >= self.gradient_walks >= 1,
+             f"--gradient-walks {self.gradient_walks} must be in [1, --walks] (--walks {self.walks}; "
+             "the default is no walks, the history estimator with --reach 1)"),
             (self.refreshes >= 1, f"--refreshes must be ≥ 1, got {self.refreshes}"),
-            (self.reach >= 0, f"--reach must be ≥ 0 (0: off), got {self.reach}"),
-            (not self.reach or (self.walks == 0 and self.propagation != "full"),
-             f"--reach {self.reach:g} completes the history estimator: it needs --walks 0 and sampled propagation "
+            (self.reach is None or self.reach >= 0, f"--reach must be ≥ 0 (0: off), got {self.reach}"),
+            (not self.reach or (not self.walks and self.propagation != "full"),
+             f"--reach {self.reach} completes the history estimator: it needs --walks 0 and sampled propagation "
              f"(got --walks {self.walks}, --propagation {self.propagation})"),
-            (self.reach_split in REACH_SPLITS, f"--reach-split {self.reach_split!r} unknown; choose from {REACH_SPLITS}"),
-            (self.reach_split == "history" or self.reach,
-             f"--reach-split {self.reach_split} splits the deferred reach's gradient: it needs --reach S > 0"),
+            (self.reach_split is None or self.reach_split in REACH_SPLITS,
+             f"--reach-split {self.reach_split!r} unknown; choose from {REACH_SPLITS}"),
+            # "history" with the reach off: what a run before session 21 saved in its config (the default then)
+            (self.reach_split in (None, "history") or (self.reach != 0 and not self.walks and self.propagation != "full"),
+             f"--reach-split {self.reach_split} splits the deferred reach's gradient: it needs the reach on "
+             f"(got --reach {self.reach}, --walks {self.walks}, --propagation {self.propagation})"),
             (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
@@ -234,7 +240,7 @@ class Trainer:
                               config.layers, quantizer, seed=config.seed, device=self.device,
                               init_embedding=sliced if sliced is not None else initial, comm=self.comm)
         self.propagation = resolve_propagation(config.propagation, d.train.nnz)
-        self.sampled = None
+        self.sampled, self.recipe = None, {}
         if self.propagation == "sampled":
             if not getattr(quantizer, "row_local", False):
                 raise ValueError(f"--propagation sampled: quantizer {config.quantizer!r} with options "
@@ -244,11 +250,14 @@ class Trainer:
             if self.comm.size > 1 and config.quantizer not in ("gnaq", "pq") and config.bits != 32:
                 raise ValueError(f"--propagation sampled under mpiexec: quantizer {config.quantizer!r} runs in one "
                                  "process (its whole-table statistics are not sliced); use --propagation full")
-            self.sampled = SampledPropagation(self.model, d.train, config.walks, config.walk_allocation,
-                                              config.gradient_walks)
             if config.reach and getattr(quantizer, "needs_layers", False):
                 raise ValueError(f"--reach: quantizer {config.quantizer!r} quantizes every layer; its gradient is "
                                  "not z's (use --reach 0)")
+            self.recipe = sampled_recipe(config.walks, config.reach, config.reach_split,
+                                         getattr(quantizer, "needs_layers", False))
+            self.sampled = SampledPropagation(self.model, d.train, self.recipe["walks"], config.walk_allocation,
+                                              config.gradient_walks)
+            log.info("sampled propagation: %s", ", ".join(f"{k} {v}" for k, v in self.recipe.items()))
             n_nodes = d.n_users + d.n_items
             for p in self.model.parameters():  # per-node tables get row-sparse gradients, lazy Adam
                 p.sparse_grad = p.shape[0] == n_nodes
@@ -256,8 +265,8 @@ class Trainer:
         self.average_decay = config.average if config.average is not None else (
             SAMPLED_AVERAGE if self.propagation == "sampled" else 0.0)
         self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if self.average_decay else None
-        self.reach = DeferredReach(self.model, config.reach, config.reach_split) \
-            if self.sampled is not None and config.reach else None
+        self.reach = DeferredReach(self.model, self.recipe["reach"], self.recipe["reach_split"]) \
+            if self.sampled is not None and self.recipe["reach"] else None
         self._reloaded = False  # weights loaded from a checkpoint since the last evaluation began
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)
@@ -623,7 +632,8 @@ class Trainer:
             kept["valid_kept"] = min(kept["valid_kept_ndcg"], kept.get("valid_kept_recall", math.inf))
         result = {"best_epoch": self.best["epoch"], "epochs_run": self.epoch,
                   "selection_metric": f"{self.selection_split} {metric}",
-                  "phases": self.phases, "seconds": round(self.elapsed, 1), **kept, **self._comm_record(),
+                  "phases": self.phases, "seconds": round(self.elapsed, 1), "propagation": self.propagation,
+                  **self.recipe, **kept, **self._comm_record(),
                   **{f"test_{k}": v for k, v in self.evaluate("test").items()}}
         self._write_result(result)
         return result

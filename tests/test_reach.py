@@ -2,6 +2,8 @@
 is lr·s·(P − α₀ I) G / (√v̂ + ε) on every row Adam has moved, its numba kernel is its numpy twin, a
 run with it resumes exactly, and it is refused where it does not apply."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -11,7 +13,7 @@ from gnaq.autograd import RowSparse
 from gnaq.graph import normalized_adjacency
 from gnaq.models import LightGCN
 from gnaq.optim import Adam
-from gnaq.reach import HAVE_NUMBA, DeferredReach, move_rows
+from gnaq.reach import DEFAULT_REACH, HAVE_NUMBA, LAYER_QUANTIZER_WALKS, DeferredReach, move_rows, sampled_recipe
 from test_sampled import FAST, propagation_matrix, read_lines, tiny_graph
 
 
@@ -84,7 +86,7 @@ def test_the_reach_changes_a_no_walk_run(tmp_path):
     """The same seed and data with and without --reach: the losses part from the first move, at the
     epoch's second refresh (resuming with it is test_sampled's test_a_sampled_run_resumes_exactly_and_learns)."""
     losses = {}
-    for name, extra in (("on", ["--reach", "2"]), ("off", [])):
+    for name, extra in (("on", ["--reach", "2"]), ("off", ["--reach", "0"])):
         assert train_cli.main(FAST + ["--walks", "0", "--epochs", "2", "--out", str(tmp_path / name)] + extra) == 0
         losses[name] = [r["loss"] for r in read_lines(tmp_path / name / "metrics.jsonl")]
     assert losses["on"][0] != losses["off"][0] and losses["on"][1] != losses["off"][1]
@@ -148,6 +150,24 @@ def test_the_lightgcn_split_keeps_alpha0_g_a_step_and_folds_the_moves_share_into
     assert np.abs(theta - model.embedding.data)[11].any()  # a row with v = 0 at the start moved: its share's v
 
 
-def test_the_lightgcn_split_needs_the_reach(capsys):
-    assert train_cli.main(FAST + ["--walks", "0", "--reach-split", "lightgcn", "--epochs", "1"]) == 2
-    assert "--reach-split lightgcn" in capsys.readouterr().err
+def test_the_split_needs_the_reach(capsys):
+    for extra in (["--walks", "0", "--reach", "0"], ["--walks", "6"], ["--propagation", "full"]):
+        assert train_cli.main(FAST + extra + ["--reach-split", "lightgcn", "--epochs", "1"]) == 2
+        assert "--reach-split lightgcn" in capsys.readouterr().err
+
+
+def test_sampled_propagation_defaults_to_the_reach_split_as_lightgcn_and_records_it(tmp_path):
+    """No --walks / --reach / --reach-split: 0 walks, reach 1, the lightgcn split — what result.json
+    records; given walks the reach is off; bigear (every layer quantized) gets 6 walks and no reach."""
+    assert train_cli.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    with open(tmp_path / "run" / "result.json") as f:
+        result = json.load(f)
+    assert (result["propagation"], result["walks"], result["reach"], result["reach_split"]) == (
+        "sampled", 0, DEFAULT_REACH, "lightgcn")
+    assert sampled_recipe(6, None, None, needs_layers=False)["reach"] == 0
+    assert sampled_recipe(0, 0, None, needs_layers=False)["reach"] == 0  # the history estimator alone
+    assert sampled_recipe(0, 2, "history", needs_layers=False) == {"walks": 0, "reach": 2, "reach_split": "history"}
+    from gnaq.trainer import TrainConfig  # a run saved before session 21 (its defaults explicit) still loads
+    assert TrainConfig(dataset="synthetic", walks=6, reach=0.0, reach_split="history").reach_split == "history"
+    assert sampled_recipe(None, None, None, needs_layers=True) == {
+        "walks": LAYER_QUANTIZER_WALKS, "reach": 0, "reach_split": "lightgcn"}

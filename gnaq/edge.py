@@ -75,9 +75,10 @@ except ImportError:  # MicroPython: binascii has it
     from binascii import crc32
 
 MAGIC = b"GNAQ"
-FORMAT_VERSION = 6  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
+FORMAT_VERSION = 7  # 2 added kind "propagate", 3 ids given by the header (0..n-1 or labels), 4 column
 # widths and steps, 5 the items' Gram matrix for fold-in, 6 kind "codebook" (product quantization) and
-# coded node scales (a table of "scale_levels" floats, one byte a node);
+# coded node scales (a table of "scale_levels" floats, one byte a node), 7 a column group all 0 bits (its
+# rows store no code and dequantize to 0: gnaq's idle_share);
 # files are written with the oldest version that reads them
 BACKENDS = ("auto", "numba", "numpy", "python")
 
@@ -255,11 +256,12 @@ def _validate_header(path, version, header, data_bytes):
                 isinstance(row, list) and len(row) == dim and all(_integer(v) and low <= v <= high for v in row)
                 for row in value))
         if (kind != "quantized" or version < 4 or groups != 1 or "widths" in header
-                or not table(columns, 0, MAX_COLUMN_BITS) or not all(sum(row) for row in columns)
+                or not table(columns, 0, MAX_COLUMN_BITS) or not any(sum(row) for row in columns)
+                or (version < 7 and not all(sum(row) for row in columns))
                 or bits != max(max(row) for row in columns)):
             refuse(f"header field 'column_widths' must hold 1 to 4 lists of dim ({dim}) widths from 0 to "
-                   f"{MAX_COLUMN_BITS}, none all 0, the largest equal to 'bits', in a version-4 'quantized' file "
-                   "with 1 group and no node 'widths'")
+                   f"{MAX_COLUMN_BITS}, the largest equal to 'bits', none all 0 before version 7 (one not all 0 "
+                   "since), in a version-4 'quantized' file with 1 group and no node 'widths'")
         if (not table(steps, 0, MAX_COLUMN_STEP) or len(steps) != len(columns)
                 or any((m == 0) != (b == 0) for ms, bs in zip(steps, columns) for m, b in zip(ms, bs))):
             refuse(f"header field 'column_steps' must match 'column_widths' with integers from 1 to {MAX_COLUMN_STEP} "

@@ -32,7 +32,8 @@ def cached(model):
                 "users": np.asarray(model.user_float).reshape(model.n_users, model.dim)}
         else:
             groups = [(b, None if items is None else np.asarray(items, dtype=np.int64),
-                       np.frombuffer(codes, dtype=np.uint8).reshape(-1, model._layout(b)[2]))
+                       np.frombuffer(codes, dtype=np.uint8).reshape(  # (rows, row bytes); 0 bytes: an idle group
+                           model.n_items if items is None else len(items), model._layout(b)[2]))
                       for b, items, codes in model.item_groups]
             model._np_cache = {
                 "groups": groups,

@@ -200,10 +200,11 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 6: kind "codebook"; format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 7: a column group of 0 bits; format 6: kind "codebook"; format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
-    version = (6 if header.get("kind") == "codebook" or "scale_levels" in header or "huffman" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
+    idle_group = any(not sum(row) for row in header.get("column_widths", ()))  # format 7: a group coding nothing
+    version = (7 if idle_group else 6 if header.get("kind") == "codebook" or "scale_levels" in header or "huffman" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
                else 2 if header.get("kind") == "propagate" else 1)
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)

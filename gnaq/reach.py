@@ -122,7 +122,7 @@ def sampled_recipe(walks, reach, split, needs_layers: bool) -> dict:
         walks = LAYER_QUANTIZER_WALKS if needs_layers else 0
     if reach is None:
         reach = DEFAULT_REACH if walks == 0 and not needs_layers else 0.0
-    return {"walks": int(walks), "reach": float(reach), "reach_split": split or "lightgcn"}
+    return {"walks": int(walks), "reach": float(reach), "reach_split": (split or "lightgcn") if reach else None}
 
 
 class DeferredReach:

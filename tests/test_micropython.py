@@ -31,7 +31,9 @@ KINDS = [("q", "gnaq", 2, Z), ("l0", "gnaq", 3, LAYER0), ("f", "gnaq", 32, {}),
          ("pq-shared", "pq", 1, {"code_bits": 4, "codebooks": "shared"}),
          ("pq-adaptive", "pq", 2, {"subspaces": 5, "code_bits": 4, "rotation": "adaptive"}),
          ("coded", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8, "average_bits": 1.75}),
-         ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8})]
+         ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8}),
+         ("huffman-idle", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.1, "idle_share": 0.5, "scale_bits": 8,
+                                               "quantize_users": False})]
 
 
 def run_micropython(mjs, code, folders, heap=8 << 20, tmp_path=None):
@@ -62,7 +64,7 @@ def models(tmp_path_factory):
         for history in (True, False):
             model = make_model(data, quantizer, bits, dim=16, **options)
             export_model(model, data, folder / f"{name}{'' if history else '-nohist'}.gnaq", history=history,
-                         entropy=name == "huffman")
+                         entropy=name.startswith("huffman"))
     for name, entropy in (("items-nogram", False), ("items-nogram-huffman", True)):  # the device computes Ḡ
         model = make_model(data, "gnaq", 2, dim=16, **Z, transform="klt", busy_share=0.25, scale_bits=8)
         export_model(model, data, folder / f"{name}.gnaq", history=False, users=False, gram=False, entropy=entropy)
@@ -81,7 +83,7 @@ def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micro
     on_desktop = run_cpython_pure(f"sys.path.insert(0, {str(lib)!r})\n" + body.format(models=str(models)), tmp_path)
     lines = on_device.splitlines()
     streamed = sum(2 for kind, name, bits, options in KINDS  # (edge_stream streams packed "quantized" rows only)
-                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq" and kind != "huffman") + 1
+                   if bits != 32 and options.get("quantize") != "layer0" and name != "pq" and not kind.startswith("huffman")) + 1
     # per file: 3 users × 2, 2 similar, 1 fold-in; the two item-only files: 2 similar, 1 fold-in
     assert len(lines) == len(KINDS) * 2 * (3 * 2 + 2 + 1) + 2 * (2 + 1) + streamed
     assert sum(" streamed " in line for line in lines) == streamed

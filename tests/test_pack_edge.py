@@ -81,9 +81,18 @@ def make_model(data, quantizer="gnaq", bits=2, dim=16, seed=0, **options):
 
 
 def reference_scores(model, data):
+    """ẑ_U ẑ_Iᵀ of the rows as a whole file stores them (users coded too, even when trained in float)."""
     from gnaq import autograd as ag
-    with ag.no_grad():
-        z = model.representation().data.astype(np.float64)
+    quantizer = model.quantizer
+    float_users = getattr(quantizer, "quantize_users", True) is False
+    if float_users:
+        quantizer.quantize_users = True
+    try:
+        with ag.no_grad():
+            z = model.representation().data.astype(np.float64)
+    finally:
+        if float_users:
+            quantizer.quantize_users = False
     return z[: data.n_users] @ z[data.n_users:].T
 
 
@@ -106,6 +115,9 @@ Z = {"quantize": "z"}
     ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 5}),  # 'bits' (the widest column) 6
     ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25, "busy_bits": 3, "scale_bits": 8}),
     ("gnaq", 2, {**Z, "transform": "auto", "scale_bits": 4, "average_bits": 1.5}),
+    ("gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.1, "busy_bits": 3, "idle_share": 0.5, "scale_bits": 8,
+                 "quantize_users": False}),
+    ("gnaq", 2, {**Z, "transform": "identity", "idle_share": 0.4, "quantize_users": False}),  # idle items: ẑ = 0
     ("pq", 2, {}), ("pq", 2, {"subspaces": 8, "code_bits": 3}), ("pq", 2, {"subspaces": 5, "rotation": "adaptive"}), ("pq", 1, {"code_bits": 4, "codebooks": "shared",
                                                                             "rotation": "balanced"})])
 def test_backends_agree_with_each_other_and_the_float_reference(data, tmp_path, quantizer, bits, options):
@@ -189,6 +201,9 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
         path = tmp_path / f"v{version}.gnaq"
         export_model(make_model(data, **options), source, path, compact=version >= 3)
         assert int.from_bytes(path.read_bytes()[4:6], "little") == version
+    idle = make_model(data, transform="klt", busy_share=0.1, idle_share=0.4, quantize_users=False, **Z)
+    export_model(idle, data, tmp_path / "v7.gnaq")  # a group of 0 bits: version 7; without one, 5 (above)
+    assert int.from_bytes((tmp_path / "v7.gnaq").read_bytes()[4:6], "little") == 7
     export_model(make_model(data, transform="klt", **Z), data, tmp_path / "v4.gnaq", compact=False)  # column widths
     assert int.from_bytes((tmp_path / "v4.gnaq").read_bytes()[4:6], "little") == 4
     assert "item_gram" in edge._read(tmp_path / "v5.gnaq")[1] and "item_gram" not in edge._read(tmp_path / "v4.gnaq")[1]
@@ -217,6 +232,9 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
     monkeypatch.setattr(edge, "FORMAT_VERSION", 4)  # a reader from before the fold-in Gram matrix
     with pytest.raises(edge.EdgeFormatError, match="version 5 is newer"):
         edge.load(tmp_path / "v5.gnaq")
+    monkeypatch.setattr(edge, "FORMAT_VERSION", 6)  # a reader from before idle groups
+    with pytest.raises(edge.EdgeFormatError, match="version 7 is newer"):
+        edge.load(tmp_path / "v7.gnaq")
 
 
 def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
@@ -247,6 +265,8 @@ def test_column_fields_are_checked_against_the_bytes(data, tmp_path):
         (lambda h: h.update(column_widths=[[min(b + 1, 4) for b in row] for row in widths]),
          "column_steps|_codes|bits"),                                                            # more bits than bytes
         (lambda h: h.update(column_widths=[[0] * d, widths[1]]), "column_widths"),               # a group with no bits
+        (lambda h: h.update(column_widths=[[0] * d] * 2, column_steps=[[0] * d] * 2, format=7),
+         "column_widths"),                                                                       # no group with bits
         (lambda h: h.update(column_widths=[[9] * d] * 2, bits=9), "bits|column_widths"),          # past 8 bits
         (lambda h: h.update(bits=h["bits"] - 1), "bits|column_widths"),                          # not the widest
         (lambda h: h.update(column_steps=[[65] * d] * 2), "column_steps"),                       # int32 sums
@@ -327,9 +347,11 @@ def test_fuzzed_files_load_consistently_or_are_refused(data, tmp_path):
                                            ("klt", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
                                            ("pq", "pq", 2, {"subspaces": 3, "code_bits": 4, "rotation": "adaptive"}),
                                            ("coded", "gnaq", 2, {**Z, "transform": "klt", "scale_bits": 8}),
-                                           ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25})]:
+                                           ("huffman", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.25}),
+                                           ("huffman-idle", "gnaq", 2, {**Z, "transform": "klt", "busy_share": 0.1,
+                                                                        "idle_share": 0.5, "quantize_users": False})]:
         path = tmp_path / f"{name}.gnaq"
-        export_model(make_model(data, quantizer, bits, dim=8, **options), data, path, entropy=name == "huffman")
+        export_model(make_model(data, quantizer, bits, dim=8, **options), data, path, entropy=name.startswith("huffman"))
         sources.append(str(path))
     path = tmp_path / "items-nogram.gnaq"  # item-only, no Ḡ: the reader folds in from rows it computes Ḡ of
     export_model(make_model(data, "gnaq", 2, dim=8, **Z, transform="klt", scale_bits=8), data, path, history=False,

@@ -322,6 +322,33 @@ def test_transform_coding_rotates_onto_principal_axes_and_spends_the_budget(data
             make_quantizer("gnaq", 2, quantize="z", **({"transform": "klt"} if "busy_bits" in busy else {}), **busy)
 
 
+def test_idle_nodes_store_no_code_and_the_others_share_their_bits(data):
+    """idle_share: the least-connected share of items (by degree, beside the busy share at the top; no
+    user) code 0 bits, ẑ = 0; the rest take the remaining bits of the average, so the mean stays ≤ b."""
+    adj = normalized_adjacency(data.train)
+    init = np.random.default_rng(2).standard_normal((data.n_nodes, 12)) * np.geomspace(3, 0.03, 12)
+    q = make_quantizer("gnaq", 2, quantize="z", transform="klt", busy_share=0.25, busy_bits=3, idle_share=0.4,
+                       quantize_users=False)
+    model = LightGCN(data.n_users, data.n_items, adj, dim=12, n_layers=2, quantizer=q, init_embedding=init,
+                     dtype=np.float64)
+    group, degree = q.node_group, np.diff(adj.indptr)
+    for lo, hi in ((0, data.n_users), (data.n_users, data.n_nodes)):
+        g, deg = group[lo:hi], degree[lo:hi]
+        idle = round(0.4 * (hi - lo)) if lo else 0
+        assert (g == 1).sum() == round(0.25 * (hi - lo)) and (g == 2).sum() == idle
+        assert deg[g == 0].max() <= deg[g == 1].min() and (not idle or deg[g == 2].max() <= deg[g == 0].min())
+    assert q.axes.widths.sum(1).tolist() == [int(12 * (2 - 0.25 * 3) // (1 - 0.25 - 0.4)), 36, 0]
+    assert q.axes.widths.sum(1)[group[data.n_users:]].mean() <= 2 * 12  # the items' average
+    with ag.no_grad():
+        zq = model.representation().data
+    assert (zq[group == 2] == 0).all() and (np.abs(zq[group != 2]).sum(1) > 0).all()
+    for bad in ({"idle_share": 0.8}, {"idle_share": 1.0, "busy_share": 0}, {"quantize_users": True},
+                {"idle_share": 0.3, "transform": "none", "busy_share": 0}):
+        with pytest.raises(ValueError, match="idle_share"):
+            make_quantizer("gnaq", 2, quantize="z", **{"transform": "klt", "busy_share": 0.25, "idle_share": 0.3,
+                                                       "quantize_users": False, **bad})
+
+
 def test_auto_rotation_codes_z_on_the_axes_with_the_smaller_error():
     """Principal axes where the variance sits in few rotated directions; z's own axes where its
     coordinates are independent and light-tailed (a rotation would make them Gaussian-like)."""

@@ -170,4 +170,4 @@ def test_sampled_propagation_defaults_to_the_reach_split_as_lightgcn_and_records
     from gnaq.trainer import TrainConfig  # a run saved before session 21 (its defaults explicit) still loads
     assert TrainConfig(dataset="synthetic", walks=6, reach=0.0, reach_split="history").reach_split == "history"
     assert sampled_recipe(None, None, None, needs_layers=True) == {
-        "walks": LAYER_QUANTIZER_WALKS, "reach": 0, "reach_split": "lightgcn"}
+        "walks": LAYER_QUANTIZER_WALKS, "reach": 0, "reach_split": None}

@@ -45,7 +45,12 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    R (d, d'), widths summing to b·d per row (dropped axes left out); g the node's group: with
    ``busy_share`` > 0 that share of users and of items with the largest degree (rule 6's ranking)
    get ``busy_bits`` per value and the others ⌊d·(b − share·busy_bits)/(1 − share)⌋ bits a row,
-   so the average stays at most b. LSQ gradient scale
+   so the average stays at most b; with ``idle_share`` > 0 that share of items with the smallest degree
+   (items only: an uncoded user would be recommended nothing; so with ``quantize_users=False``, rule 8, the
+   item-only deployment, whose budget is the items') store no code at all (ẑₙ = 0: never recommended, a scale byte kept) and the rest share
+   their bits — the tail holds little of what is hit in a top-K (gowalla: the least-connected 60% of items
+   hold 28% of test pairs but, coded at 32x, ~3% of the hits; bench/results/item-frontier-gowalla-idle.md).
+   LSQ gradient scale
    1/√(d'·2^(b−1)) with b the average width (per axis, 1/√(d'·2^(bₖ−1)), measured 0.0016 lower best
    valid NDCG@20 on MovieLens-1M). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
    MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~0.002 below it in valid
@@ -79,7 +84,7 @@ from .axes import MAX_AXIS_BITS, ROTATIONS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .scales import ScaleGrid
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
-from .widths import average_bits_for_ratio, check_mix, mean_bits, mixed_widths, node_widths_and_steps
+from .widths import average_bits_for_ratio, check_mix, mean_bits, node_groups, node_widths_and_steps
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
@@ -99,7 +104,7 @@ class GNAQQuantizer(Quantizer):
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
-                 busy_share: float = 0.0, busy_bits: int = 3, scale_bits: int = 0, average_bits=None,
+                 busy_share: float = 0.0, busy_bits: int = 3, idle_share: float = 0.0, scale_bits: int = 0, average_bits=None,
                  file_ratio=None, file_rows: str = "all", file_gram: bool = True, quantize_users: bool = True):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
@@ -115,6 +120,11 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: busy_share (in (0, 1), with a transform) and busy_bits (above bits, at most "
                              f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
         self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
+        if idle_share and (transform == "none" or isinstance(idle_share, bool) or not isinstance(idle_share, (int, float))
+                           or not 0 < idle_share < 1 - busy_share):
+            raise ValueError(f"gnaq: idle_share (in (0, 1 − busy_share), with a transform) got {idle_share!r} "
+                             f"(busy_share {busy_share})")
+        self.idle_share = float(idle_share)
         if scale_bits and (transform == "none" or not isinstance(scale_bits, int) or not 2 <= scale_bits <= 8):
             raise ValueError(f"gnaq: scale_bits (coded node scales, with a transform) must be 0 or 2 to 8, got {scale_bits!r}")
         average = bits if average_bits is None else average_bits
@@ -136,6 +146,9 @@ class GNAQQuantizer(Quantizer):
         if not isinstance(quantize_users, bool) or (not quantize_users and transform == "none"):
             raise ValueError(f"gnaq: quantize_users (True/False; False needs a transform: rule 8) got {quantize_users!r}")
         self.quantize_users = quantize_users
+        if idle_share and quantize_users:
+            raise ValueError("gnaq: idle_share codes items alone below the average: it needs the item-only deployment "
+                             "(quantize_users=False, the default of --export-users no)")
         if self.file_ratio and not scale_bits:
             scale_bits = 8  # the ratio's budget counts one byte of scale a node
         self.scale_bits, self.average_bits = int(scale_bits), float(average)
@@ -162,7 +175,7 @@ class GNAQQuantizer(Quantizer):
         self.log_kappa = ag.Tensor(xp.zeros((1, 1), dtype=e0.dtype), requires_grad=True, name="log_kappa")
         if self.transform != "none":  # node scales on z and node groups by degree (rule 7)
             self.log_node = ag.Tensor(xp.zeros((len(e0), 1), dtype=e0.dtype), requires_grad=True, name="log_node")
-            self.node_group = mixed_widths(model, 0, 1, self.busy_share)  # (N,) 1: busy, 0: the rest
+            self.node_group = node_groups(model, self.busy_share, self.idle_share)  # (N,) the rest, busy, idle
             d = model.dim
             if self.file_ratio:  # the row budget that makes the file file_ratio times smaller (widths.py)
                 rows = model.n_items if self.file_rows == "items" else len(e0)
@@ -172,9 +185,10 @@ class GNAQQuantizer(Quantizer):
                     raise ValueError(f"gnaq: a file {self.file_ratio:g}x smaller than float32's leaves "
                                      f"{max(self.average_bits, 0):.2f} bits a value for {rows} rows of dim {d}: "
                                      "too few (ask for a smaller ratio)")
-            b = self.average_bits
-            self.row_bits = [int(d * (b - self.busy_share * self.busy_bits) // (1 - self.busy_share)),
-                             d * self.busy_bits] if self.busy_share else [int(round(d * b))]
+            b, busy, idle = self.average_bits, self.busy_share, self.idle_share
+            self.row_bits = [int(d * (b - busy * self.busy_bits) // (1 - busy - idle))] if busy or idle \
+                else [int(round(d * b))]
+            self.row_bits += [d * self.busy_bits] * (busy > 0) + [0] * (idle > 0)  # node_groups' order
         self.initialise_intervals()
 
     def on_epoch_start(self, epoch: int) -> None:

@@ -47,6 +47,20 @@ def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -
     return widths_by_score(degree, model.n_users, low, high, share)
 
 
+def node_groups(model, busy_share: float, idle_share: float = 0.0) -> np.ndarray:
+    """(N,) transform-coding groups by degree, numbered in this order as they exist: 0 the rest, then the
+    busy_share of users and of items with the largest degree, then the idle_share of items (items only:
+    an uncoded user could be recommended nothing) with the smallest (ties → smaller index)."""
+    from ..backend import to_numpy
+    degree = np.diff(to_numpy(model.norm_adj).indptr)
+    busy = widths_by_score(degree, model.n_users, 0, 1, busy_share) if busy_share else np.zeros(len(degree), np.int64)
+    if not idle_share:
+        return busy
+    idle = widths_by_score(-degree, model.n_users, 0, 1, idle_share).astype(bool) & (busy == 0)
+    idle[:model.n_users] = False
+    return np.where(idle, 1 + (busy_share > 0), busy)
+
+
 def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> np.ndarray:
     """(N,) widths: `high` for the `share` of users (rows < n_users) and, separately, of items with
     the largest score (ties → smaller index), `low` for the rest."""

@@ -45,12 +45,12 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    R (d, d'), widths summing to b·d per row (dropped axes left out); g the node's group: with
    ``busy_share`` > 0 that share of users and of items with the largest degree (rule 6's ranking)
    get ``busy_bits`` per value and the others ⌊d·(b − share·busy_bits)/(1 − share)⌋ bits a row,
-   so the average stays at most b; with ``idle_share`` > 0 that share of items with the smallest degree
-   (items only: an uncoded user would be recommended nothing; so with ``quantize_users=False``, rule 8, the
-   item-only deployment, whose budget is the items') store no code at all (ẑₙ = 0: never recommended, a scale byte kept) and the rest share
-   their bits — the tail is rarely in a top-K, so its bits pay more elsewhere (gowalla at 32x, item-only, 60% idle: 86.4 / 88.0
-   → 89.8 / 92.0% of fp32's test Recall / NDCG@20; bench/results/item-frontier-gowalla-idle.md).
-   LSQ gradient scale
+   so the average stays at most b. With ``idle_share`` > 0 that share of items with the smallest degree
+   store no code (ẑₙ = 0: never recommended; a scale byte kept) and the rest share their bits — items only
+   (an uncoded user would be recommended nothing), so with ``quantize_users=False`` (rule 8), the item-only
+   deployment, whose budget is the items'. The tail is rarely in a top-K, so its bits pay more elsewhere
+   (gowalla at 32x, item-only, 60% idle: 86.4 / 88.0 → 89.8 / 92.0% of fp32's test Recall / NDCG@20;
+   bench/results/item-frontier-gowalla-idle.md). LSQ gradient scale
    1/√(d'·2^(b−1)) with b the average width (per axis, 1/√(d'·2^(bₖ−1)), measured 0.0016 lower best
    valid NDCG@20 on MovieLens-1M). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
    MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~0.002 below it in valid

@@ -52,10 +52,10 @@ def node_groups(model, busy_share: float, idle_share: float = 0.0) -> np.ndarray
     busy_share of users and of items with the largest degree, then the idle_share of items (items only:
     an uncoded user could be recommended nothing) with the smallest (ties → smaller index)."""
     from ..backend import to_numpy
-    degree = np.diff(to_numpy(model.norm_adj).indptr)
-    busy = widths_by_score(degree, model.n_users, 0, 1, busy_share) if busy_share else np.zeros(len(degree), np.int64)
+    busy = mixed_widths(model, 0, 1, busy_share)
     if not idle_share:
         return busy
+    degree = np.diff(to_numpy(model.norm_adj).indptr)
     idle = widths_by_score(-degree, model.n_users, 0, 1, idle_share).astype(bool) & (busy == 0)
     idle[:model.n_users] = False
     return np.where(idle, 1 + (busy_share > 0), busy)

@@ -27,8 +27,9 @@ from _common import data_dir, markdown_table  # noqa: E402
 from item_frontier import file_metrics  # noqa: E402
 
 
-def initial_codes_file(dataset: str, data, fp32: Path, size: float, share: float, folder: Path) -> Path:
-    """The item-only file of the quantizer's codes as initialised from the fp32 run (the preset's structure)."""
+def initial_codes_file(dataset: str, data, fp32: Path, size: float, share: float, folder: Path) -> tuple:
+    """The item-only file of the quantizer's codes as initialised from the fp32 run (the preset's structure):
+    its path and export_model's sizes."""
     from gnaq.export import export_model
     from gnaq.trainer import TrainConfig, Trainer
     config = TrainConfig(dataset=dataset, size=size, export_users=False, export_gram=False, export_history=False,
@@ -36,8 +37,7 @@ def initial_codes_file(dataset: str, data, fp32: Path, size: float, share: float
                          out=str(folder / f"run-{share}"))
     trainer = Trainer(config, data)
     path = folder / f"idle-{share}.gnaq"
-    export_model(trainer.model, data, path, history=False, users=False, entropy=True, gram=False)
-    return path
+    return path, export_model(trainer.model, data, path, history=False, users=False, entropy=True, gram=False)
 
 
 def main():
@@ -55,10 +55,9 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="gnaq-idle-") as folder:
         for share in args.shares:
-            path = initial_codes_file(args.dataset, data, args.fp32, args.size, share, Path(folder))
+            path, info = initial_codes_file(args.dataset, data, args.fp32, args.size, share, Path(folder))
             m = file_metrics(path, data)
-            float32_bytes = 4 * data.n_items * 64  # the items' float32 rows at d = 64 (the CLI's default)
-            rows.append([f"{share:g}", f"{path.stat().st_size:,}", f"{float32_bytes / path.stat().st_size:.1f}x",
+            rows.append([f"{share:g}", f"{info['file_bytes']:,}", f"{info['float32_file_bytes'] / info['file_bytes']:.1f}x",
                          f"{m['recall@20']:.4f} / {m['ndcg@20']:.4f}",
                          f"{100 * m['recall@20'] / ref[0]:.1f}% / {100 * m['ndcg@20'] / ref[1]:.1f}%"])
             print(" | ".join(rows[-1]), flush=True)
@@ -68,7 +67,7 @@ def main():
             f"Initial codes of `--size {args.size:g}x --export-users no` (10% busy items at 3 bits) from the fp32 run "
             f"`{args.fp32.name}` (test Recall@20 / NDCG@20 {ref[0]:.4f} / {ref[1]:.4f}, trained-in users), no quantized "
             "epoch; the item-only file (no history, no Ḡ, Huffman-coded rows) scored with every test user folded in "
-            "from their training items. 'vs float32': against 4·n_items·d bytes.\n\n"
+            "from their training items. 'vs float32': the same file holding float32 rows (item_frontier's ratio).\n\n"
             + markdown_table(["idle share", "file bytes", "vs float32", "test R@20 / N@20", "kept of fp32"], rows) + "\n")
     out.write_text(text)
     print(f"wrote {out}")

@@ -118,9 +118,10 @@ class EmbeddingAverage:
         """ā ← β ā + (1 − β) θ on the rows the step changed (with every row, the dense update)."""
         rows, theta, b = self._rows, self.param.data, self.beta
         self.t += 1
-        if rows is None:
+        if rows is None:  # as b ā + (1 − b) θ, in place: no (N, d) temporary
+            self.average -= theta
             self.average *= b
-            self.average += (1 - b) * theta
+            self.average += theta
             self.last[:] = self.t
         elif self.impl == "numba":
             _blend_rows_numba(self.average, theta, self.last, rows, self.t, theta.dtype.type(b))

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import autograd as ag
 from .optim import follower_rows
-from .spmm import scipy_sparse_like, sum_row_parts
+from .spmm import layer_sum, scipy_sparse_like, sum_row_parts
 
 try:
     from numba import njit, prange
@@ -71,6 +71,37 @@ if HAVE_NUMBA:
                     theta[r, c] -= move
                     if follow:
                         follower[r, c] -= move
+
+
+if HAVE_NUMBA:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fold_numba(spread, gradients, alpha0, inv_steps, keep, v, second_moment):  # pragma: no cover - jitted
+        """fold_second_moment in place, one pass, no temporaries."""
+        for r in prange(v.shape[0]):
+            for c in range(v.shape[1]):
+                share = (spread[r, c] - alpha0 * gradients[r, c]) * inv_steps
+                old = second_moment[r, c]
+                new = keep * old + (1 - keep) * share * share
+                second_moment[r, c] = new
+                v[r, c] = max(v[r, c] - old, 0) + new
+
+
+def fold_second_moment(spread, gradients, alpha0, steps, keep, v, second_moment, impl=None) -> None:
+    """The "lightgcn" split's fold, in place (all (N, d)): with n = (spread − α₀ G) / T,
+        v ← max(v − M, 0) + M',   M' = keep · M + (1 − keep) · n²
+    ``impl``: ``numba`` (the CPU default where it imports: one pass, no (N, d) temporaries, whose fresh
+    pages cost this machine's VM seconds) or ``numpy`` (the oracle, and cupy)."""
+    if (impl or ("numba" if HAVE_NUMBA and isinstance(v, np.ndarray) else "numpy")) == "numba":
+        dtype = v.dtype.type
+        _fold_numba(spread, gradients, dtype(alpha0), dtype(1 / steps), dtype(keep), v, second_moment)
+        return
+    xp = np if isinstance(v, np.ndarray) else __import__("cupy")
+    share = (spread - alpha0 * gradients) / steps
+    v -= second_moment
+    xp.maximum(v, 0, out=v)
+    second_moment *= keep
+    second_moment += (1 - keep) * share * share
+    v += second_moment
 
 
 def add_transpose(W, g, out, impl=None) -> None:
@@ -137,6 +168,7 @@ class DeferredReach:
         self.model, self.scale, self.split = model, float(scale), split
         self.alpha0 = float(model.layer_weights[0])  # P's own share of a row's gradient
         self.gradients = model.embedding.xp.zeros_like(model.embedding.data)
+        self._buffers = {}  # P G and layer_sum's scratch, reused by every move
         self.pending = False
         self.steps = 0  # steps accumulated since the last move (T)
         # the "lightgcn" split's M: the neighbours' share in Adam's second moment (N, d); checkpointed
@@ -165,7 +197,7 @@ class DeferredReach:
         if optimizer.params[0] is not embedding:
             raise RuntimeError("--reach: the embedding is not the optimizer's first parameter")
         with ag.no_grad():
-            spread = ag.propagate(model.norm_adj, self.gradients, model.layer_weights).data
+            spread = layer_sum(model.norm_adj, self.gradients, model.layer_weights, self._buffers)
         if self.second_moment is not None:
             self._fold_second_moment(optimizer, spread)
         if average is not None:
@@ -192,13 +224,6 @@ class DeferredReach:
         """The "lightgcn" split: M ← β₂ᵀ M + (1 − β₂ᵀ) n², v ← max(v − M_before, 0) + M, with the per-step
         share n = (P − α₀ I) G / T (module docstring); the max keeps v ≥ 0 where Adam's own decay of
         v's steps shrank M's part below M_before (rows touched in the interval)."""
-        xp, steps = self.model.embedding.xp, max(self.steps, 1)
-        keep = optimizer.beta2 ** steps
-        share = spread - self.alpha0 * self.gradients
-        share /= steps
-        v = optimizer.v[0]
-        v -= self.second_moment
-        xp.maximum(v, 0, out=v)
-        self.second_moment *= keep
-        self.second_moment += (1 - keep) * share * share
-        v += self.second_moment
+        steps = max(self.steps, 1)
+        fold_second_moment(spread, self.gradients, self.alpha0, steps, optimizer.beta2 ** steps, optimizer.v[0],
+                           self.second_moment)

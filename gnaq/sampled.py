@@ -65,6 +65,7 @@ import scipy.sparse
 from . import autograd as ag
 from .backend import to_device
 from .graph import bipartite_adjacency
+from .spmm import layer_sum
 
 try:
     from numba import njit, prange
@@ -216,6 +217,7 @@ class SampledPropagation:
         self.degree = np.diff(self.indptr)
         self.model, self.walks = model, int(walks)
         self.mean = None
+        self._buffers = {}  # Z̄ and layer_sum's scratch, reused by every refresh
         embedding = model.embedding
         self.drift = embedding.xp.zeros_like(embedding.data)
         embedding.follower = self.drift  # every optimizer step on E⁽⁰⁾ moves D the same
@@ -235,8 +237,8 @@ class SampledPropagation:
                     layers.append(spmm(model.norm_adj, layers[-1]))
                 self.mean = sum(w * layer for w, layer in zip(model.layer_weights, layers))
                 self.layer_means = [None] + layers[1:]  # E⁽⁰⁾'s rows are read from the embedding itself
-            else:
-                self.mean = ag.propagate(model.norm_adj, model.embedding.data, model.layer_weights).data
+            else:  # into the buffers of the last refresh (spmm.layer_sum)
+                self.mean = layer_sum(model.norm_adj, model.embedding.data, model.layer_weights, self._buffers)
         self.drift[...] = 0
         if quantizer is not None:
             quantizer.refreshed(self.mean, layers)

@@ -48,8 +48,9 @@ def set_spmm_impl(name: str) -> None:
 
 if HAVE_NUMBA:
     @njit(parallel=True, cache=True, nogil=True)
-    def _csr_spmm_numba(indptr, indices, values, dense, out):  # pragma: no cover - jitted
-        """Y[r] = Σ_p values[p] · X[indices[p]] over row r's nonzeros p, in CSR order.
+    def _csr_spmm_numba(indptr, indices, values, dense, out, shift, weight):  # pragma: no cover - jitted
+        """Y[r] = Σ_p values[p] · X[indices[p]] over row r's nonzeros p, in CSR order, + weight · shift[r]
+        when ``shift`` has rows (an empty (0, d) array: none) — layer_sum's Horner step in one pass.
 
         Four nonzeros a pass over the row's accumulator: each pass loads and stores acc (d,) once
         for four gathered rows of X instead of once for each (measured 1.4-2.9x at d = 64,
@@ -72,8 +73,12 @@ if HAVE_NUMBA:
                 for k in range(d):
                     acc[k] += v * dense[col, k]
                 p += 1
-            for k in range(d):
-                out[row, k] = acc[k]
+            if shift.shape[0] > 0:
+                for k in range(d):
+                    out[row, k] = acc[k] + weight * shift[row, k]
+            else:
+                for k in range(d):
+                    out[row, k] = acc[k]
 
 
 if HAVE_NUMBA:
@@ -221,25 +226,62 @@ def scatter_add_rows(index, values, n_rows: int, impl: str | None = None):
     return out
 
 
-def spmm(A, X, impl: str | None = None):
-    """Return ``A @ X`` for CSR A (n, m) and dense X (m, d) on whatever device they live.
+def spmm(A, X, impl: str | None = None, out=None, shift=None, weight: float = 0.0):
+    """Return ``A @ X`` (+ ``weight · shift``) for CSR A (n, m), dense X (m, d) and shift (n, d) on whatever
+    device they live, written into ``out`` (n, d, contiguous, neither X nor shift) when given.
 
     ``impl`` overrides the module default (``auto``): ``numba`` or ``scipy`` on the CPU.
     """
-    if is_cupy_array(X):
-        return A @ X
-    impl = impl or _default_impl
-    if impl == "auto":  # scipy's csr_matvec wins for a few columns (measured 1.3 vs 8 ms at d = 1)
-        impl = "numba" if HAVE_NUMBA and X.shape[1] >= 4 else "scipy"
-    if impl == "scipy":
-        return np.asarray(A @ X)
-    if not HAVE_NUMBA:
-        raise RuntimeError("spmm implementation 'numba' asked for, but numba is not installed")
+    if not is_cupy_array(X):
+        impl = impl or _default_impl
+        if impl == "auto":  # scipy's csr_matvec wins for a few columns (measured 1.3 vs 8 ms at d = 1)
+            impl = "numba" if HAVE_NUMBA and X.shape[1] >= 4 else "scipy"
+        if impl == "numba" and not HAVE_NUMBA:
+            raise RuntimeError("spmm implementation 'numba' asked for, but numba is not installed")
+    if is_cupy_array(X) or impl == "scipy":
+        product = A @ X if is_cupy_array(X) else np.asarray(A @ X)
+        if shift is not None:
+            product += weight * shift
+        if out is None:
+            return product
+        out[...] = product
+        return out
     X = np.ascontiguousarray(X)
     dtype = np.result_type(A.dtype, X.dtype)
     values = A.data if A.data.dtype == dtype else A.data.astype(dtype)
     if X.dtype != dtype:
         X = X.astype(dtype)
-    out = np.empty((A.shape[0], X.shape[1]), dtype=dtype)
-    _csr_spmm_numba(A.indptr, A.indices, values, X, out)
+    if out is None:
+        out = np.empty((A.shape[0], X.shape[1]), dtype=dtype)
+    elif out.shape != (A.shape[0], X.shape[1]) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"spmm: out must be a contiguous {dtype} array of shape {(A.shape[0], X.shape[1])}, "
+                         f"got {out.dtype} {out.shape}")
+    shift = np.empty((0, X.shape[1]), dtype=dtype) if shift is None else np.ascontiguousarray(shift, dtype=dtype)
+    _csr_spmm_numba(A.indptr, A.indices, values, X, out, shift, dtype.type(weight))
     return out
+
+
+def layer_sum(A, x, weights, buffers: dict | None = None, impl: str | None = None):
+    """z = Σₗ wₗ Aˡ x (l = 0 … L) for CSR A (N, N) and x (N, d), no graph recorded, by Horner:
+
+        h ← w_L x;   h ← A h + wₗ x   for l = L − 1 … 0     (each one pass: spmm's shift)
+
+    in two (N, d) buffers, ``buffers["out"]`` (the result) and ``buffers["scratch"]``, kept in the dict
+    and reused by the next call with it (which overwrites the result): a refresh then allocates nothing,
+    where fresh (N, d) pages cost this machine's VM up to seconds a refresh (bench/results/scale-session22.md).
+    Equal to the layer-by-layer sum up to float rounding (ops.propagate's forward; its backward is this)."""
+    buffers = {} if buffers is None else buffers
+    for name in ("out", "scratch"):
+        held = buffers.get(name)
+        if held is None or held.shape != x.shape or held.dtype != x.dtype or type(held) is not type(x):
+            buffers[name] = (np if isinstance(x, np.ndarray) else __import__("cupy")).empty_like(x)
+    last = len(weights) - 1
+    # the buffer that holds h before step j alternates so that the last step writes "out"
+    source = buffers["out"] if last % 2 == 0 else buffers["scratch"]
+    source[...] = x
+    source *= weights[last]
+    for w in reversed(weights[:last]):
+        target = buffers["scratch"] if source is buffers["out"] else buffers["out"]
+        spmm(A, source, impl=impl, out=target, shift=x, weight=w)
+        source = target
+    return buffers["out"]

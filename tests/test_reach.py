@@ -113,6 +113,26 @@ def test_the_numba_transpose_sum_equals_its_numpy_twin():
     np.testing.assert_allclose(out["numpy"], 1 + W.T @ g, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_the_numba_fold_equals_its_numpy_twin():
+    """fold_second_moment's one-pass kernel against the numpy oracle, a v below M_before (clipped at 0) included."""
+    from gnaq.reach import fold_second_moment
+    rng = np.random.default_rng(5)
+    spread, G = rng.standard_normal((2, 40, 6)).astype(np.float32)
+    v0, M0 = rng.random((2, 40, 6)).astype(np.float32)
+    v0[:5] = M0[:5] / 2  # Adam's decay left v below the move's old share
+    out = {}
+    for impl in ("numpy", "numba"):
+        v, M = v0.copy(), M0.copy()
+        fold_second_moment(spread, G, 0.25, 7, 0.99, v, M, impl=impl)
+        out[impl] = v, M
+    for a, b in zip(out["numba"], out["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    share = (spread - 0.25 * G) / 7
+    np.testing.assert_allclose(out["numpy"][1], 0.99 * M0 + 0.01 * share ** 2, rtol=1e-6)
+    np.testing.assert_allclose(out["numpy"][0], np.maximum(v0 - M0, 0) + out["numpy"][1], rtol=1e-6)
+
+
 def test_the_lightgcn_split_keeps_alpha0_g_a_step_and_folds_the_moves_share_into_adams_second_moment():
     """--reach-split lightgcn: each step's z-path parts are α₀ g (G sums the whole g); a move first takes
     M ← β₂ᵀ M + (1 − β₂ᵀ) ((P − α₀ I) G / T)² into v (v ← v − M_before + M), then moves by the new v̂ —

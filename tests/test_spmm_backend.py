@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse
 
 from gnaq import backend
-from gnaq.spmm import HAVE_NUMBA, scatter_add_rows, set_spmm_impl, spmm
+from gnaq.spmm import HAVE_NUMBA, layer_sum, scatter_add_rows, set_spmm_impl, spmm
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
@@ -34,6 +34,34 @@ def test_numba_spmm_sums_in_csr_order_for_every_row_length():
         for p in range(indptr[row], indptr[row + 1]):
             expected[row] += A.data[p] * X[indices[p]]
     np.testing.assert_array_equal(spmm(A, X, impl="numba"), expected)
+
+
+@pytest.mark.parametrize("impl", ["numba", "scipy"] if HAVE_NUMBA else ["scipy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_sum_equals_the_layer_by_layer_sum_in_its_own_buffers(impl, dtype):
+    """layer_sum: Σₗ wₗ Aˡ x by Horner through spmm's shift (A h + w x in one pass), against the sum of
+    explicit powers, for L = 0 … 3; the second call writes the same two buffers (no allocation)."""
+    A = scipy.sparse.random(60, 60, density=0.1, random_state=2, format="csr", dtype=dtype)
+    x = np.random.default_rng(4).standard_normal((60, 8)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for weights in ([0.7], [0.5, 0.5], [0.25, 0.25, 0.5], [0.1, 0.2, 0.3, 0.4]):
+        expected, power = np.zeros_like(x), x.copy()
+        for layer, w in enumerate(weights):
+            expected += w * power
+            power = A @ power
+        buffers = {}
+        z = layer_sum(A, x, weights, buffers, impl=impl)
+        assert z is buffers["out"] and z.dtype == dtype
+        np.testing.assert_allclose(z, expected, **tol)
+        held = dict(buffers)
+        again = layer_sum(A, 2 * x, weights, buffers, impl=impl)
+        assert again is held["out"] and buffers["scratch"] is held["scratch"]
+        np.testing.assert_allclose(again, 2 * expected, **tol)
+    shifted = spmm(A, x, impl=impl, shift=x, weight=-0.5)
+    np.testing.assert_allclose(shifted, A @ x - 0.5 * x, **tol)
+    if impl == "numba":
+        with pytest.raises(ValueError, match="out must be"):
+            spmm(A, x, impl=impl, out=np.empty((60, 7), dtype))
 
 
 def test_spmm_impl_selector_validates():

@@ -15,7 +15,9 @@ gradient through K of them, session 18; "sampled-reachS": the history estimator 
 — one more propagation — counts with it, session 19; "sampled-reachS-lightgcn": the same with --reach-split lightgcn, session 20; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
 N steps an epoch — N propagations, linear in the interactions — session 20): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
-sampling + steps × step (+ refreshes × refresh), said "est."; validation = full ranking of a
+sampling + steps × step (+ refreshes × refresh), said "est." — since session 22 sampling the faster of two
+epochs' and refresh the median of REFRESH_REPEATS warm ones (the reach's move with it), where before one cold
+call each counted (allocation and page faults: 2-4x a warm refresh on this machine); validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
 (factors=63, iterations=1, num_threads = gnaq's NUMBA_NUM_THREADS) fit on the training matrix (a bench extra:
 pip install implicit); before session 14 implicit used every core whatever gnaq's thread count.
@@ -72,6 +74,7 @@ def csr_bytes(m) -> int:
     return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
 
 
+REFRESH_REPEATS = 3  # warm refreshes (each with the reach's move) timed; their median counts
 SAMPLER_MODES = {"r": "refreshes", "w": "walks", "g": "gradient_walks"}  # "sampled-w0": TrainConfig(walks=0), …
 
 
@@ -107,15 +110,16 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
                                   out=tempfile.mkdtemp(prefix="gnaq-scale-"), **before), data=data)
     cfg, model = trainer.config, trainer.model
     nnz = data.train.nnz
-    t0 = time.perf_counter()
-    users, pos, neg = sample_bpr_epoch(data.train, trainer.rng, by=cfg.sampler)
-    sampling = time.perf_counter() - t0
-    n_steps = -(-len(users) // cfg.batch_size)
-    refresh = 0.0
-    if trainer.sampled is not None:
+    samplings = []
+    for _ in range(2):  # the warm one, as every epoch's but the first (a lone cold call counts page faults)
+        users = pos = neg = None  # (one epoch's samples in memory at a time)
         t0 = time.perf_counter()
-        trainer.sampled.refresh()
-        refresh = time.perf_counter() - t0
+        users, pos, neg = sample_bpr_epoch(data.train, trainer.rng, by=cfg.sampler)
+        samplings.append(time.perf_counter() - t0)
+    sampling = min(samplings)
+    n_steps = -(-len(users) // cfg.batch_size)
+    if trainer.sampled is not None:
+        trainer.sampled.refresh()  # (cold: allocations and the jit cache's load, once a run)
 
     def step(b):
         sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
@@ -131,10 +135,16 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
         step(b % n_steps)
         times.append(time.perf_counter() - t0)
     step_seconds = statistics.median(times[2:])
-    if trainer.reach is not None:  # its move comes with every refresh: one propagation and O(N·d)
+    refreshes_timed = []  # warm: each the reach's move (one propagation and O(N·d)) and the refresh after it
+    for r in range(REFRESH_REPEATS if trainer.sampled is not None else 0):
+        if trainer.reach is not None:
+            step(r % n_steps)  # (an interval for the move to apply)
         t0 = time.perf_counter()
-        trainer.reach.move(trainer.optimizer, trainer.average)
-        refresh += time.perf_counter() - t0
+        if trainer.reach is not None:
+            trainer.reach.move(trainer.optimizer, trainer.average)
+        trainer.sampled.refresh()
+        refreshes_timed.append(time.perf_counter() - t0)
+    refresh = statistics.median(refreshes_timed) if refreshes_timed else 0.0
     millions = float(spec.split(":")[1]) if spec.startswith("synthetic:") else nnz / 1e6  # the nominal size
     if mode.startswith("sampled") and millions <= whole_epoch_up_to:
         t0 = time.perf_counter()
@@ -158,6 +168,7 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"spec": spec, "mode": mode, "interactions": nnz, "users": data.n_users, "items": data.n_items,
             "load_seconds": load_seconds, "sampling_seconds": sampling, "refresh_seconds": refresh,
+            "sampling_times": samplings, "refresh_times": refreshes_timed,
             "step_seconds": step_seconds, "steps": n_steps, "epoch_seconds": epoch, "epoch_estimated": estimated,
             "eval_seconds": evaluation, "eval_users": metrics["users"], "peak_rss": peak, "needed_bytes": need,
             "valid_ndcg@20": metrics["ndcg@20"]}

@@ -147,6 +147,7 @@ def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> 
     refresh = statistics.median(refreshes_timed) if refreshes_timed else 0.0
     millions = float(spec.split(":")[1]) if spec.startswith("synthetic:") else nnz / 1e6  # the nominal size
     if mode.startswith("sampled") and millions <= whole_epoch_up_to:
+        del users, pos, neg  # (the epoch samples its own: one epoch's samples in memory, as in training)
         t0 = time.perf_counter()
         trainer.train_epoch()
         epoch, estimated = time.perf_counter() - t0, False

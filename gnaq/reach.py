@@ -158,9 +158,10 @@ def sampled_recipe(walks, reach, split, needs_layers: bool) -> dict:
 
 class DeferredReach:
     """G and its move (module docstring) for ``model``'s embedding (N, d), at scale ``scale`` > 0 and
-    ``split`` one of REACH_SPLITS."""
+    ``split`` one of REACH_SPLITS. ``workspace``: a spmm.layer_sum buffers dict to share its scratch
+    with (the SampledPropagation's: the move and the refresh never overlap)."""
 
-    def __init__(self, model, scale: float, split: str = "history"):
+    def __init__(self, model, scale: float, split: str = "history", workspace: dict | None = None):
         if not scale > 0:
             raise ValueError(f"--reach must be > 0 (or 0 for off), got {scale}")
         if split not in REACH_SPLITS:
@@ -168,7 +169,7 @@ class DeferredReach:
         self.model, self.scale, self.split = model, float(scale), split
         self.alpha0 = float(model.layer_weights[0])  # P's own share of a row's gradient
         self.gradients = model.embedding.xp.zeros_like(model.embedding.data)
-        self._buffers = {}  # P G and layer_sum's scratch, reused by every move
+        self.workspace = {} if workspace is None else workspace  # P G ("spread") and layer_sum's scratch
         self.pending = False
         self.steps = 0  # steps accumulated since the last move (T)
         # the "lightgcn" split's M: the neighbours' share in Adam's second moment (N, d); checkpointed
@@ -197,7 +198,7 @@ class DeferredReach:
         if optimizer.params[0] is not embedding:
             raise RuntimeError("--reach: the embedding is not the optimizer's first parameter")
         with ag.no_grad():
-            spread = layer_sum(model.norm_adj, self.gradients, model.layer_weights, self._buffers)
+            spread = layer_sum(model.norm_adj, self.gradients, model.layer_weights, self.workspace, result="spread")
         if self.second_moment is not None:
             self._fold_second_moment(optimizer, spread)
         if average is not None:

@@ -217,7 +217,7 @@ class SampledPropagation:
         self.degree = np.diff(self.indptr)
         self.model, self.walks = model, int(walks)
         self.mean = None
-        self._buffers = {}  # Z̄ and layer_sum's scratch, reused by every refresh
+        self.workspace = {}  # Z̄ and layer_sum's scratch, reused by every refresh (and the reach's move)
         embedding = model.embedding
         self.drift = embedding.xp.zeros_like(embedding.data)
         embedding.follower = self.drift  # every optimizer step on E⁽⁰⁾ moves D the same
@@ -238,7 +238,8 @@ class SampledPropagation:
                 self.mean = sum(w * layer for w, layer in zip(model.layer_weights, layers))
                 self.layer_means = [None] + layers[1:]  # E⁽⁰⁾'s rows are read from the embedding itself
             else:  # into the buffers of the last refresh (spmm.layer_sum)
-                self.mean = layer_sum(model.norm_adj, model.embedding.data, model.layer_weights, self._buffers)
+                self.mean = layer_sum(model.norm_adj, model.embedding.data, model.layer_weights, self.workspace,
+                                      result="history")
         self.drift[...] = 0
         if quantizer is not None:
             quantizer.refreshed(self.mean, layers)

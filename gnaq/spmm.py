@@ -261,27 +261,28 @@ def spmm(A, X, impl: str | None = None, out=None, shift=None, weight: float = 0.
     return out
 
 
-def layer_sum(A, x, weights, buffers: dict | None = None, impl: str | None = None):
+def layer_sum(A, x, weights, buffers: dict | None = None, result: str = "out", impl: str | None = None):
     """z = Σₗ wₗ Aˡ x (l = 0 … L) for CSR A (N, N) and x (N, d), no graph recorded, by Horner:
 
         h ← w_L x;   h ← A h + wₗ x   for l = L − 1 … 0     (each one pass: spmm's shift)
 
-    in two (N, d) buffers, ``buffers["out"]`` (the result) and ``buffers["scratch"]``, kept in the dict
-    and reused by the next call with it (which overwrites the result): a refresh then allocates nothing,
+    in two (N, d) buffers, ``buffers[result]`` and ``buffers["scratch"]``, kept in the dict and reused by
+    the next call with it (which overwrites that result; callers with their own ``result`` key share the
+    scratch, free between calls): a refresh then allocates nothing,
     where fresh (N, d) pages cost this machine's VM up to seconds a refresh (bench/results/scale-session22.md).
     Equal to the layer-by-layer sum up to float rounding (ops.propagate's forward; its backward is this)."""
     buffers = {} if buffers is None else buffers
-    for name in ("out", "scratch"):
+    for name in (result, "scratch"):
         held = buffers.get(name)
         if held is None or held.shape != x.shape or held.dtype != x.dtype or type(held) is not type(x):
             buffers[name] = (np if isinstance(x, np.ndarray) else __import__("cupy")).empty_like(x)
     last = len(weights) - 1
     # the buffer that holds h before step j alternates so that the last step writes "out"
-    source = buffers["out"] if last % 2 == 0 else buffers["scratch"]
+    source = buffers[result] if last % 2 == 0 else buffers["scratch"]
     source[...] = x
     source *= weights[last]
     for w in reversed(weights[:last]):
-        target = buffers["scratch"] if source is buffers["out"] else buffers["out"]
+        target = buffers["scratch"] if source is buffers[result] else buffers[result]
         spmm(A, source, impl=impl, out=target, shift=x, weight=w)
         source = target
-    return buffers["out"]
+    return buffers[result]

@@ -267,8 +267,10 @@ class Trainer:
         self.average_decay = config.average if config.average is not None else (
             SAMPLED_AVERAGE if self.propagation == "sampled" else 0.0)
         self.average = EmbeddingAverage(self.model.embedding, self.average_decay) if self.average_decay else None
-        self.reach = DeferredReach(self.model, self.recipe["reach"], self.recipe["reach_split"]) \
-            if self.sampled is not None and self.recipe["reach"] else None
+        self.reach = None
+        if self.sampled is not None and self.recipe["reach"]:  # (its move shares the refresh's scratch)
+            self.reach = DeferredReach(self.model, self.recipe["reach"], self.recipe["reach_split"],
+                                       workspace=self.sampled.workspace)
         self._reloaded = False  # weights loaded from a checkpoint since the last evaluation began
         # the --init-from model in full precision: the teacher's z for --distill, and what a quantized
         # run keeps a share of (fit evaluates it once, then lets it go)

@@ -57,6 +57,10 @@ def test_layer_sum_equals_the_layer_by_layer_sum_in_its_own_buffers(impl, dtype)
         again = layer_sum(A, 2 * x, weights, buffers, impl=impl)
         assert again is held["out"] and buffers["scratch"] is held["scratch"]
         np.testing.assert_allclose(again, 2 * expected, **tol)
+        other = layer_sum(A, -x, weights, buffers, result="other", impl=impl)  # its own result, the same scratch
+        assert other is not again and buffers["scratch"] is held["scratch"]
+        np.testing.assert_allclose(other, -expected, **tol)
+        np.testing.assert_allclose(again, 2 * expected, **tol)
     shifted = spmm(A, x, impl=impl, shift=x, weight=-0.5)
     np.testing.assert_allclose(shifted, A @ x - 0.5 * x, **tol)
     if impl == "numba":

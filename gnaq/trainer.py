@@ -142,8 +142,8 @@ class TrainConfig:
             self.quant_options.update(quantize="z", transform="auto")
             if self.bits < MAX_AXIS_BITS:  # below a bit a value, 10% busy: the rest keep ~½ bit a value
                 self.quant_options.update(busy_share=0.1 if below_a_bit else 0.25, busy_bits=self.bits + 1)
-            if below_a_bit and not self.export_users:  # an item-only file that small: the 60% least-connected
-                self.quant_options.setdefault("idle_share", 0.6)  # items uncoded (item-frontier-gowalla-idle.md)
+            if below_a_bit and not self.export_users:  # an item-only file that small: the 70% least-recommended
+                self.quant_options.setdefault("idle_share", 0.7)  # items uncoded (idle-items-*-by.md)
             if self.quant_lr is None:
                 self.quant_lr = 0.3 * self.lr
         # an item-only file stores no user row: the items' codes are trained against float users, as the

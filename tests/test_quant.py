@@ -328,7 +328,7 @@ def test_idle_nodes_store_no_code_and_the_others_share_their_bits(data):
     adj = normalized_adjacency(data.train)
     init = np.random.default_rng(2).standard_normal((data.n_nodes, 12)) * np.geomspace(3, 0.03, 12)
     q = make_quantizer("gnaq", 2, quantize="z", transform="klt", busy_share=0.25, busy_bits=3, idle_share=0.4,
-                       quantize_users=False)
+                       idle_by="degree", quantize_users=False)
     model = LightGCN(data.n_users, data.n_items, adj, dim=12, n_layers=2, quantizer=q, init_embedding=init,
                      dtype=np.float64)
     group, degree = q.node_group, np.diff(adj.indptr)
@@ -347,6 +347,57 @@ def test_idle_nodes_store_no_code_and_the_others_share_their_bits(data):
         with pytest.raises(ValueError, match="idle_share"):
             make_quantizer("gnaq", 2, quantize="z", **{"transform": "klt", "busy_share": 0.25, "idle_share": 0.3,
                                                        "quantize_users": False, **bad})
+    with pytest.raises(ValueError, match="idle_by"):
+        make_quantizer("gnaq", 2, quantize="z", transform="klt", idle_share=0.3, idle_by="popular", quantize_users=False)
+
+
+def test_recommendation_counts_match_a_brute_force_ranking(data):
+    """recommendation_counts: item i's count is the number of users whose k best unseen items, by zᵤ·zᵢ with
+    their training items excluded, hold i — against a full sort per user; a sample takes that many users."""
+    from gnaq.quant.widths import recommendation_counts
+    adj = normalized_adjacency(data.train)
+    z = np.random.default_rng(3).standard_normal((data.n_nodes, 6))
+    model = LightGCN(data.n_users, data.n_items, adj, dim=6, n_layers=1)
+    train = data.train.tocsr()
+    expected = np.zeros(data.n_items)
+    for u in range(data.n_users):
+        scores = z[data.n_users:] @ z[u]
+        unseen = np.setdiff1d(np.arange(data.n_items), train.indices[train.indptr[u]:train.indptr[u + 1]])
+        expected[unseen[np.argsort(-scores[unseen])[:5]]] += 1
+    assert np.array_equal(recommendation_counts(z, model, k=5), expected)
+    sampled = recommendation_counts(z, model, k=5, sample=7)
+    assert sampled.sum() == 7 * 5 and (sampled <= expected).all()
+
+
+def test_idle_by_recommended_leaves_the_unlisted_items_uncoded_and_resumes_them(data):
+    """idle_by="recommended" (the default): the idle items are those with the smallest recommended_score
+    under the z the codes start from (busy ones excluded); the groups travel in the state, so a quantizer
+    started from other z takes them back; a state from before idle_by (no groups) gets the degree's."""
+    from gnaq.quant.widths import node_groups, recommended_score
+    adj = normalized_adjacency(data.train)
+
+    def built(seed):
+        init = np.random.default_rng(seed).standard_normal((data.n_nodes, 8)) * np.geomspace(3, 0.1, 8)
+        q = make_quantizer("gnaq", 2, quantize="z", transform="klt", busy_share=0.2, busy_bits=3, idle_share=0.5,
+                           quantize_users=False)
+        model = LightGCN(data.n_users, data.n_items, adj, dim=8, n_layers=2, quantizer=q, init_embedding=init,
+                         dtype=np.float64)
+        return q, model
+
+    q, model = built(4)
+    score, group = recommended_score(q.combination(), model), q.node_group[data.n_users:]
+    assert (group == 2).sum() == round(0.5 * data.n_items) and (group[score == score.min()] != 0).all()
+    assert score[group == 2].max() <= score[group == 0].min()  # the idle: the fewest lists, then degree
+    by_degree = node_groups(model, 0.2, 0.5)
+    assert not np.array_equal(q.node_group, by_degree)  # (this fixture ranks differently by the two rules)
+    other, _ = built(5)
+    assert not np.array_equal(other.node_group, q.node_group)
+    other.load_state_dict(q.state_dict())
+    assert np.array_equal(other.node_group, q.node_group)
+    np.testing.assert_array_equal(other.axis_widths, q.axis_widths)
+    old = {k: v for k, v in q.state_dict().items() if k != "node_group"}
+    other.load_state_dict(old)
+    assert np.array_equal(other.node_group, by_degree)
 
 
 def test_auto_rotation_codes_z_on_the_axes_with_the_smaller_error():

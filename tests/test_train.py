@@ -412,8 +412,8 @@ def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen(
     # --size past ~27x (about a bit a value or less): 2-bit reference widths, 10% of the nodes busy at 3 bits
     assert TrainConfig(size=32).bits == 2 and TrainConfig(size=32).quant_options["busy_share"] == 0.1
     assert TrainConfig(size=16).bits == 2 and TrainConfig(size=16).quant_options["busy_share"] == 0.25
-    # … and an item-only file that small leaves its 60% least-connected items uncoded (idle_share)
-    assert TrainConfig(size=32, export_users=False).quant_options["idle_share"] == 0.6
+    # … and an item-only file that small leaves its 70% least-recommended items uncoded (idle_share)
+    assert TrainConfig(size=32, export_users=False).quant_options["idle_share"] == 0.7
     assert "idle_share" not in TrainConfig(size=32).quant_options  # (whole files: users' rows are coded)
     assert "idle_share" not in TrainConfig(size=16, export_users=False).quant_options
     # an item-only file: users stay float in training (rule 8) unless asked otherwise

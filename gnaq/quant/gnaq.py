@@ -45,12 +45,16 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    R (d, d'), widths summing to b·d per row (dropped axes left out); g the node's group: with
    ``busy_share`` > 0 that share of users and of items with the largest degree (rule 6's ranking)
    get ``busy_bits`` per value and the others ⌊d·(b − share·busy_bits)/(1 − share)⌋ bits a row,
-   so the average stays at most b. With ``idle_share`` > 0 that share of items with the smallest degree
-   store no code (ẑₙ = 0: never recommended; a scale byte kept) and the rest share their bits — items only
-   (an uncoded user would be recommended nothing), so with ``quantize_users=False`` (rule 8), the item-only
-   deployment, whose budget is the items'. The tail is rarely in a top-K, so its bits pay more elsewhere
-   (gowalla at 32x, item-only, 60% idle: 86.4 / 88.0 → 89.8 / 92.0% of fp32's test Recall / NDCG@20;
-   bench/results/item-frontier-gowalla-idle.md). LSQ gradient scale
+   so the average stays at most b. With ``idle_share`` > 0 that share of items store no code (ẑₙ = 0: never
+   recommended; a scale byte kept) and the rest share their bits — items only (an uncoded user would be
+   recommended nothing), so with ``quantize_users=False`` (rule 8), the item-only deployment, whose budget
+   is the items'. ``idle_by`` ranks them: "recommended" (the default), the items in the fewest top-20 lists
+   of (a seeded sample of up to 32,768) training users under the float z the codes start from, sᵤᵢ = zᵤ·zᵢ,
+   seen items excluded, ties by degree (widths.recommendation_counts; fixed from then on and checkpointed);
+   "degree", the smallest training degree. Their bits pay more elsewhere: gowalla at 32x, item-only, post-training
+   with fold-in: 86.4 / 87.6% of fp32's test Recall / NDCG@20 with none idle; 60% idle 91.6 / 92.8% by
+   degree, 95.0 / 95.7% by recommendation; 70% (the ``--size 32x`` preset) 90.3 / 92.2% and 95.6 / 95.9%
+   (54% of gowalla's items are in no training user's top-20; bench/results/idle-items-gowalla-by.md). LSQ gradient scale
    1/√(d'·2^(b−1)) with b the average width (per axis, 1/√(d'·2^(bₖ−1)), measured 0.0016 lower best
    valid NDCG@20 on MovieLens-1M). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
    MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~0.002 below it in valid
@@ -84,7 +88,8 @@ from .axes import MAX_AXIS_BITS, ROTATIONS, AxisCode
 from .base import Quantizer, parse_warmup, set_deploys, weighted_sum
 from .scales import ScaleGrid
 from .uniform import codes_of, levels, optimal_step, quantize_forward, quantize_vjp, row_rms
-from .widths import average_bits_for_ratio, check_mix, mean_bits, node_groups, node_widths_and_steps
+from .widths import (IDLE_RULES, average_bits_for_ratio, check_mix, mean_bits, node_groups, node_widths_and_steps,
+                     recommended_score)
 
 
 def graph_quantize(x, s, bits: int, grad_scale: float, norm_adj=None, delta: float = 0.0):
@@ -104,7 +109,8 @@ class GNAQQuantizer(Quantizer):
     def __init__(self, bits: int, delta: float = 0.0, node_aware: bool = True, refine: bool = False,
                  per_layer: bool = False, messages: bool = False, warmup: int = 0, quantize: str = "layer0",
                  mix_share: float = 0.0, mix_bits: int = 4, mix_by: str = "degree", transform: str = "none",
-                 busy_share: float = 0.0, busy_bits: int = 3, idle_share: float = 0.0, scale_bits: int = 0, average_bits=None,
+                 busy_share: float = 0.0, busy_bits: int = 3, idle_share: float = 0.0, idle_by: str = "recommended",
+                 scale_bits: int = 0, average_bits=None,
                  file_ratio=None, file_rows: str = "all", file_gram: bool = True, quantize_users: bool = True):
         if not 0 <= delta < 1:
             raise ValueError(f"gnaq: delta must be in [0, 1), got {delta}")
@@ -125,6 +131,9 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: idle_share (in (0, 1 − busy_share), with a transform) got {idle_share!r} "
                              f"(busy_share {busy_share})")
         self.idle_share = float(idle_share)
+        if idle_by not in IDLE_RULES:
+            raise ValueError(f"gnaq: idle_by must be one of {IDLE_RULES}, got {idle_by!r}")
+        self.idle_by = idle_by
         if scale_bits and (transform == "none" or not isinstance(scale_bits, int) or not 2 <= scale_bits <= 8):
             raise ValueError(f"gnaq: scale_bits (coded node scales, with a transform) must be 0 or 2 to 8, got {scale_bits!r}")
         average = bits if average_bits is None else average_bits
@@ -214,6 +223,8 @@ class GNAQQuantizer(Quantizer):
         self.log_kappa.data[...] = math.log(float(target.mean()) / float(z_scale.data.mean()))
         if self.transform != "none":
             z = self.combination()
+            if self.idle_share and self.idle_by == "recommended":  # from these z: the ones no list holds
+                self.node_group = node_groups(model, self.busy_share, self.idle_share, recommended_score(z, model))
             self._set_axes(AxisCode.fit(to_numpy(z), self.bits, self.row_bits, rotation=self.transform))
             self.log_node.data[...] = xp.log(self.step * row_rms(z @ self.rotation.data))
             if self.scale_bits:
@@ -240,10 +251,15 @@ class GNAQQuantizer(Quantizer):
             state.update(self.axes.state())
         if self.scale_grid is not None:
             state.update(self.scale_grid.state())
+        if self.idle_share:  # (idle_by="recommended" ranks by the z it started from: kept for --resume)
+            state["node_group"] = self.node_group
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        if self.idle_share:  # a checkpoint from before idle_by ranked by degree
+            self.node_group = to_numpy(state["node_group"]).astype(np.int64) if "node_group" in state \
+                else node_groups(self.model, self.busy_share, self.idle_share)
         if self.transform != "none" and "axes_rotation" in state:
             self._set_axes(AxisCode.from_state({k: to_numpy(v) for k, v in state.items() if k.startswith("axes_")}))
         if "scale_grid" in state:

@@ -47,18 +47,64 @@ def mixed_widths(model, low: int, high: int, share: float, by: str = "degree") -
     return widths_by_score(degree, model.n_users, low, high, share)
 
 
-def node_groups(model, busy_share: float, idle_share: float = 0.0) -> np.ndarray:
-    """(N,) transform-coding groups by degree, numbered in this order as they exist: 0 the rest, then the
+def node_groups(model, busy_share: float, idle_share: float = 0.0, item_score=None) -> np.ndarray:
+    """(N,) transform-coding groups, numbered in this order as they exist: 0 the rest, then the
     busy_share of users and of items with the largest degree, then the idle_share of items (items only:
-    an uncoded user could be recommended nothing) with the smallest (ties → smaller index)."""
+    an uncoded user could be recommended nothing) with the smallest ``item_score`` ((n_items,); by
+    default their degree), the busy ones left out (ties → smaller index)."""
     from ..backend import to_numpy
     busy = mixed_widths(model, 0, 1, busy_share)
     if not idle_share:
         return busy
-    degree = np.diff(to_numpy(model.norm_adj).indptr)
-    idle = widths_by_score(-degree, model.n_users, 0, 1, idle_share).astype(bool) & (busy == 0)
+    score = np.diff(to_numpy(model.norm_adj).indptr).astype(np.float64)
+    if item_score is not None:
+        score[model.n_users:] = item_score
+    score = np.where(busy == 1, np.inf, score)  # (the busy are never idle)
+    idle = widths_by_score(-score, model.n_users, 0, 1, idle_share).astype(bool)
     idle[:model.n_users] = False
     return np.where(idle, 1 + (busy_share > 0), busy)
+
+
+IDLE_RULES = ("degree", "recommended")  # gnaq idle_by: how the idle items are ranked
+IDLE_TOP_K = 20             # the list whose appearances rank items for idle_by="recommended"
+IDLE_SAMPLE_USERS = 32_768  # users (seeded sample, all of them below it) whose lists are counted
+SCORE_BLOCK = 1 << 25       # user·item scores computed at a time (128 MiB of float32)
+
+
+def recommendation_counts(z, model, k: int = IDLE_TOP_K, sample: int = IDLE_SAMPLE_USERS, seed: int = 0) -> np.ndarray:
+    """(n_items,) float64: how many of a sample of users have each item in their top-k, scored as the
+    device does, sᵤᵢ = zᵤ · zᵢ (z (N, d) float, users first), each user's training items (its neighbours in
+    the graph) excluded. The sample is every user up to ``sample``, else ``sample`` drawn without
+    replacement with ``seed``. Cost O(sample · n_items · d), in blocks of SCORE_BLOCK scores."""
+    from ..backend import to_numpy
+    z, adj = np.asarray(to_numpy(z), dtype=np.float32), to_numpy(model.norm_adj)
+    n_users = model.n_users
+    users = np.arange(n_users) if n_users <= sample else \
+        np.sort(np.random.default_rng(seed).choice(n_users, sample, replace=False))
+    items = z[n_users:]
+    n_items = len(items)
+    k = min(k, n_items)
+    counts = np.zeros(n_items)
+    block = max(1, SCORE_BLOCK // max(n_items, 1))
+    for start in range(0, len(users), block):
+        rows = users[start:start + block]
+        scores = z[rows] @ items.T  # (block, n_items)
+        for r, u in enumerate(rows):
+            seen = adj.indices[adj.indptr[u]:adj.indptr[u + 1]]
+            scores[r, seen[seen >= n_users] - n_users] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n_items else \
+            np.broadcast_to(np.arange(n_items), (len(rows), n_items))
+        kept = np.isfinite(np.take_along_axis(scores, top, axis=1))  # (a user who has seen almost all)
+        counts += np.bincount(top[kept], minlength=n_items)
+    return counts
+
+
+def recommended_score(z, model) -> np.ndarray:
+    """(n_items,) the idle ranking of idle_by="recommended": recommendation_counts, ties broken by
+    degree (count + degree / (max degree + 1): a never-listed item of degree 1 is the first idle)."""
+    from ..backend import to_numpy
+    degree = np.diff(to_numpy(model.norm_adj).indptr)[model.n_users:].astype(np.float64)
+    return recommendation_counts(z, model) + degree / (degree.max(initial=0) + 1)
 
 
 def widths_by_score(score, n_users: int, low: int, high: int, share: float) -> np.ndarray:

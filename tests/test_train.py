@@ -294,11 +294,14 @@ def test_auto_warmup_quantizes_from_the_best_full_precision_epoch(tmp_path):
 
 @pytest.mark.parametrize("options", [[], ["--quant-option", "quantize=z", "--quant-option", "transform=klt"],
                                      ["--quantizer", "pq", "--quant-option", "rotation=adaptive",
-                                      "--quant-option", "subspaces=5", "--quant-option", "code_bits=4"]],
-                         ids=["layer0", "klt", "pq"])
+                                      "--quant-option", "subspaces=5", "--quant-option", "code_bits=4"],
+                                     ["--quant-option", "quantize=z", "--quant-option", "transform=klt",
+                                      "--quant-option", "idle_share=0.4", "--export-users", "no"]],
+                         ids=["layer0", "klt", "pq", "klt-idle"])
 def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, options):
     """klt: the axes are fitted when quantization starts and travel with the checkpoint; pq: so do its
-    rotation, subspaces, codebooks and assignments."""
+    rotation, subspaces, codebooks and assignments; klt-idle: so do the idle items, ranked (idle_by
+    "recommended") by the lists of the z quantization started from."""
     args = FAST + ["--bits", "2", "--epochs", "9", "--patience", "2", "--lr", "0.05"] + options
     assert train_cli.main(args + ["--out", str(tmp_path / "full")]) == 0
     full = read_lines(tmp_path / "full" / "metrics.jsonl")

@@ -141,6 +141,7 @@ def test_the_default_target_asks_98_percent_of_the_default_deployment_only():
     assert resolve_target("auto", TrainConfig(**TINY, bits=32)) is None  # nothing to climb
     assert resolve_target("auto", TrainConfig(**TINY, bits=8)) is None  # no wider rung
     assert resolve_target("auto", TrainConfig(**TINY, bits=2, quant_options={"quantize": "layer0"})) is None
+    assert resolve_target("auto", TrainConfig(**TINY, size=32, export_users=False)) is None  # --size fixes the file
     with pytest.raises(ValueError, match="'auto', 'off' or a fraction"):
         resolve_target("most", default)
     with pytest.raises(ValueError, match="positive"):

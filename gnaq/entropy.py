@@ -66,6 +66,19 @@ def code_tables(codes, group, columns) -> list:
     return tables
 
 
+def coded_bits(codes, group, columns) -> tuple:
+    """((G,) stream bits of each node group's rows, code_lengths section bytes): what encode_rows and
+    lengths_section would write for these (N, D) codes, Σ_rows ℓ_gk(code) per group and Σ_gk 2^b_gk
+    — the size of a Huffman-coded file's rows without writing them."""
+    codes, group = np.asarray(codes, dtype=np.int64), np.asarray(group)
+    tables = code_tables(codes, group, columns)
+    bits = np.zeros(len(tables), dtype=np.int64)
+    for g, table in enumerate(tables):
+        rows = codes[group == g]
+        bits[g] = sum(int(lengths[rows[:, k]].sum()) for k, lengths in enumerate(table) if lengths is not None)
+    return bits, len(lengths_section(tables))
+
+
 def lengths_section(tables) -> bytes:
     """The code_lengths section: every coded column's 2^b lengths, group by group, one byte each."""
     return b"".join(lengths.astype(np.uint8).tobytes() for group in tables for lengths in group if lengths is not None)

@@ -128,6 +128,8 @@ class TrainConfig:
                 self.quant_options["file_rows"] = "items"
             if not self.export_gram:
                 self.quant_options["file_gram"] = False
+            if self.export_entropy:  # Huffman rows: sized to fill the packed rows' bytes (quant/gnaq.py)
+                self.quant_options["file_entropy"] = True
         # gnaq's default schedule: full precision until it converges ("auto"), then quantize from
         # its best epoch; nothing to warm up when the run starts from a trained model
         self.quant_options = dict(self.quant_options)

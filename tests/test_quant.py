@@ -351,6 +351,32 @@ def test_idle_nodes_store_no_code_and_the_others_share_their_bits(data):
         make_quantizer("gnaq", 2, quantize="z", transform="klt", idle_share=0.3, idle_by="popular", quantize_users=False)
 
 
+def test_file_entropy_grows_the_rest_rows_into_the_huffman_files_slack_within_the_packed_budget():
+    """file_entropy: with --size and --export-entropy the rest group's row bits grow until the Huffman-coded
+    rows (gnaq.entropy.coded_bits, checked against the written stream) fill what the packed rows would take,
+    B = Σ ⌈B_g / 8⌉ over the file's rows (items), and never past it; the busy group keeps its width."""
+    from gnaq.entropy import code_tables, coded_bits, encode_rows, lengths_section
+    data = make_synthetic(600, 3000, mean_degree=8, seed=1)  # enough rows that the code tables are a small part
+    adj = normalized_adjacency(data.train)
+    init = np.random.default_rng(6).standard_normal((data.n_nodes, 16)) * np.geomspace(3, 0.1, 16)
+    widths = {}
+    for entropy in (False, True):
+        q = make_quantizer("gnaq", 2, quantize="z", transform="klt", busy_share=0.1, busy_bits=3, idle_share=0.3,
+                           file_ratio=16.0, file_rows="items", file_gram=False, file_entropy=entropy,
+                           quantize_users=False)
+        LightGCN(data.n_users, data.n_items, adj, dim=16, n_layers=2, quantizer=q, init_embedding=init, dtype=np.float64)
+        widths[entropy] = q.axes.widths.sum(1)
+        group, codes = q.node_group[data.n_users:], q.export()["codes"][data.n_users:]
+        bits, tables = coded_bits(codes, group, q.axes.widths)
+        written = code_tables(codes, group, q.axes.widths)
+        assert -(-int(bits.sum()) // 8) == len(encode_rows(codes, group, written)) and tables == len(lengths_section(written))
+        budget = int(np.sum(-(-np.asarray(q.row_bits) // 8)[group]))
+        assert -(-int(bits.sum()) // 8) + tables <= budget
+    assert widths[True][0] > widths[False][0] and widths[True][1:].tolist() == widths[False][1:].tolist()
+    with pytest.raises(ValueError, match="file_entropy"):
+        make_quantizer("gnaq", 2, quantize="z", transform="klt", file_entropy=True)
+
+
 def test_recommendation_counts_match_a_brute_force_ranking(data):
     """recommendation_counts: item i's count is the number of users whose k best unseen items, by zᵤ·zᵢ with
     their training items excluded, hold i — against a full sort per user; a sample takes that many users."""

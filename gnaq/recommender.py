@@ -248,7 +248,8 @@ def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
     """The selection run's schedule replayed without validation: E_fp full-precision epochs (the
     epoch the quantizer started from) as a fixed warm-up, then E_q quantized epochs (to the best
     quantized epoch); one phase (E = best epoch) when there was no warm-up. A setting the target
-    ladder chose (fine-tuned from the first run's fp32 model) replays that run's E_fp, then its own."""
+    ladder chose (fine-tuned from the first run's fp32 model) replays that run's E_fp, then its own —
+    at least one quantized epoch, where its initial codes (epoch 0, Trainer._evaluate_epoch) were best."""
     from dataclasses import replace
     phases = selected["phases"]
     options = dict(config.quant_options)
@@ -256,7 +257,8 @@ def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
     if warm is None and selected.get("warmup_phase"):  # a --target rung, fine-tuned from the first run's fp32 model
         fp32_epochs = selected["warmup_phase"]["best_epoch"]
         options["warmup"] = fp32_epochs
-        return replace(config, quant_options=options, init_from=None, epochs=fp32_epochs + selected["best_epoch"],
+        quantized = max(selected["best_epoch"], 1)  # (its initial codes won, epoch 0: one epoch, the fewest a replay has)
+        return replace(config, quant_options=options, init_from=None, epochs=fp32_epochs + quantized,
                        eval_every=0, time_budget=None, out=os.path.join(config.out, "refit"))
     if warm and options.get("warmup") == "auto":
         fp32_epochs = warm["best_epoch"]

@@ -548,6 +548,51 @@ class Trainer:
                  self.config.patience, self.best["epoch"], self.lr_drops_done, self.config.lr_drops)
 
     # ---- the whole run -----------------------------------------------------------------
+    def _evaluate_epoch(self, loss, train_seconds: float) -> dict:
+        """Evaluate on the selection split; a quantized epoch better than the best so far becomes best.npz
+        (an epoch 0 is a run's initial codes, before any quantized step: post-training quantization, kept
+        where no epoch of training beats it on validation — gowalla's 32x item-only preset). The record."""
+        cfg, quantizer = self.config, self.model.quantizer
+        metric = cfg.selection_metric
+        recall_metric = metric.replace("ndcg", "recall")
+        t1 = time.perf_counter()
+        raw = self._swap_in_average()
+        metrics = self.evaluate(self.selection_split)
+        se = metrics.get(f"{metric}_se", 0.0)
+        if metrics[metric] and se > 0.01 * metrics[metric] and not self._se_warned:
+            self._se_warned = True
+            log.warning("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
+                        "differences below ~2 standard errors are noise%s", metric, metrics[metric], se,
+                        metrics["users"], 100 * se / metrics[metric],
+                        "; raise --valid-users" if cfg.valid_users else "")
+        record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
+                  "quantized": bool(quantizer.active) and cfg.bits != 32, "lr": self.optimizer.lr,
+                  **{k: v for k, v in metrics.items() if k != "users"}, "valid_users": metrics["users"],
+                  "train_seconds": round(train_seconds, 3)}
+        self.elapsed += time.perf_counter() - t1  # the warm-up's time budget sees this epoch whole
+        if not quantizer.active:  # warm-up epochs are full precision: never selected
+            self._track_warmup(metrics[metric], metrics[recall_metric])
+        elif metrics[metric] > self.best["score"]:
+            self.best = {"score": metrics[metric], "epoch": self.epoch, "recall": metrics[recall_metric]}
+            self.bad_evals = 0
+            self.save("best.npz")
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= cfg.patience and self.lr_drops_done < cfg.lr_drops:
+                self._drop_lr()
+        self._swap_out_average(raw)
+        record["eval_seconds"] = round(time.perf_counter() - t1, 3)
+        return record
+
+    def _keep(self, record, on_eval) -> None:
+        """last.npz, then the record's metrics.jsonl line (so a resumed run never repeats a line)."""
+        self.save("last.npz")
+        if record is not None and self.comm.is_root:
+            with open(self._path("metrics.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if on_eval:
+                on_eval(record)
+
     def fit(self, on_eval=None) -> dict:
         """Train until every phase has converged (or a budget is spent); returns test metrics of
         the best checkpoint, the phases and the seconds spent."""
@@ -570,6 +615,9 @@ class Trainer:
             quantizer.on_epoch_start(self.epoch)
             if self.average is not None and quantizer.active and cfg.bits != 32:
                 self.average = None  # quantized: the phase trains (and is judged by) its own weights
+            if self.epoch == 0 and quantizer.active and cfg.bits != 32 and cfg.eval_every \
+                    and self.best["score"] == -math.inf:  # a run that starts quantized (--init-from): its
+                self._keep(self._evaluate_epoch(None, 0.0), on_eval)  # initial codes are epoch 0's candidate
             # a function of the schedule's state only, so a resumed run gets the same rate
             base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
             self.optimizer.lr = base * 0.1 ** self.lr_drops_done
@@ -584,39 +632,8 @@ class Trainer:
             self.epoch += 1
             record = None
             if cfg.eval_every and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
-                t1 = time.perf_counter()
-                raw = self._swap_in_average()
-                metrics = self.evaluate(self.selection_split)
-                se = metrics.get(f"{metric}_se", 0.0)
-                if metrics[metric] and se > 0.01 * metrics[metric] and not self._se_warned:
-                    self._se_warned = True
-                    log.warning("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
-                                "differences below ~2 standard errors are noise%s", metric, metrics[metric], se,
-                                metrics["users"], 100 * se / metrics[metric],
-                                "; raise --valid-users" if cfg.valid_users else "")
-                record = {"epoch": self.epoch, "loss": loss, "split": self.selection_split,
-                          "quantized": bool(quantizer.active) and cfg.bits != 32, "lr": self.optimizer.lr,
-                          **{k: v for k, v in metrics.items() if k != "users"}, "valid_users": metrics["users"],
-                          "train_seconds": round(train_seconds, 3)}
-                self.elapsed += time.perf_counter() - t1  # the warm-up's time budget sees this epoch whole
-                if not quantizer.active:  # warm-up epochs are full precision: never selected
-                    self._track_warmup(metrics[metric], metrics[recall_metric])
-                elif metrics[metric] > self.best["score"]:
-                    self.best = {"score": metrics[metric], "epoch": self.epoch, "recall": metrics[recall_metric]}
-                    self.bad_evals = 0
-                    self.save("best.npz")
-                else:
-                    self.bad_evals += 1
-                    if self.bad_evals >= cfg.patience and self.lr_drops_done < cfg.lr_drops:
-                        self._drop_lr()
-                self._swap_out_average(raw)
-                record["eval_seconds"] = round(time.perf_counter() - t1, 3)
-            self.save("last.npz")  # before the log line, so a resumed run never repeats a line
-            if record is not None and self.comm.is_root:
-                with open(self._path("metrics.jsonl"), "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if on_eval:
-                    on_eval(record)
+                record = self._evaluate_epoch(loss, train_seconds)
+            self._keep(record, on_eval)
         self._end_phase(self._phase_name(), ended_by, self.best["epoch"] if cfg.eval_every else self.epoch)
         if not cfg.eval_every and self.average is not None:  # nothing evaluated: the average is the model
             self.model.embedding.data[...] = self.average.synced()

@@ -325,6 +325,21 @@ def test_auto_warmup_interrupted_and_resumed_equals_uninterrupted(tmp_path, monk
         assert strip(read_lines(out / "metrics.jsonl")) == strip(full)
 
 
+def test_a_run_that_starts_quantized_has_its_initial_codes_as_epoch_0(tmp_path):
+    """--init-from a trained model: the quantizer's initial codes (post-training quantization) are evaluated
+    as epoch 0 and selected like any epoch — kept when training only makes them worse (a wrecking rate)."""
+    assert train_cli.main(FAST + ["--epochs", "4", "--out", str(tmp_path / "teacher")]) == 0
+    base = FAST + ["--bits", "2", "--quant-option", "quantize=z", "--epochs", "3", "--target", "off",
+                   "--init-from", str(tmp_path / "teacher")]
+    for name, lr in (("fine", "0.01"), ("wrecked", "3")):
+        assert train_cli.main(base + ["--quant-lr", lr, "--out", str(tmp_path / name)]) == 0
+        records = read_lines(tmp_path / name / "metrics.jsonl")
+        assert [r["epoch"] for r in records] == [0, 1, 2, 3] and records[0]["quantized"] and records[0]["loss"] is None
+        result = json.loads((tmp_path / name / "result.json").read_text())
+        assert result["best_epoch"] == max(records, key=lambda r: r["ndcg@20"])["epoch"]
+    assert result["best_epoch"] == 0  # (wrecked)
+
+
 def test_distillation_pulls_the_students_scores_to_the_teacher(tmp_path, capsys):
     assert train_cli.main(FAST + ["--epochs", "4", "--out", str(tmp_path / "teacher")]) == 0
     assert train_cli.main(FAST + ["--epochs", "1", "--distill", "1", "--out", str(tmp_path / "x")]) == 2
@@ -333,7 +348,7 @@ def test_distillation_pulls_the_students_scores_to_the_teacher(tmp_path, capsys)
     for distill in (0.0, 5.0):
         cfg = TrainConfig(dim=16, layers=2, bits=2, epochs=3, batch_size=256, lr=0.01, progress=False,
                           quant_options={"quantize": "z"}, init_from=str(tmp_path / "teacher"), distill=distill,
-                          out=str(tmp_path / f"d{distill}"))
+                          eval_every=0, out=str(tmp_path / f"d{distill}"))  # (the trained codes, not a selection)
         trainer = Trainer(cfg)
         trainer.fit()
         teacher = Trainer(TrainConfig(dim=16, layers=2, epochs=1, progress=False, out=str(tmp_path / "t"),

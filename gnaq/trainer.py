@@ -615,12 +615,12 @@ class Trainer:
             quantizer.on_epoch_start(self.epoch)
             if self.average is not None and quantizer.active and cfg.bits != 32:
                 self.average = None  # quantized: the phase trains (and is judged by) its own weights
-            if self.epoch == 0 and quantizer.active and cfg.bits != 32 and cfg.eval_every \
-                    and self.best["score"] == -math.inf:  # a run that starts quantized (--init-from): its
-                self._keep(self._evaluate_epoch(None, 0.0), on_eval)  # initial codes are epoch 0's candidate
             # a function of the schedule's state only, so a resumed run gets the same rate
             base = cfg.quant_lr if (cfg.quant_lr and quantizer.active and cfg.bits != 32) else cfg.lr
             self.optimizer.lr = base * 0.1 ** self.lr_drops_done
+            if self.epoch == 0 and quantizer.active and cfg.bits != 32 and cfg.eval_every \
+                    and self.best["score"] == -math.inf:  # a run that starts quantized (--init-from): its
+                self._keep(self._evaluate_epoch(None, 0.0), on_eval)  # initial codes are epoch 0's candidate
             t0 = time.perf_counter()
             sent = self.comm.bytes_sent
             loss = self.train_epoch()

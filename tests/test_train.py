@@ -335,6 +335,7 @@ def test_a_run_that_starts_quantized_has_its_initial_codes_as_epoch_0(tmp_path):
         assert train_cli.main(base + ["--quant-lr", lr, "--out", str(tmp_path / name)]) == 0
         records = read_lines(tmp_path / name / "metrics.jsonl")
         assert [r["epoch"] for r in records] == [0, 1, 2, 3] and records[0]["quantized"] and records[0]["loss"] is None
+        assert records[0]["lr"] == float(lr)  # (the quantized phase's rate)
         result = json.loads((tmp_path / name / "result.json").read_text())
         assert result["best_epoch"] == max(records, key=lambda r: r["ndcg@20"])["epoch"]
     assert result["best_epoch"] == 0  # (wrecked)

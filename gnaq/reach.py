@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as ag
+from .backend import get_array_module
 from .optim import follower_rows
 from .spmm import layer_sum, scipy_sparse_like, sum_row_parts
 
@@ -95,7 +96,7 @@ def fold_second_moment(spread, gradients, alpha0, steps, keep, v, second_moment,
         dtype = v.dtype.type
         _fold_numba(spread, gradients, dtype(alpha0), dtype(1 / steps), dtype(keep), v, second_moment)
         return
-    xp = np if isinstance(v, np.ndarray) else __import__("cupy")
+    xp = get_array_module(v)
     share = (spread - alpha0 * gradients) / steps
     v -= second_moment
     xp.maximum(v, 0, out=v)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import is_cupy_array
+from .backend import get_array_module, is_cupy_array
 
 try:  # numba is optional ("fast" extra); without it the scipy path runs
     from numba import njit, prange
@@ -275,9 +275,9 @@ def layer_sum(A, x, weights, buffers: dict | None = None, result: str = "out", i
     for name in (result, "scratch"):
         held = buffers.get(name)
         if held is None or held.shape != x.shape or held.dtype != x.dtype or type(held) is not type(x):
-            buffers[name] = (np if isinstance(x, np.ndarray) else __import__("cupy")).empty_like(x)
+            buffers[name] = get_array_module(x).empty_like(x)
     last = len(weights) - 1
-    # the buffer that holds h before step j alternates so that the last step writes "out"
+    # the buffer that holds h before each step alternates so that the last step writes buffers[result]
     source = buffers[result] if last % 2 == 0 else buffers["scratch"]
     source[...] = x
     source *= weights[last]

@@ -254,23 +254,18 @@ class GNAQQuantizer(Quantizer):
         group = np.asarray(self.node_group)[rows] if len(self.row_bits) > 1 else np.zeros(len(z), np.int64)[rows]
         budget = int(np.sum(-(-np.asarray(self.row_bits) // 8)[group]))
         fits, row_bits = list(self.row_bits), list(self.row_bits)
-        for _ in range(ENTROPY_ROUNDS):
+        for refits in range(ENTROPY_ROUNDS + 1):  # each round checks the current fit, then grows and refits
             bits, tables = coded_bits(to_numpy(self.export()["codes"])[rows], group, self.axes.widths)
-            used = -(-int(bits.sum()) // 8) + tables
+            used, rest = -(-int(bits.sum()) // 8) + tables, int(bits[0]) / 8
             if used > budget:
                 break
             fits = list(row_bits)
-            rest = int(bits[0]) / 8
-            grown = int(row_bits[0] * (budget - (used - rest)) / max(rest, 1.0))
-            row_bits[0] = min(grown, self.model.dim * MAX_AXIS_BITS)
-            if row_bits[0] <= fits[0]:
+            grown = min(int(row_bits[0] * (budget - (used - rest)) / max(rest, 1.0)), self.model.dim * MAX_AXIS_BITS)
+            if refits == ENTROPY_ROUNDS or grown <= fits[0]:
                 break
+            row_bits[0] = grown
             self._fit_axes(z, row_bits)
-        else:
-            bits, tables = coded_bits(to_numpy(self.export()["codes"])[rows], group, self.axes.widths)
-            if -(-int(bits.sum()) // 8) + tables <= budget:
-                return
-        if row_bits != fits:
+        if row_bits != fits:  # the last refit overshot: back to the last that fitted
             self._fit_axes(z, fits)
 
     def _set_axes(self, axes: AxisCode) -> None:

@@ -18,9 +18,10 @@ import json
 import struct
 
 try:
-    from . import edge
-except ImportError:  # copied beside edge.py on a device
+    from . import edge, edge_format
+except ImportError:  # copied beside edge.py and edge_format.py on a device
     import edge
+    import edge_format
 
 CRC_CHUNK = 4096
 
@@ -40,19 +41,19 @@ class StreamedItems(edge.EdgeModel):
             head = f.read(10)
             f.seek(0, 2)
             size = f.tell()
-            if len(head) < 10 or size < 14 or head[:4] != edge.MAGIC:
+            if len(head) < 10 or size < 14 or head[:4] != edge_format.MAGIC:
                 raise edge.EdgeFormatError(f"{path}: not a .gnaq model (bad magic {head[:4]!r})")
             version, header_len = struct.unpack_from("<HI", head, 4)
-            if version > edge.FORMAT_VERSION or version < 1:
+            if version > edge_format.FORMAT_VERSION or version < 1:
                 raise edge.EdgeFormatError(f"{path}: format version {version} is not one this reader "
-                                           f"(version {edge.FORMAT_VERSION}) reads")
+                                           f"(version {edge_format.FORMAT_VERSION}) reads")
             if 10 + header_len + 4 > size:
                 raise edge.EdgeFormatError(f"{path}: truncated (header says {header_len} bytes, file has {size})")
             f.seek(0)
             crc, left = 0, size - 4
             while left:
                 block = f.read(min(CRC_CHUNK, left))
-                crc = edge.crc32(block, crc)
+                crc = edge_format.crc32(block, crc)
                 left -= len(block)
             if crc & 0xFFFFFFFF != struct.unpack("<I", f.read(4))[0]:
                 raise edge.EdgeFormatError(f"{path}: CRC32 mismatch: the file is corrupted or truncated")
@@ -62,7 +63,7 @@ class StreamedItems(edge.EdgeModel):
             except (UnicodeError, ValueError, RuntimeError) as exc:
                 raise edge.EdgeFormatError(f"{path}: unreadable header ({exc})") from None
             base = 10 + header_len
-            spans = edge._validate_header(path, version, header, size - 4 - base)
+            spans = edge_format._validate_header(path, version, header, size - 4 - base)
             if header["kind"] != "quantized" or header.get("huffman"):
                 raise ValueError(f"{path}: open_items streams graph-free quantized files with packed rows; this one "
                                  f"is {'Huffman coded' if header.get('huffman') else repr(header['kind'])} "
@@ -80,9 +81,9 @@ class StreamedItems(edge.EdgeModel):
             self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
             self.row_bytes = self._layout(self.row_keys[0])[2]
             names = ("item_scales",) if "scale_levels" not in h else ("scale_table", "item_scale_index")
-            self.item_scales = edge._read_scales(self.path, h, {name: section(name) for name in names}, "item")
+            self.item_scales = edge_format._read_scales(self.path, h, {name: section(name) for name in names}, "item")
             self._labels = h.get("item_labels") or (None if h.get("item_ids") == "range" else
-                                                    list(edge._typed(section("item_ids"), "q")))
+                                                    list(edge_format._typed(section("item_ids"), "q")))
             self._item_index = None if self._labels is None else {raw: i for i, raw in enumerate(self._labels)}
             if self._item_index is not None and len(self._item_index) != self.n_items:
                 raise edge.EdgeFormatError(f"{self.path}: section 'item_ids' repeats an id")
@@ -99,8 +100,8 @@ class StreamedItems(edge.EdgeModel):
                                                f"bytes; the node widths imply {total}")
             self.item_gram = None
             if "item_gram" in spans:
-                lower = edge._typed(section("item_gram"), "f")
-                edge._check_finite(self.path, "item_gram", lower)
+                lower = edge_format._typed(section("item_gram"), "f")
+                edge_format._check_finite(self.path, "item_gram", lower)
                 self.item_gram = edge._symmetric(lower, self.dim)
         self._codes_at = base + spans["item_codes"][0]
         self.user_width = self.item_width = None
@@ -112,7 +113,7 @@ class StreamedItems(edge.EdgeModel):
 
     def item_row(self, item_raw_id) -> int:
         if self._item_index is None:
-            if edge._integer(item_raw_id) and 0 <= item_raw_id < self.n_items:
+            if edge_format._integer(item_raw_id) and 0 <= item_raw_id < self.n_items:
                 return item_raw_id
         elif item_raw_id in self._item_index:
             return self._item_index[item_raw_id]

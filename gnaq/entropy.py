@@ -17,7 +17,7 @@ import heapq
 
 import numpy as np
 
-from .edge import MAX_CODE_LENGTH  # the bound the reader checks
+from .edge_format import MAX_CODE_LENGTH  # the bound the reader checks
 
 
 def huffman_lengths(counts, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .checkpoint import atomic_write_bytes
-from .edge import FORMAT_VERSION, MAGIC, index_bits
+from .edge_format import FORMAT_VERSION, MAGIC, index_bits
 from .entropy import code_tables, encode_rows, lengths_section
 from .pack import SUPPORTED_PACK_BITS, pack, pack_columns
 

@@ -8,7 +8,7 @@ For z (K, d) and index triples (u_b, p_b, n_b), b < B:
 (repeated rows sum). The autograd spelling — three gathers, a difference, a product, a row sum and
 their backward closures over (B, d) temporaries — took 9.5 ms forward and backward at B = 8192,
 d = 64 on one thread, the fused kernels 1.5 ms; a whole step at 4 M interactions gains less
-(no walks 24.9 → 23.0 ms, 6 walks 112 → 111 ms; bench/results/scale.md, session 17). ``impl``:
+(no walks 24.9 → 23.0 ms, 6 walks 112 → 111 ms; bench/results/scale.md). ``impl``:
 ``numba`` (the default for numpy arrays where it imports) or ``numpy`` (the oracle; cupy arrays too).
 """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import RowSparse
+from .backend import get_array_module
 
 try:  # the lazy (row-sparse) Adam update has a numba twin of the numpy rows below
     from numba import njit, prange
@@ -67,7 +68,7 @@ def adam_rows(param, m, v, rows, g, b1, b2, step_size, v_correction, eps, impl=N
         _adam_rows_numba(param, m, v, follower_rows(param, follower), rows, np.ascontiguousarray(g, dtype=param.dtype),
                          *adam_scalars(param.dtype, b1, b2, step_size, v_correction, eps))
         return
-    xp = np if xp_cpu else __import__("cupy")
+    xp = get_array_module(param)
     m_rows = m[rows] * b1 + (1 - b1) * g
     v_rows = v[rows] * b2 + (1 - b2) * (g * g)
     m[rows], v[rows] = m_rows, v_rows

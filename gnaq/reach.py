@@ -16,7 +16,7 @@ estimator alone, 1 the linearised step; a row Adam never moved (v = 0) takes non
 
 ``split`` (``--reach-split``) says how a row's gradient is shared between its steps and the move:
 
-- ``history`` (the default before session 21): a step gives the batch's rows their whole g, as the history estimator's forward
+- ``history``: a step gives the batch's rows their whole g, as the history estimator's forward
   has it (∂z_T/∂E⁽⁰⁾_T = I), and v is Adam's second moment of those steps alone.
 - ``lightgcn`` (the default, sampled_recipe): as LightGCN's one gradient P g — a step gives its rows α₀ g (P's own share), the move the rest,
   and Adam normalises the two as one: at each move its second moment takes the interval's per-step share,
@@ -26,12 +26,12 @@ estimator alone, 1 the linearised step; a row Adam never moved (v = 0) takes non
 
   so a hub, whose neighbours' share dominates its gradient, takes small steps along its own g, as on the full
   graph. On gowalla the history split let the top 1% of items' own rows grow along their z and under-rank them
-  on test (bench/results/sampled_accuracy.md, session 20); at S = 1 this split kept 100.9-104.9% of the full
+  on test (bench/results/sampled_accuracy.md); at S = 1 this split kept 100.9-104.9% of the full
   graph's fp32 test Recall@20 / NDCG@20 on ml-1m, lastfm and gowalla, and 98.8-101.9% of its 2-bit (one run each).
 
 Cost: G += g_T is one more row write per target a step; the move is one full propagation (the
 refresh's cost, L products over Â) and O(N·d) — per epoch O(refreshes · L · nnz · d) more, still
-linear in the interactions (bench/results/scale.md, session 19). The trainer moves E⁽⁰⁾ before each
+linear in the interactions (bench/results/scale.md). The trainer moves E⁽⁰⁾ before each
 refresh and at each epoch's end, so a checkpoint holds G = 0 (and the lightgcn split's M) and ``--resume``
 stays exact. Measured accuracy: bench/results/sampled_accuracy.md (sessions 19-20).
 """
@@ -127,7 +127,7 @@ def move_rows(theta, follower, spread, gradients, alpha0, v, v_correction, step,
         _move_numba(theta, follower_rows(theta, follower), spread, gradients, dtype(alpha0), v, dtype(v_correction),
                     dtype(step), dtype(eps))
         return
-    xp = np if cpu else __import__("cupy")
+    xp = get_array_module(theta)
     move = step * (spread - alpha0 * gradients) / (xp.sqrt(v / v_correction) + eps)
     move = xp.where(v > 0, move, 0).astype(theta.dtype)
     theta -= move
@@ -146,7 +146,7 @@ def sampled_recipe(walks, reach, split, needs_layers: bool) -> dict:
     The default is the history estimator completed by the reach, split as LightGCN's gradient: 0 walks,
     reach DEFAULT_REACH, "lightgcn" — an epoch about 7x implicit's BPR, linear in the interactions, and
     within ~1% of the full graph's test Recall@20 / NDCG@20 on ml-1m, lastfm and gowalla (fp32 and
-    2 bits; bench/results/sampled_accuracy.md, session 20). Given walks > 0 the reach is off (it completes
+    2 bits; bench/results/sampled_accuracy.md). Given walks > 0 the reach is off (it completes
     the history estimator only). A quantizer of every layer (``needs_layers``: bigear) cannot take the
     reach, which moves z's gradient alone, so by default it gets LAYER_QUANTIZER_WALKS walks instead.
     """

@@ -31,7 +31,7 @@ stays in the table as step-to-step jitter; the trainer evaluates a moving averag
 
 H itself is never read: the table kept is the drift D = E⁽⁰⁾ − H (N, d) — 0 at a refresh, then
 moved by every optimizer step E⁽⁰⁾ takes (it is the embedding's ``follower``, optim.py) — so
-z_T = Z̄_T + W_T D reads one row a walk node, not two (bench/results/scale.md, session 15).
+z_T = Z̄_T + W_T D reads one row a walk node, not two (bench/results/scale.md).
 
 Cost per step O(|T|·S·L·d); per epoch O(nnz·S·L·d) plus refreshes × O(L·nnz·d): linear in the
 number of interactions, where the full graph costs O(nnz²·d/B).
@@ -48,7 +48,7 @@ factorisation on z; the graph enters at each refresh, Z̄ = P E⁽⁰⁾, and th
 true z = P E⁽⁰⁾ this step is still a descent direction — with αₗ = 1/(L+1), P's eigenvalues
 (1 − λ^(L+1)) / ((L+1)(1 − λ)) ≥ 0 for Â's λ ∈ [−1, 1], so ⟨P g, g⟩ ≥ 0 — with the same stationary
 points where P is invertible: P g preconditioned by P⁻¹. A step reads and writes 3 rows an interaction, as BPR on matrix
-factorisation does: O(nnz·d) an epoch plus the refreshes (bench/results/scale.md, session 17). Each
+factorisation does: O(nnz·d) an epoch plus the refreshes (bench/results/scale.md). Each
 layer's rows likewise: E⁽ˡ⁾_T ≈ Ē⁽ˡ⁾_T + D_T (their αₗ-weighted sum is z_T above).
 What it leaves out of LightGCN's step, the neighbours' share (P − α₀ I) g, ``--reach`` adds back at
 every refresh, summed over the interval and scaled by Adam's 1/√v̂ (reach.py): one more propagation

@@ -147,7 +147,7 @@ if HAVE_NUMBA:
     def _add_transpose_product(indptr, indices, data, g, slot, out):
         """out[slot[j]] += Σ_i W[i, j] · g[i]: Wᵀ g by gathers into each slot — a scatter over W's
         rows instead writes out's rows at random (they leave the cache as the table grows) and
-        cannot run in parallel (bench/results/scale.md, session 15: 19 → 9-11 ms a step at 1 M
+        cannot run in parallel (bench/results/scale.md: 19 → 9-11 ms a step at 1 M
         interactions, the counting sort included)."""
         start, source, weight = _entries_by_slot(indptr, indices, data, slot, out.shape[0])
         _add_entries_by_slot(start, source, weight, g, out)
@@ -160,7 +160,7 @@ def sum_row_parts(parts, n_rows: int, impl: str | None = None):
     Both return the rows ascending, and equal sums."""
     first = parts[0][1]
     if is_cupy_array(first) or (impl or ("numba" if HAVE_NUMBA else "numpy")) == "numpy" or first.ndim != 2:
-        xp = np if not is_cupy_array(first) else __import__("cupy")
+        xp = get_array_module(first)
         rows, values = [], []
         for a, b in parts:
             if scipy_sparse_like(a):
@@ -196,7 +196,7 @@ def scipy_sparse_like(a) -> bool:
 def coalesce_rows(rows, values):
     """(unique rows ascending (u,), summed values (u, d)) of row-sparse pairs rows (k,), values (k, d):
     np.unique + np.add.at (cupy's on the GPU), sum_row_parts's oracle."""
-    xp = np if not is_cupy_array(values) else __import__("cupy")
+    xp = get_array_module(values)
     unique, inverse = xp.unique(rows, return_inverse=True)
     out = xp.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
     xp.add.at(out, inverse.ravel(), values)
@@ -210,9 +210,9 @@ def scatter_add_rows(index, values, n_rows: int, impl: str | None = None):
     (``np.add.at``, the oracle); cupy arrays use ``cupy.add.at``.
     """
     if is_cupy_array(values):
-        import cupy
-        out = cupy.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
-        cupy.add.at(out, index, values)
+        xp = get_array_module(values)
+        out = xp.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
+        xp.add.at(out, index, values)
         return out
     out = np.zeros((n_rows,) + values.shape[1:], dtype=values.dtype)
     impl = impl or ("numba" if HAVE_NUMBA and values.ndim == 2 else "numpy")
@@ -269,7 +269,7 @@ def layer_sum(A, x, weights, buffers: dict | None = None, result: str = "out", i
     in two (N, d) buffers, ``buffers[result]`` and ``buffers["scratch"]``, kept in the dict and reused by
     the next call with it (which overwrites that result; callers with their own ``result`` key share the
     scratch, free between calls): a refresh then allocates nothing,
-    where fresh (N, d) pages cost this machine's VM up to seconds a refresh (bench/results/scale-session22.md).
+    where fresh (N, d) pages cost this machine's VM up to seconds a refresh (bench/results/scale.md).
     Equal to the layer-by-layer sum up to float rounding (ops.propagate's forward; its backward is this)."""
     buffers = {} if buffers is None else buffers
     for name in (result, "scratch"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gnaq.data import make_synthetic
+from gnaq.edge import DEVICE_FILES
 from gnaq.export import export_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -74,8 +75,8 @@ def models(tmp_path_factory):
 def test_every_kind_of_file_answers_the_same_under_micropython_and_cpython(micropython, models, tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
-    shutil.copy(ROOT / "gnaq" / "edge.py", lib / "edge.py")
-    shutil.copy(ROOT / "gnaq" / "edge_stream.py", lib / "edge_stream.py")
+    for name in DEVICE_FILES + ("edge_stream.py",):
+        shutil.copy(ROOT / "gnaq" / name, lib / name)
     shutil.copy(HERE / "check_files.py", lib / "check_files.py")
     body = "import check_files\ncheck_files.main({models!r})\n"
     on_device = run_micropython(micropython, "import sys\nsys.path.append('/lib')\n" + body.format(models="/models"),
@@ -121,7 +122,8 @@ def test_fuzzed_variants_load_consistently_or_are_refused_under_micropython(micr
             (variants / f"{source[:-5]}-{i:04d}-{kind}.gnaq").write_bytes(variant)
     lib = tmp_path / "lib"
     lib.mkdir()
-    shutil.copy(ROOT / "gnaq" / "edge.py", lib / "edge.py")
+    for name in DEVICE_FILES:
+        shutil.copy(ROOT / "gnaq" / name, lib / name)
     code = (HERE / "fuzz_device.py").read_text() + "\nmain('/variants')\n"
     out = run_micropython(micropython, "import sys\nsys.path.append('/lib')\n" + code,
                           {lib: "/lib", variants: "/variants"}, tmp_path=tmp_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaq import edge, edge_numpy
+from gnaq import edge, edge_format, edge_numpy
 from gnaq.data import make_synthetic
 from gnaq.export import export_model
 from gnaq.graph import normalized_adjacency
@@ -219,20 +219,20 @@ def test_format_version_is_the_oldest_that_reads_the_kind(data, tmp_path, monkey
     assert [(3 * i, s) for i, s in edge.load(tmp_path / "v5.gnaq").recommend(5, k=3)] == \
         edge.load(tmp_path / "v1.gnaq").recommend(105, k=3)  # the same model under its raw ids
     assert edge.load(tmp_path / "v1.gnaq").item_ids[:3] == [0, 3, 6]
-    monkeypatch.setattr(edge, "FORMAT_VERSION", 1)  # a reader from before kind "propagate"
+    monkeypatch.setattr(edge_format, "FORMAT_VERSION", 1)  # a reader from before kind "propagate"
     edge.load(tmp_path / "v1.gnaq")
     with pytest.raises(edge.EdgeFormatError, match="version 2 is newer"):
         edge.load(tmp_path / "v2.gnaq")
-    monkeypatch.setattr(edge, "FORMAT_VERSION", 2)  # a reader from before header ids
+    monkeypatch.setattr(edge_format, "FORMAT_VERSION", 2)  # a reader from before header ids
     with pytest.raises(edge.EdgeFormatError, match="version 3 is newer"):
         edge.load(tmp_path / "v3.gnaq")
-    monkeypatch.setattr(edge, "FORMAT_VERSION", 3)  # a reader from before column widths
+    monkeypatch.setattr(edge_format, "FORMAT_VERSION", 3)  # a reader from before column widths
     with pytest.raises(edge.EdgeFormatError, match="version 4 is newer"):
         edge.load(tmp_path / "v4.gnaq")
-    monkeypatch.setattr(edge, "FORMAT_VERSION", 4)  # a reader from before the fold-in Gram matrix
+    monkeypatch.setattr(edge_format, "FORMAT_VERSION", 4)  # a reader from before the fold-in Gram matrix
     with pytest.raises(edge.EdgeFormatError, match="version 5 is newer"):
         edge.load(tmp_path / "v5.gnaq")
-    monkeypatch.setattr(edge, "FORMAT_VERSION", 6)  # a reader from before idle groups
+    monkeypatch.setattr(edge_format, "FORMAT_VERSION", 6)  # a reader from before idle groups
     with pytest.raises(edge.EdgeFormatError, match="version 7 is newer"):
         edge.load(tmp_path / "v7.gnaq")
 

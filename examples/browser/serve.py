@@ -5,7 +5,7 @@
 
 The page needs, in one folder: index.html, micropython.mjs + micropython.wasm (npm package
 @micropython/micropython-webassembly-pyscript, found through --micropython or $GNAQ_MICROPYTHON),
-gnaq's device reader edge.py and the model as model.gnaq.
+gnaq's device reader (edge.py, edge_format.py) and the model as model.gnaq.
 """
 
 import argparse
@@ -18,16 +18,18 @@ import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-EDGE = HERE.parents[1] / "gnaq" / "edge.py"
+GNAQ = HERE.parents[1] / "gnaq"
+READER = ("edge.py", "edge_format.py")  # gnaq.edge.DEVICE_FILES (this script runs without gnaq installed)
 
 
 def prepare(folder, model, micropython_mjs) -> Path:
-    """Fill ``folder`` with the page, the MicroPython port, edge.py and the model; returns it."""
+    """Fill ``folder`` with the page, the MicroPython port, the reader and the model; returns it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     mjs = Path(micropython_mjs)
     for source, name in ((HERE / "index.html", "index.html"), (mjs, "micropython.mjs"),
-                         (mjs.with_suffix(".wasm"), "micropython.wasm"), (EDGE, "edge.py"), (Path(model), "model.gnaq")):
+                         (mjs.with_suffix(".wasm"), "micropython.wasm"), (Path(model), "model.gnaq"),
+                         *((GNAQ / name, name) for name in READER)):
         shutil.copyfile(source, folder / name)
     return folder
 

@@ -12,8 +12,9 @@ sys.modules["numba"] = None
 
 import gnaq.edge as edge  # noqa: E402
 
-path, user = sys.argv[1], int(sys.argv[2])
+path = sys.argv[1]
 model = edge.load(path)
+user = model.user_from_text(sys.argv[2])  # ids as the file holds them: text or numbers
 print(f"backend: {model.backend}; {model.n_users} users, {model.n_items} items, {model.bits}-bit codes")
 for rank, (item, score) in enumerate(model.recommend(user, k=10), 1):
     print(f"{rank:2d}. item {item}  score {score:.4f}")

@@ -27,7 +27,7 @@ events = {"user": np.array([f"listener-{u}" for u in listener]), "item": np.arra
 user_items = from_pandas(events)  # a pandas DataFrame with these columns works the same way
 print(f"{user_items.matrix.nnz:,} interactions, {user_items.shape[0]} users × {user_items.shape[1]} items")
 
-model = gnaq.Recommender(bits=2, factors=32, layers=2, epochs=15, batch_size=1024, progress=False)
+model = gnaq.Recommender(bits=2, factors=32, epochs=15, progress=False, options={"layers": 2, "batch_size": 1024})
 model.fit(user_items)
 print(f"fitted: best epoch {model.result_['best_epoch']}, hold-out recall@20 {model.result_['test_recall@20']:.3f}")
 

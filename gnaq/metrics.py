@@ -127,6 +127,7 @@ def evaluate(user_emb, item_emb, train, test, ks=(10, 20), chunk_size: int | Non
     user_emb: (n_users, d), item_emb: (n_items, d) arrays on numpy or cupy; train, test: scipy
     CSR (n_users, n_items). ``score_fn(user_rows) -> (len, n_items)`` replaces the dot product
     (e.g. packed-domain scoring). ``users``: evaluate these rows only (e.g. a fixed sample).
+    A K above n_items ranks every item (a list of n_items, counted as K long for Precision@K).
     Returns {"recall@10": ..., ..., "ndcg@10_se": ..., "users": n_evaluated}: NDCG@K's standard
     error over users, √((mean(x²) − mean(x)²) / n), says how far a sample's mean may be from all users'.
     ``progress``: a progress bar over the user chunks. ``top_k_impl``: top_k_items' ``impl``.
@@ -154,8 +155,10 @@ def evaluate(user_emb, item_emb, train, test, ks=(10, 20), chunk_size: int | Non
         seen = train[rows]
         seen_rows = np.repeat(np.arange(len(rows)), np.diff(seen.indptr))
         scores[to_device(seen_rows, _dev(xp)), to_device(seen.indices, _dev(xp))] = -xp.inf
-        top = top_k_items(scores, max_k, top_k_impl)
+        top = top_k_items(scores, min(max_k, n_items), top_k_impl)
         hits = _hits(test[rows], top, n_items, xp)
+        if hits.shape[1] < max_k:  # a catalogue smaller than K: the list holds every item, the rest misses
+            hits = xp.concatenate([hits, xp.zeros((hits.shape[0], max_k - hits.shape[1]), dtype=hits.dtype)], axis=1)
         n_test = to_device(test_counts[rows].astype(np.float64), _dev(xp))
         for k in ks:
             h = hits[:, :k]

@@ -10,9 +10,10 @@ implicit's calls and semantics (``implicit.cpu.matrix_factorization_base``):
   recalculate_user=False, items=None)`` → (ids, scores), best first, ties → smaller item index;
   one id → 1-D arrays of min(N, eligible) entries; an array → (len(userid), min(N, candidates))
   with −inf-scored candidates padding a row that has fewer eligible items. ``user_items``: one
-  CSR row per userid (default: the liked items the model holds); ``recalculate_user``: z_u folded
-  in from that row alone (``fold_in``), for users never seen too; ``items`` restricts the
-  candidates (N ≤ len(items)), ``filter_items`` removes items; both at once is a ValueError.
+  CSR row per userid (default: the liked items the model holds), or for one userid a list of raw
+  item ids; ``recalculate_user``: z_u folded in from that row alone (``fold_in``), for users never
+  seen too; ``items`` restricts the candidates (N ≤ len(items)) and returns every one of them, the
+  filtered ones last with −inf scores; ``filter_items`` removes items; both at once is a ValueError.
 - ``similar_items(itemid, N=10, recalculate_item=False, item_users=None, filter_items=None,
   items=None)``, ``similar_users(userid, N=10, filter_users=None, users=None)``.
 - ids are the raw ids (int32 where they are 0..n−1, as implicit returns), scores float32.
@@ -72,9 +73,14 @@ class Query:
             raise KeyError(f"{what} {exc.args[0]!r} is not in {self.source}") from None
 
     def _user_rows(self, userid, user_items, what="userid"):
-        """One CSR row per userid, or None (user_items None): shapes checked."""
+        """One CSR row per userid, or None (user_items None): shapes checked. For one userid,
+        user_items may also be a list of raw item ids (the person's items, in any order)."""
         if user_items is None:
             return None
+        if not scipy.sparse.issparse(user_items) and np.ndim(userid) == 0 and np.ndim(user_items) == 1:
+            columns = np.unique(self._rows(self._as_list(user_items)[1], self._item_col, "item"))
+            return scipy.sparse.csr_matrix((np.ones(len(columns), dtype=np.float32), columns, [0, len(columns)]),
+                                           shape=(1, len(self.item_ids)))
         rows = _binary_rows(user_items, "user_items")
         count = 1 if np.ndim(userid) == 0 else len(np.asarray(userid))
         if rows.shape != (count, len(self.item_ids)):
@@ -147,8 +153,8 @@ class Query:
         index, values = top_n(scores, min(N, scores.shape[1]))
         if columns is not None:
             index = columns[index]
-        if single:
-            keep = np.isfinite(values[0])
+        if single:  # filtered items dropped, except from an explicit candidate list (implicit's rule)
+            keep = np.isfinite(values[0]) | (columns is not None)
             return self.item_ids[index[0][keep]], values[0][keep].astype(np.float32)
         return self.item_ids[index], values.astype(np.float32)
 

@@ -18,20 +18,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gnaq.recommend", description=__doc__)
     parser.add_argument("model")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", type=int, help="raw user id, as in the dataset")
+    who.add_argument("--user", help="raw user id, as in the dataset (text or a number)")
     who.add_argument("--items", help="comma-separated raw item ids this person likes (fold-in)")
-    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     parser.add_argument("--include-seen", action="store_true", help="do not filter training items")
     parser.add_argument("--backend", default="auto", choices=edge.BACKENDS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
         model = edge.load(args.model, args.backend)
+        if args.k < 1:
+            raise ValueError(f"-k must be at least 1, got {args.k}")
         if args.items is not None:
-            liked = [int(x) if x.strip().lstrip("-").isdigit() else x.strip() for x in args.items.split(",") if x.strip()]
+            liked = [model.item_from_text(x) for x in args.items.split(",") if x.strip()]
+            if not liked:
+                raise ValueError("--items is empty: give the ids of at least one item this person likes")
             top = model.recommend_for_items(liked, k=args.k)
         else:
-            top = model.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+            top = model.recommend(model.user_from_text(args.user), k=args.k, exclude_seen=not args.include_seen)
     except (OSError, edge.EdgeFormatError, edge.UnknownUserError, KeyError, ValueError, RuntimeError) as exc:
         print(f"gnaq.recommend: error: {exc}", file=sys.stderr)
         return 2

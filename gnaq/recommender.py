@@ -5,28 +5,48 @@
     model.save("model.gnaq"); device_model = gnaq.load("model.gnaq")
 
 Constructor parameters are only stored (scikit-learn's rule); ``get_params``/``set_params`` read
-and change them; their defaults are the CLI's (``TrainConfig``), except ``bits=2`` and
-``device="auto"``. ``fit`` builds a ``TrainConfig`` and runs the same ``Trainer`` as
-``python -m gnaq.train``. Scores are ŷᵤᵢ = zᵤ·zᵢ of the deployed (dequantized) representation
-z = (user_factors; item_factors); ``similar_items`` ranks by cosine similarity of item_factors.
-Ids: a matrix given to ``fit`` as scipy.sparse has ids 0..n-1; one from ``gnaq.data.from_pandas``
-keeps its raw ids, and every argument and result is in raw ids.
+and change them; ``fit`` interprets them: it builds a ``TrainConfig`` and runs the same ``Trainer``
+as ``python -m gnaq.train``. Defaults are the CLI's (``TrainConfig``) except ``bits=2`` (the CLI's
+``--bits`` defaults to 32) and ``device="auto"``. Scores are ŷᵤᵢ = zᵤ·zᵢ of the deployed (dequantized)
+representation z = (user_factors; item_factors); ``similar_items`` ranks by cosine similarity of
+item_factors. Ids: a matrix given to ``fit`` as scipy.sparse has ids 0..n-1; one from
+``gnaq.data.from_pandas`` keeps its raw ids, and every argument and result is in raw ids.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import tempfile
+import time
 
 import numpy as np
 
 from .backend import to_numpy
+from .checkpoint import atomic_write_bytes
 from .data import DataError, InteractionMatrix, Interactions, binary_csr, check_user_items, from_scipy, split_per_user
-from .query import top_n  # noqa: F401  (gnaq.recommender.top_n, as before)
 from .trainer import TrainConfig, Trainer
 
 _DEFAULTS = TrainConfig()
+
+# Recommender(options={...}): the less common settings, each the CLI flag of the same name
+OPTIONS = {
+    "layers": _DEFAULTS.layers,            # LightGCN layers L
+    "batch_size": _DEFAULTS.batch_size,    # BPR positives a step
+    "patience": _DEFAULTS.patience,        # evaluations without gain that end a phase
+    "lr_drops": _DEFAULTS.lr_drops,        # on a plateau: back to the best epoch at lr ÷ 10, this many times
+    "sampler": _DEFAULTS.sampler,          # BPR triplets per uniform user ("users") or per interaction
+    "propagation": _DEFAULTS.propagation,  # "auto", "full" or "sampled" (gnaq.sampled)
+    "walks": _DEFAULTS.walks,              # sampled propagation's walks a batch row (None: 0 with the reach)
+    "reach": _DEFAULTS.reach,              # with walks=0: the deferred reach's weight (gnaq.reach)
+    "reach_split": _DEFAULTS.reach_split,  # "lightgcn" or "history" (gnaq.reach)
+    "quant_options": None,                 # the quantizer's own options (gnaq.quant), e.g. {"delta": 0.5}
+    "init_from": None,                     # start from a trained run's embeddings (a run folder or .npz)
+    "target": "off",                       # or a fraction such as 0.98: climb to larger files until one keeps it
+    "refit": True,                         # train again on all of user_items for the chosen schedule
+    "checkpoint_dir": None,                # the run's folder (default: a new temporary one); fit resumes it
+}
 
 
 class NotFittedError(RuntimeError):
@@ -36,44 +56,33 @@ class NotFittedError(RuntimeError):
 class Recommender:
     """LightGCN with node-aware low-bit embeddings, behind implicit's model API.
 
+    factors: d, the embedding width. bits: 2 (default), 1, 3, 4, 8, or 32 for full precision.
+    quantizer: "gnaq" (default) or a baseline ("ste", "lsq", "n2uq", "bigear", "pq", "gnaq-official").
+    learning_rate, regularization: Adam's step and the L2 weight on E⁽⁰⁾.
+    epochs: the overall epoch budget (phases end by patience long before it).
+    time_budget: seconds for the whole ``fit`` (None: no limit). With ``refit``, the selection run
+    gets half; the refit runs where its estimated time fits what is left, else the selection
+    run's model is kept (``refit_result_`` then says why).
     validation_fraction: share of each user's interactions held out for early stopping when
     ``fit`` gets no ``valid=`` matrix — ⌊fraction·n⌋ of a user's n, and at least one of every user
     with two or more (seeded by random_state; at least one stays in train).
-    checkpoint_dir: where the run's checkpoints go (default: a temporary folder); ``fit`` on a
-    folder holding a previous run's last.npz resumes it where it stopped — the selection run, a
-    target rung or the refit (CHECKPOINT_DIR/refit).
-    propagation: "auto" (default: the full graph every step below 2 M interactions, sampled from
-    there), "full" or "sampled" (a step computes only its batch's rows of z from random walks over
-    a refreshed history: cost linear in the interactions; gnaq.sampled, the CLI's --propagation).
-    walks, reach, reach_split: sampled propagation's walks a batch row and, with walks=0, the deferred
-    reach's weight (0: off) and split ("lightgcn" or "history"; gnaq.reach) — the CLI's --walks, --reach
-    and --reach-split. None (the defaults): 0 walks, reach 1, "lightgcn" (gnaq.reach.sampled_recipe).
-    target: "auto" (default: 0.98 for gnaq's default deployment), "off" (exactly ``bits``) or a
-    fraction such as 0.97 — when the quantized model keeps less of full precision's hold-out
-    Recall@20 or NDCG@20, fine-tune larger graph-free settings until one does (gnaq.target; the
-    CLI's --target).
-    refit (default True): after the hold-out has chosen the schedule (epochs in full precision,
-    epochs quantized), train again on all of ``user_items`` for exactly that schedule, without
-    validation, and keep that model, so no interaction is lost (measured +2.2-2.8% test Recall@20
-    and NDCG@20 on lastfm and amazon-sports, bench/results/fit_refit.md; about 1.2-1.7x the time) (``result_`` is the selection
-    run's, ``refit_result_`` the refit's). Ignored when ``valid=`` is given: then nothing is held out.
+    device: "auto" (cuda where cupy finds a GPU), "cpu" or "cuda". progress: progress bars and
+    warnings (False: silent).
+    options: a mapping of less common settings (``OPTIONS`` lists them with their defaults):
+    layers, batch_size, patience, lr_drops, sampler, propagation, walks, reach, reach_split,
+    quant_options, init_from, target, refit (default True: after the hold-out has chosen the
+    schedule, train again on all of ``user_items`` for exactly that schedule and keep that model;
+    ``result_`` is the selection run's, ``refit_result_`` the refit's; ignored when ``valid=`` is
+    given) and checkpoint_dir (``fit`` on a folder holding a previous run's last.npz resumes it).
     """
 
-    def __init__(self, factors=_DEFAULTS.dim, layers=_DEFAULTS.layers, bits=2, quantizer=_DEFAULTS.quantizer,
-                 epochs=_DEFAULTS.epochs, batch_size=_DEFAULTS.batch_size, learning_rate=_DEFAULTS.lr,
-                 regularization=_DEFAULTS.reg, quant_options=None, init_from=None,
-                 validation_fraction=0.1, patience=_DEFAULTS.patience, lr_drops=_DEFAULTS.lr_drops,
-                 sampler=_DEFAULTS.sampler, propagation=_DEFAULTS.propagation, walks=_DEFAULTS.walks,
-                 reach=_DEFAULTS.reach, reach_split=_DEFAULTS.reach_split, device="auto", time_budget=_DEFAULTS.time_budget, refit=True, target="auto",
-                 random_state=_DEFAULTS.seed, progress=True, checkpoint_dir=None):
-        self.factors, self.layers, self.bits, self.quantizer = factors, layers, bits, quantizer
-        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
-        self.regularization, self.quant_options, self.init_from = regularization, quant_options, init_from
-        self.validation_fraction, self.patience, self.device = validation_fraction, patience, device
-        self.lr_drops, self.sampler, self.time_budget, self.refit = lr_drops, sampler, time_budget, refit
-        self.target, self.propagation, self.walks, self.reach = target, propagation, walks, reach
-        self.reach_split = reach_split
-        self.random_state, self.progress, self.checkpoint_dir = random_state, progress, checkpoint_dir
+    def __init__(self, factors=_DEFAULTS.dim, bits=2, quantizer=_DEFAULTS.quantizer, learning_rate=_DEFAULTS.lr,
+                 regularization=_DEFAULTS.reg, epochs=_DEFAULTS.epochs, time_budget=_DEFAULTS.time_budget,
+                 validation_fraction=0.1, device="auto", random_state=_DEFAULTS.seed, progress=True, options=None):
+        self.factors, self.bits, self.quantizer = factors, bits, quantizer
+        self.learning_rate, self.regularization = learning_rate, regularization
+        self.epochs, self.time_budget, self.validation_fraction = epochs, time_budget, validation_fraction
+        self.device, self.random_state, self.progress, self.options = device, random_state, progress, options
 
     # ---- scikit-learn's parameter protocol -------------------------------------------------
     @classmethod
@@ -95,28 +104,41 @@ class Recommender:
         return f"Recommender({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # ---- training ------------------------------------------------------------------------
+    def _options(self) -> dict:
+        """OPTIONS with the ``options`` mapping's values; an unknown key is a ValueError."""
+        given = dict(self.options or {})
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"Recommender options: unknown {', '.join(map(repr, unknown))}; "
+                             f"valid: {', '.join(OPTIONS)}")
+        return {**OPTIONS, **given}
+
     def config(self) -> TrainConfig:
         """The TrainConfig that ``fit`` runs (the CLI builds the same object from its arguments)."""
+        o = self._options()
         return TrainConfig(
-            dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(self.quant_options or {}),
-            dim=self.factors, layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
-            lr=self.learning_rate, reg=self.regularization, init_from=self.init_from, patience=self.patience,
-            lr_drops=self.lr_drops, sampler=self.sampler, propagation=self.propagation, walks=self.walks, reach=self.reach, reach_split=self.reach_split, time_budget=self.time_budget,
-            seed=self.random_state, device=self.device, out=self.checkpoint_dir or tempfile.mkdtemp(prefix="gnaq-fit-"),
-            progress=self.progress)
+            dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(o["quant_options"] or {}),
+            dim=self.factors, layers=o["layers"], epochs=self.epochs, batch_size=o["batch_size"],
+            lr=self.learning_rate, reg=self.regularization, init_from=o["init_from"], patience=o["patience"],
+            lr_drops=o["lr_drops"], sampler=o["sampler"], propagation=o["propagation"], walks=o["walks"],
+            reach=o["reach"], reach_split=o["reach_split"], time_budget=self.time_budget,
+            seed=self.random_state, device=self.device,
+            out=o["checkpoint_dir"] or tempfile.mkdtemp(prefix="gnaq-fit-"), progress=self.progress)
 
     def fit(self, user_items, valid=None, show_progress=None, callback=None) -> "Recommender":
         """Train on ``user_items`` (scipy.sparse users × items, or an InteractionMatrix); returns self.
 
         Early stopping selects by NDCG@20 on ``valid`` (same shape), or on a seeded per-user
         hold-out of ``user_items`` when none is given; the hold-out is for selection only (and,
-        with ``refit=True``, trained on afterwards). implicit's fit arguments: ``show_progress``
+        with the ``refit`` option on, trained on afterwards). implicit's fit arguments: ``show_progress``
         (default: the ``progress`` parameter) and ``callback(epoch, elapsed_seconds, record)``,
         called after every evaluation with its metrics line.
         """
+        started = time.perf_counter()
         given = user_items if isinstance(user_items, InteractionMatrix) else from_scipy(user_items)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        options = self._options()
         full = given.matrix
         if valid is None:
             coo = full.tocoo()
@@ -129,26 +151,38 @@ class Recommender:
             if held_out.shape != full.shape:
                 raise DataError(f"valid has shape {held_out.shape}; user_items has {full.shape}")
             train = full
+        refit = options["refit"] and valid is None
         # selection split = "test" (valid=None): evaluation masks train only
         data = Interactions("user_items", train, test=held_out, valid=None,
                             user_ids=given.user_ids, item_ids=given.item_ids)
         config = self.config()
         if show_progress is not None:
             config.progress = bool(show_progress)
+        if self.time_budget and refit:  # the selection run gets half; the refit what is left
+            config.time_budget = self.time_budget / 2
         trainer = Trainer(config, data)
         trainer.resume_if_saved()  # (only a checkpoint_dir can hold one: the default folder is new)
         on_eval = None
         if callback is not None:
             on_eval = lambda record: callback(record["epoch"], trainer.elapsed, record)  # noqa: E731
         from .target import fit_to_target
-        trainer, self.result_, _ = fit_to_target(config, data, self.target, on_eval=on_eval, trainer=trainer)
+        trainer, self.result_, _ = fit_to_target(config, data, options["target"], on_eval=on_eval, trainer=trainer)
         config = trainer.config
-        if self.refit and valid is None:
+        if refit:
             data = Interactions("user_items", full, test=held_out, valid=None,
                                 user_ids=given.user_ids, item_ids=given.item_ids)
-            trainer = Trainer(refit_config(config, self.result_), data)
-            trainer.resume_if_saved()  # a refit under way (or done) when fit stopped
-            self.refit_result_ = trainer.fit()
+            plan = refit_config(config, self.result_)
+            left = None if not self.time_budget else self.time_budget - (time.perf_counter() - started)
+            needed = refit_seconds(trainer, plan, full.nnz / max(train.nnz, 1))
+            if left is not None and needed > left:
+                self.refit_result_ = {"skipped": f"the refit needs ~{needed:.0f} s, {max(left, 0):.0f} s of "
+                                                 f"time_budget {self.time_budget:g} s are left"}
+                trainer._notice("time_budget: %s; keeping the selection run's model", self.refit_result_["skipped"])
+                data = trainer.data
+            else:
+                trainer = Trainer(plan, data)
+                trainer.resume_if_saved()  # a refit under way (or done) when fit stopped
+                self.refit_result_ = trainer.fit()
         self.trainer_, self._data, self._liked = trainer, data, full
         self._query = self._deployed_query()
         return self
@@ -182,6 +216,18 @@ class Recommender:
     def _check_fitted(self):
         if not hasattr(self, "_query"):
             raise NotFittedError("this Recommender is not fitted yet: call fit(user_items) first")
+
+    @property
+    def user_ids(self):
+        """Raw id of each user row (what ``recommend`` takes), in the model's order."""
+        self._check_fitted()
+        return self._query.user_ids
+
+    @property
+    def item_ids(self):
+        """Raw id of each item column (what ``recommend`` returns), in the model's order."""
+        self._check_fitted()
+        return self._query.item_ids
 
     @property
     def user_factors(self):
@@ -227,7 +273,8 @@ class Recommender:
         gram=False: without the items' Gram matrix (a reader computes it on its first fold-in);
         entropy=True: a transform-coded model's rows Huffman coded (the CLI's --export-entropy yes)."""
         from .export import export_model
-        self._check_fitted()
+        if not hasattr(self, "_query"):  # implicit saves an unfitted model's parameters
+            return save_params(self, path)
         if not hasattr(self, "trainer_"):
             raise NotFittedError("this Recommender was loaded from a file: save copies of that file instead")
         if not hasattr(path, "write"):
@@ -237,11 +284,61 @@ class Recommender:
 
     @classmethod
     def load(cls, path_or_file, backend: str = "auto") -> "Recommender":
-        """A Recommender answering queries from a .gnaq file (path, binary file object or bytes)."""
+        """A Recommender answering queries from a .gnaq file (path, binary file object or bytes), or
+        an unfitted one with the parameters ``save`` wrote before ``fit``."""
         from .query import Query
+        params = load_params(path_or_file)
+        if params is not None:
+            return cls(**params)
         model = cls()
         model._query = Query.from_file(path_or_file, backend)
         return model
+
+
+PARAMS_MAGIC = "gnaq.Recommender parameters"
+
+
+def save_params(model, path) -> dict:
+    """An unfitted model's parameters as JSON (atomic), readable by ``Recommender.load``."""
+    blob = json.dumps({"format": PARAMS_MAGIC, "params": model.get_params()}, indent=1).encode()
+    if hasattr(path, "write"):
+        path.write(blob)
+    else:
+        atomic_write_bytes(path, lambda f: f.write(blob))
+    return {"file_bytes": len(blob), "fitted": False}
+
+
+def load_params(path_or_file):
+    """The parameters a ``save_params`` file holds, or None where it is something else (a .gnaq)."""
+    if isinstance(path_or_file, (bytes, bytearray)):
+        head = bytes(path_or_file)
+    elif hasattr(path_or_file, "read"):
+        if not hasattr(path_or_file, "seek"):
+            return None
+        at = path_or_file.tell()
+        head = path_or_file.read()
+        path_or_file.seek(at)
+    else:
+        with open(path_or_file, "rb") as f:
+            head = f.read(64)
+            if head.lstrip().startswith(b"{"):
+                head += f.read()
+    if not head.lstrip().startswith(b"{"):
+        return None
+    try:
+        saved = json.loads(head)
+    except ValueError:
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != PARAMS_MAGIC:
+        return None
+    return saved["params"]
+
+
+def refit_seconds(trainer, plan, growth: float) -> float:
+    """The refit's estimated seconds: the selection run's seconds an epoch (evaluation included,
+    so an overestimate) × the refit's epochs × how much larger its data is."""
+    per_epoch = trainer.elapsed / max(trainer.epoch, 1)
+    return per_epoch * plan.epochs * growth
 
 
 def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:

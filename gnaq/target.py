@@ -8,12 +8,11 @@ graph-free file a little bigger than the last — and keeps the first that meets
 the last. Only the default deployment of gnaq climbs the ladder (an explicit deployment option is
 what the user chose). The CLI (``--target``) and ``Recommender(target=...)`` both call it.
 
-The default, ``auto``, is DEFAULT_TARGET = 0.98 on validation for gnaq's default deployment (not with
-``--size``, which fixes the file; the CLI refuses an explicit target with it), so
-that the shipped model keeps ≥ 97% on test: the validation share overstated the test share by up
-to 0.3 point on ml-1m (2.5 bits: 97.1% validation, 96.8% test Recall@20; bench/results/defaults.md).
-``off`` (or None) trains exactly ``bits``. A climbed run leaves OUT/target.json (the target, every
-setting tried with its share, the chosen run's folder); the CLI exports the chosen model to OUT.
+The ladder runs only when asked: ``off`` (or None, the default of the CLI and the library) trains
+exactly ``bits``; a fraction such as 0.98 climbs; ``auto`` is DEFAULT_TARGET for gnaq's default
+deployment (not with ``--size``, which fixes the file). A climbed run leaves OUT/target.json (the
+target, every setting tried with its share, the chosen run's folder) and OUT/result.json describes
+the chosen model, which the CLI exports to OUT.
 """
 
 import os
@@ -51,6 +50,16 @@ def resolve_target(target, config):
     return float(target)
 
 
+def saved_target(run_dir):
+    """The target a run folder climbed to (its target.json), or "off" where it climbed to none."""
+    import json
+    path = os.path.join(run_dir, "target.json")
+    if not os.path.exists(path):
+        return "off"
+    with open(path) as f:
+        return json.load(f)["target"]
+
+
 def fit_to_target(config, data, target=None, on_eval=None, trainer=None):
     """(trainer, result, tried): the chosen run's Trainer and result, and [(label, valid_kept)] of
     every setting tried. ``trainer``: an already built (or restored) Trainer for ``config``;
@@ -83,6 +92,8 @@ def fit_to_target(config, data, target=None, on_eval=None, trainer=None):
     if trainer.comm.is_root:  # OUT/target.json: what was tried and where the chosen run lives
         write_json(os.path.join(config.out, "target.json"),
                    {k: result[k] for k in ("target", "tried", "chosen", "warmup_phase") if k in result})
+        # the top-level result.json describes the model exported to OUT: the chosen one
+        write_json(os.path.join(config.out, "result.json"), {**result, "bits": trainer.config.bits})
     return trainer, result, tried
 
 

@@ -1,6 +1,6 @@
 """``python -m gnaq.train``: train LightGCN (full precision or quantized), evaluate, export.
 
-    python -m gnaq.train --dataset ml-1m --data-dir DATA --bits 2 --quantizer gnaq --out runs/ml1m-2bit
+    python -m gnaq.train --dataset ml-1m --bits 2 --out runs/ml1m-2bit
 
 Writes DIR/config.json, DIR/metrics.jsonl (one JSON line per evaluation), DIR/best.npz and
 DIR/last.npz (atomic), DIR/result.json (test metrics of the best epoch) and, at the end, the
@@ -26,115 +26,120 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written; every option's default shown (none where it has none)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     from .data import DATASET_NAMES
     from .quant import QUANTIZERS, SUPPORTED_BITS
-    from .trainer import TrainConfig
-    from .sampled import WALK_ALLOCATIONS
     from .reach import REACH_SPLITS
+    from .sampled import WALK_ALLOCATIONS
+    from .trainer import TrainConfig
     defaults = TrainConfig()  # one set of defaults for the CLI and the library
-    p = _Parser(prog="python -m gnaq.train", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASET_NAMES)}, or a folder")
-    p.add_argument("--data-dir", default=None, help="folder holding DATASET/ (default: $GNAQ_DATA_DIR, cache)")
-    p.add_argument("--merge-valid", action="store_true", help="train on train ∪ valid (LightGCN's gowalla protocol)")
-    p.add_argument("--bits", type=int, default=32, choices=SUPPORTED_BITS, help="32 = full precision")
-    p.add_argument("--quantizer", default="gnaq", choices=tuple(QUANTIZERS))
-    p.add_argument("--quant-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="quantizer option, e.g. delta=0.5, refine=false (repeatable); gnaq's warmup "
-                        "defaults to auto: full precision until validation stops improving (--warmup-patience)")
-    p.add_argument("--dim", type=int, default=defaults.dim)
-    p.add_argument("--layers", type=int, default=defaults.layers)
+    p = _Parser(prog="python -m gnaq.train", description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASET_NAMES)}, or a folder of "
+                   "train.txt / valid.txt / test.txt")
+    p.add_argument("--data-dir", default=None, help="folder holding DATASET/ (default: $GNAQ_DATA_DIR, else a cache "
+                   "the known datasets are downloaded to)")
+    p.add_argument("--bits", type=int, default=None, choices=SUPPORTED_BITS,
+                   help="bits a value of the exported embeddings, on average (gnaq's busiest nodes get a bit "
+                        "more, the rest less); 32: full precision (default: 2, as the library's Recommender; "
+                        "with --size, the bits the ratio leaves)")
+    p.add_argument("--quantizer", default=defaults.quantizer, choices=tuple(QUANTIZERS),
+                   help="gnaq, or a baseline for comparison")
+    p.add_argument("--target", default=None, metavar="FRACTION",
+                   help="off: exactly --bits; a fraction such as 0.98: when the 2-bit model keeps less of full "
+                        "precision's validation Recall@20 or NDCG@20, fine-tune larger files until one keeps it "
+                        "(the choice is printed; default off, or with --resume the run's own)")
+    p.add_argument("--dim", type=int, default=defaults.dim, help="embedding width d")
+    p.add_argument("--layers", type=int, default=defaults.layers, help="LightGCN propagation layers L")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"overall epoch budget (default {defaults.epochs}: phases end by their patience long "
                         "before it; with --resume, extends the run)")
     p.add_argument("--time-budget", type=parse_duration, default=None, metavar="DURATION",
-                   help="wall-clock budget of training + evaluation over the whole run, e.g. 3600, 90m, 2h "
-                        "(the full-precision warm-up may use half of it; with --resume, replaces the run's)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--quant-lr", type=float, default=defaults.quant_lr,
-                   help="learning rate once quantization is active, i.e. after a warm-up (default: --lr)")
-    p.add_argument("--init-from", metavar="PATH", default=None,
-                   help="start from a trained model's embeddings (a run folder or its best.npz), e.g. a "
-                        "full-precision run: quantizers then initialise from it and skip gnaq's warm-up")
-    p.add_argument("--distill", type=float, default=defaults.distill, metavar="LAMBDA",
-                   help="score distillation from the --init-from model: + λ·mean squared score gap on each batch's pairs")
-    p.add_argument("--reg", type=float, default=defaults.reg)
-    p.add_argument("--sampler", choices=("interactions", "users"), default=defaults.sampler,
-                   help="BPR triplets: one per training interaction, or users drawn uniformly (LightGCN's)")
-    p.add_argument("--negatives", type=int, default=defaults.negatives,
-                   help="negatives a positive (default 1; the released GNAQ code draws 5): a batch holds "
-                        "--batch-size positives, each with its own negatives, and the loss is their mean")
-    p.add_argument("--propagation", choices=("auto", "full", "sampled"), default=defaults.propagation,
-                   help="full: propagate the whole graph every step (cost per epoch ~ interactions²); sampled: only "
-                        "the batch's rows, by random walks over a history refreshed --refreshes times an epoch "
-                        "(linear in the interactions; gnaq/sampled.py); auto (default): sampled from 2 M interactions")
-    p.add_argument("--walks", type=int, default=defaults.walks,
-                   help="sampled: random walks a batch row (default 0 — the history estimator, a batch row its refreshed z "
-                        "plus its own change since, matrix-factorisation cost a step, completed by --reach 1; 6 for "
-                        "bigear, which the reach cannot complete; gnaq/sampled.py, gnaq/reach.py)")
-    p.add_argument("--gradient-walks", type=int, default=None, metavar="K",
-                   help="sampled: the gradient reaches K of each target's --walks walks (chosen at random, scaled "
-                        "by walks/K: unbiased), the forward uses all of them; fewer rows for Adam a step")
-    p.add_argument("--walk-allocation", choices=WALK_ALLOCATIONS, default=defaults.walk_allocation,
-                   help="sampled: walks a distinct batch row: --walks per occurrence in the batch (occurrence, the "
-                        "default: popular rows, whose gradient sums many pairs, get more), --walks (target), or "
-                        "--walks per ⌈√occurrences⌉")
-    p.add_argument("--reach", type=float, default=defaults.reach, metavar="S",
-                   help="with --walks 0: apply the neighbours' share of each step's gradient, (P − α₀I) Σg scaled "
-                        "by Adam's 1/√v̂, at every refresh, weighted S (default 1 with 0 walks, off with walks; 0: the "
-                        "history estimator alone; gnaq/reach.py)")
-    p.add_argument("--reach-split", choices=REACH_SPLITS, default=defaults.reach_split,
-                   help="with the reach: lightgcn (default): a step gives its rows α₀ g, P's own share, and Adam's "
-                        "second moment takes the move's share too, as LightGCN's one gradient P g (gowalla fp32: "
-                        "102.0 / 101.8%% of the full graph); history (before session 21): a step gives its rows their "
-                        "whole gradient g (gnaq/reach.py)")
-    p.add_argument("--refreshes", type=int, default=defaults.refreshes,
-                   help="sampled: full propagations of the history an epoch (default %(default)s)")
-    p.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
-                   help="evaluate, keep and export the moving average ā ← β ā + (1 − β) E of the full-precision "
-                        "weights over steps (gnaq/averaging.py): auto (default: β 0.998 with sampled propagation, "
-                        "off on the full graph), off, or β in (0, 1)")
-    p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk))
-    p.add_argument("--select", default=defaults.select, metavar="ndcg@K",
-                   help="validation metric that selects the best epoch and ends each phase (default ndcg@20; "
-                        "K must be one of --topk, e.g. --topk 5 10 20 --select ndcg@5)")
-    p.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
-                   help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times, then stop")
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    p.add_argument("--valid-users", type=int, default=defaults.valid_users, metavar="N",
-                   help="validate on a fixed seeded sample of N users (default 0: all); each line records "
-                        "NDCG@20's standard error, and the run warns when it exceeds 1%% of the metric")
-    p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="evaluations without validation gain (--select) that end the (quantized) phase")
-    p.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
-                   help="the same for gnaq's full-precision warm-up (default: --patience)")
-    p.add_argument("--size", type=parse_ratio, default=None, metavar="RATIO",
-                   help="e.g. 16x: a graph-free file (without history) that many times smaller than the float32 "
-                        "file — one byte of scale a node and the bits a value that leave (sets --bits unless given)")
-    p.add_argument("--target", default="auto", metavar="FRACTION",
-                   help="auto (default: 0.98), off, or e.g. 0.97: when the quantized model keeps less of full "
-                        "precision's validation Recall@20 or NDCG@20, fine-tune the next larger graph-free setting "
-                        "(2.5 bits, then bits + 1) and keep the first that meets it (default deployment only; "
-                        "off: exactly --bits)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+                   help="wall-clock budget of training + evaluation, e.g. 3600, 90m, 2h (the full-precision "
+                        "warm-up may use half of it; with --resume, replaces the run's)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="BPR positives a step")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam's learning rate")
+    p.add_argument("--reg", type=float, default=defaults.reg, help="L2 weight on the layer-0 embeddings")
+    p.add_argument("--topk", type=int, nargs="+", default=list(defaults.topk), help="K of Recall/NDCG@K reported")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initial table, the split and sampling")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="cuda needs cupy (pip install gnaq[gpu])")
     p.add_argument("--out", default=None, help="run folder (default runs/DATASET-bBITS-QUANTIZER)")
     p.add_argument("--export", default=None, help="packed model path (default OUT/model.gnaq)")
-    p.add_argument("--export-history", choices=("yes", "no"), default="yes",
-                   help="store users' training items in the .gnaq file to mask seen items")
-    p.add_argument("--export-users", choices=("yes", "no"), default="yes",
-                   help="no: an item-only file (no user rows, ids or history): devices fold their own user in")
-    p.add_argument("--export-gram", choices=("yes", "no"), default="yes",
-                   help="no: leave out the items' Gram matrix (4·d(d+1)/2 bytes): a device computes it from the "
-                        "rows on its first fold-in (instant with numpy, seconds in pure Python)")
-    p.add_argument("--export-entropy", choices=("yes", "no"), default="no",
-                   help="yes: Huffman-code the rows of a transform-coded file (format 6; ~10%% fewer code bytes, "
-                        "decoded once at load)")
-    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--no-export", action="store_true", help="train and evaluate only")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    q = p.add_argument_group("quantization")
+    q.add_argument("--quant-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a quantizer option, e.g. delta=0.5 (repeatable; gnaq/quant/ lists each quantizer's)")
+    q.add_argument("--quant-lr", type=float, default=defaults.quant_lr,
+                   help="learning rate once quantization is active (default: 0.3·--lr for gnaq's default "
+                        "deployment, else --lr)")
+    q.add_argument("--size", type=parse_ratio, default=None, metavar="RATIO",
+                   help="e.g. 16x: a graph-free file that many times smaller than the float32 file (sets --bits "
+                        "unless given)")
+    q.add_argument("--init-from", metavar="PATH", default=None,
+                   help="start from a trained model's embeddings (a run folder or its best.npz): quantizers "
+                        "initialise from it and skip the full-precision warm-up")
+    q.add_argument("--distill", type=float, default=defaults.distill, metavar="LAMBDA",
+                   help="score distillation from the --init-from model: + λ·mean squared score gap a batch")
+
+    e = p.add_argument_group("schedule and evaluation")
+    e.add_argument("--patience", type=int, default=defaults.patience,
+                   help="evaluations without validation gain that end the (quantized) phase")
+    e.add_argument("--warmup-patience", type=int, default=defaults.warmup_patience,
+                   help="the same for gnaq's full-precision warm-up (default: --patience)")
+    e.add_argument("--lr-drops", type=int, default=defaults.lr_drops, metavar="N",
+                   help="when validation stops improving: back to the best epoch at lr ÷ 10, up to N times")
+    e.add_argument("--eval-every", type=int, default=defaults.eval_every, help="epochs between evaluations")
+    e.add_argument("--valid-users", type=int, default=defaults.valid_users, metavar="N",
+                   help="validate on a fixed seeded sample of N users (0: all)")
+    e.add_argument("--select", default=defaults.select, metavar="ndcg@K",
+                   help="validation metric that selects the best epoch (default ndcg@20; K one of --topk)")
+    e.add_argument("--merge-valid", action="store_true", help="train on train ∪ valid (LightGCN's gowalla protocol)")
+    e.add_argument("--sampler", choices=("interactions", "users"), default=defaults.sampler,
+                   help="BPR triplets: users drawn uniformly (LightGCN's) or one per training interaction")
+    e.add_argument("--negatives", type=int, default=defaults.negatives, help="negatives a positive")
+
+    g = p.add_argument_group("large graphs (sampled propagation, gnaq/sampled.py)")
+    g.add_argument("--propagation", choices=("auto", "full", "sampled"), default=defaults.propagation,
+                   help="full: the whole graph every step (an epoch ~ interactions²); sampled: only the batch's "
+                        "rows, over a history refreshed --refreshes times an epoch (linear); auto: sampled from "
+                        "2 M interactions")
+    g.add_argument("--refreshes", type=int, default=defaults.refreshes,
+                   help="sampled: full propagations of the history an epoch")
+    g.add_argument("--walks", type=int, default=defaults.walks,
+                   help="sampled: random walks a batch row (default 0, the history estimator with the reach)")
+    g.add_argument("--reach", type=float, default=defaults.reach, metavar="S",
+                   help="with --walks 0: weight of the neighbours' share of each step's gradient, applied at "
+                        "every refresh (default 1; 0: off; gnaq/reach.py)")
+    g.add_argument("--reach-split", choices=REACH_SPLITS, default=defaults.reach_split,
+                   help="with the reach: how a row's gradient is split between steps and moves (default lightgcn)")
+    g.add_argument("--gradient-walks", type=int, default=None, metavar="K",
+                   help="sampled, with walks: the gradient reaches K of each target's walks")
+    g.add_argument("--walk-allocation", choices=WALK_ALLOCATIONS, default=defaults.walk_allocation,
+                   help="sampled, with walks: walks a distinct batch row")
+    g.add_argument("--average", type=parse_average, default=defaults.average, metavar="DECAY",
+                   help="evaluate and export the moving average of the full-precision weights: auto (β 0.998 "
+                        "with sampled propagation, off on the full graph), off, or β in (0, 1)")
+
+    x = p.add_argument_group("export (the .gnaq file)")
+    x.add_argument("--export-history", choices=("yes", "no"), default="yes",
+                   help="store users' training items to mask what they have seen")
+    x.add_argument("--export-users", choices=("yes", "no"), default="yes",
+                   help="no: an item-only file (devices fold their own user in)")
+    x.add_argument("--export-gram", choices=("yes", "no"), default="yes",
+                   help="no: leave out the items' Gram matrix (a device computes it on its first fold-in)")
+    x.add_argument("--export-entropy", choices=("yes", "no"), default="no",
+                   help="yes: Huffman-code a transform-coded file's rows (~10%% fewer code bytes)")
     return p
 
 
@@ -214,6 +219,8 @@ def config_from_args(args):
         if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
             saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
         return TrainConfig(**saved)
+    if args.bits is None:  # --size picks the bits its ratio leaves (TrainConfig) from 32
+        args.bits = 32 if args.size else 2
     shape = f"{args.size:g}x" if args.size else f"b{args.bits}"
     out = args.out or os.path.join("runs", f"{os.path.basename(args.dataset.rstrip('/'))}-{shape}-{args.quantizer}")
     epochs = args.epochs or TrainConfig.epochs
@@ -251,7 +258,7 @@ def main(argv=None) -> int:
     from .comm import MPIUnavailable
     from .trainer import NonFiniteLoss, Trainer
     try:
-        if args.size and args.target not in ("auto", "off"):
+        if args.size and args.target not in (None, "auto", "off"):
             raise ValueError("--size fixes the file's size and --target its accuracy: give one of them")
         config = config_from_args(args)
         if config.device == "auto":
@@ -274,9 +281,11 @@ def main(argv=None) -> int:
     for note in trainer.data.notes:
         say(f"data: {note}", file=sys.stderr)
     started = time.perf_counter()
-    from .target import fit_to_target, resolve_target
+    from .target import fit_to_target, label_of, resolve_target, saved_target
     try:
-        target = resolve_target(args.target, config)
+        asked_target = args.target if args.target is not None else (
+            saved_target(args.resume) if args.resume else "off")
+        target = resolve_target(asked_target, config)
         if target is not None and target > 1.5:  # a percentage typed as such
             raise ValueError(f"target must be a fraction such as 0.97, got {target:g}")
     except ValueError as exc:
@@ -300,8 +309,8 @@ def main(argv=None) -> int:
         tried = ", ".join(f"{t['setting']} {100 * t['valid_kept']:.1f}%" for t in result.get("tried", []))
         say(f"the quantized model keeps {100 * result.get('valid_kept_recall', result['valid_kept']):.1f}% / "
               f"{100 * result['valid_kept_ndcg']:.1f}% of full precision's validation Recall@20 / NDCG@20"
-              + (f" (tried for --target {target:g}: {tried}; --target off keeps exactly --bits {asked.bits})"
-                 if tried else "")
+              + (f" (tried for --target {target:g}: {tried}; chose {label_of(config)}; --target off keeps "
+                 f"exactly --bits {asked.bits})" if tried else "")
               + ("" if target or result["valid_kept"] >= 0.97 else
                  "; --target 0.97 would fine-tune larger files until one keeps 97%"), file=sys.stderr)
     whole = trainer.whole_model()  # every column (collective under mpiexec)
@@ -324,7 +333,7 @@ def main(argv=None) -> int:
             say(f"gnaq.train: not exported: {exc}", file=sys.stderr)
             return 2
         ratio = info["float32_file_bytes"] / info["file_bytes"]
-        say(f"exported {path}: {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
+        say(f"exported {path}: {config.bits} bits a value, {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
               f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
               f"graph {info['graph_bytes']:,}, history "
               f"{sum(n for k, n in info['sections'].items() if k.startswith('history_')):,})",

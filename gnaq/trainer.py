@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .backend import resolve_device, synchronize, to_device
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .comm import column_slice, world
 from .graph import graph_fingerprint, normalized_adjacency
 from .metrics import evaluate
@@ -89,13 +89,13 @@ class TrainConfig:
     sampler: str = "users"  # BPR triplets per uniform user (LightGCN's), or per interaction
     negatives: int = 1  # negatives a positive (a batch holds batch_size positives, batch_size·negatives triplets)
     propagation: str = "auto"  # "full": the whole graph a step; "sampled": the batch's rows (sampled.py); auto: by size
-    walks: int | None = None  # sampled: random walks a target row (None: reach.sampled_recipe — 0, the history estimator (sampled.py) with the reach; 6 before session 21)
-    gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all --walks; sampled.gradient_operator)
-    walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count in the batch, S ("target"), S·⌈√count⌉
-    reach: float | None = None  # sampled, --walks 0: scale of the neighbours' gradient share applied at each refresh (reach.py; 0: off; None: 1 with 0 walks)
-    reach_split: str | None = None  # with the reach: a row's gradient between steps and moves, "history" or "lightgcn" (reach.py; None: lightgcn)
-    refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each; 8 before session 16: same accuracy, sampled_accuracy.md)
-    average: float | None = None  # EMA decay β of the full-precision weights evaluated (None: SAMPLED_AVERAGE if sampled, else 0 = off)
+    walks: int | None = None  # sampled: random walks a target row (None: reach.sampled_recipe's 0 with the reach)
+    gradient_walks: int | None = None  # sampled: walks of each target its gradient reaches (None: all of them)
+    walk_allocation: str = "occurrence"  # sampled: walks a distinct target: S·count, S ("target") or S·⌈√count⌉
+    reach: float | None = None  # sampled, 0 walks: weight of the neighbours' gradient share (reach.py; None: 1)
+    reach_split: str | None = None  # with the reach: "history" or "lightgcn" (reach.py; None: lightgcn)
+    refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each)
+    average: float | None = None  # EMA decay β of the evaluated weights (None: SAMPLED_AVERAGE if sampled, else off)
     topk: tuple = (10, 20)
     select: str | None = None  # early stopping's validation metric, "ndcg@K" with K in topk (None: ndcg@20, else the largest K)
     valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
@@ -192,7 +192,7 @@ class TrainConfig:
              f"(got --walks {self.walks}, --propagation {self.propagation})"),
             (self.reach_split is None or self.reach_split in REACH_SPLITS,
              f"--reach-split {self.reach_split!r} unknown; choose from {REACH_SPLITS}"),
-            # "history" with the reach off: what a run before session 21 saved in its config (the default then)
+            # "history" with the reach off is a valid explicit setting: the split then has nothing to split
             (self.reach_split in (None, "history") or (self.reach != 0 and not self.walks and self.propagation != "full"),
              f"--reach-split {self.reach_split} splits the deferred reach's gradient: it needs the reach on "
              f"(got --reach {self.reach}, --walks {self.walks}, --propagation {self.propagation})"),
@@ -213,6 +213,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        from .quant import make_quantizer
+        make_quantizer(self.quantizer, self.bits, **self.quant_options)  # its options, before any data is read
 
 
 class Trainer:
@@ -225,6 +227,9 @@ class Trainer:
         self.data = data if data is not None else load_dataset(
             config.dataset, config.data_dir, config.merge_valid, seed=config.seed, progress=config.progress)
         d = self.data
+        if max(config.topk) > d.n_items and config.eval_every:
+            self._notice("only %d items: a top-%d list holds all of them (metrics @K above %d rank every item)",
+                        d.n_items, max(config.topk), d.n_items)
         self.norm_adj = normalized_adjacency(d.train, self.device)
         self.fingerprint = graph_fingerprint(d.train)
         self.comm = world()
@@ -297,6 +302,10 @@ class Trainer:
         self.timings = {"sampling": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         self.profile = False  # on a GPU, synchronise after each phase so `timings` are true (slower)
         os.makedirs(config.out, exist_ok=True)
+
+    def _notice(self, message, *args):
+        """A warning worth a user's eye: logged as a warning with progress on, as info without."""
+        (log.warning if self.config.progress else log.info)(message, *args)
 
     def whole_model(self):
         """The model with every column (collective under mpiexec: every rank calls it); self.model
@@ -561,7 +570,7 @@ class Trainer:
         se = metrics.get(f"{metric}_se", 0.0)
         if metrics[metric] and se > 0.01 * metrics[metric] and not self._se_warned:
             self._se_warned = True
-            log.warning("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
+            self._notice("validation %s %.4f ± %.4f (standard error over %d users, %.1f%% of it): "
                         "differences below ~2 standard errors are noise%s", metric, metrics[metric], se,
                         metrics["users"], 100 * se / metrics[metric],
                         "; raise --valid-users" if cfg.valid_users else "")
@@ -598,8 +607,8 @@ class Trainer:
         the best checkpoint, the phases and the seconds spent."""
         cfg = self.config
         if self.comm.is_root:
-            with open(self._path("config.json"), "w") as f:
-                json.dump(_jsonable(asdict(cfg)), f, indent=2)
+            atomic_write_bytes(self._path("config.json"),
+                               lambda f: f.write(json.dumps(_jsonable(asdict(cfg)), indent=2).encode()))
         metric = cfg.selection_metric
         quantizer = self.model.quantizer
         recall_metric = metric.replace("ndcg", "recall")
@@ -672,8 +681,7 @@ class Trainer:
 
     def _write_result(self, result: dict) -> None:
         if self.comm.is_root:
-            with open(self._path("result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            atomic_write_bytes(self._path("result.json"), lambda f: f.write(json.dumps(result, indent=2).encode()))
 
 
 def check_sliced(config: TrainConfig, comm) -> None:

@@ -10,8 +10,14 @@ import pytest
 import gnaq
 from gnaq.data import make_synthetic
 
-FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False,
-            target="off")  # a quick Recommender, exactly its bits
+FAST = dict(factors=16, layers=2, epochs=4, batch_size=256, learning_rate=0.01, progress=False)  # a quick Recommender
+
+
+def make_recommender(**settings):
+    """gnaq.Recommender from flat settings: its parameters as such, the rest in ``options``."""
+    names = gnaq.Recommender._param_names()
+    return gnaq.Recommender(**{k: v for k, v in settings.items() if k in names},
+                            options={k: v for k, v in settings.items() if k not in names})
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +30,7 @@ def user_items():
 @pytest.fixture(scope="session")
 def fitted(user_items):
     """A Recommender fitted on user_items with FAST (shared: tests only query it)."""
-    return gnaq.Recommender(**FAST).fit(user_items)
+    return make_recommender(**FAST).fit(user_items)
 
 
 MICROPYTHON_PACKAGE = "@micropython/micropython-webassembly-pyscript@1.27.0"

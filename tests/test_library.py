@@ -5,24 +5,35 @@ import pytest
 import scipy.sparse
 
 import gnaq
-from conftest import FAST  # noqa: F401  (the fitted-model fixtures are in conftest.py)
+from conftest import FAST, make_recommender  # (the fitted-model fixtures are in conftest.py)
 from gnaq.data import DataError, from_pandas
-from gnaq.recommender import NotFittedError, top_n
+from gnaq.query import top_n
+from gnaq.recommender import NotFittedError
 from gnaq.trainer import TrainConfig
 
 
 
-def test_parameters_follow_scikit_learn(user_items):
+def test_parameters_follow_scikit_learn(user_items, tmp_path):
     model = gnaq.Recommender()
     defaults = TrainConfig()
     params = model.get_params()
-    assert (params["factors"], params["epochs"], params["batch_size"], params["learning_rate"]) == \
-        (defaults.dim, defaults.epochs, defaults.batch_size, defaults.lr)  # the CLI's defaults
+    assert len(params) <= 12
+    assert (params["factors"], params["epochs"], params["learning_rate"]) == \
+        (defaults.dim, defaults.epochs, defaults.lr)  # the CLI's defaults
     assert model.set_params(factors=8, epochs=3) is model and model.get_params()["factors"] == 8
     with pytest.raises(ValueError, match="invalid parameter 'colour'"):
         model.set_params(colour=1)
     with pytest.raises(NotFittedError):
         model.recommend(0)
+    with pytest.raises(ValueError, match="unknown 'colour'"):
+        gnaq.Recommender(options={"colour": 1}).config()
+    config = gnaq.Recommender(options={"layers": 1, "batch_size": 64}).config()
+    assert (config.layers, config.batch_size) == (1, 64)
+    # implicit saves an unfitted model's parameters; load gives the same unfitted model back
+    model.set_params(options={"layers": 1})
+    model.save(tmp_path / "params.json")
+    again = gnaq.Recommender.load(tmp_path / "params.json")
+    assert again.get_params() == model.get_params() and not hasattr(again, "_query")
 
 
 def test_recommend_filters_liked_items_and_batches_like_single_calls(fitted, user_items):
@@ -82,7 +93,7 @@ def test_raw_ids_round_trip_from_a_frame(tmp_path):
     items = np.array([f"song-{i}" for i in rng.integers(0, 30, 600)])
     frame = {"user": users, "item": items}  # indexed by column name, as a pandas DataFrame is
     matrix = from_pandas(frame)
-    model = gnaq.Recommender(**FAST).fit(matrix)
+    model = make_recommender(**FAST).fit(matrix)
     ids, _ = model.recommend("u3", N=5)
     assert all(i.startswith("song-") for i in ids)
     assert not set(ids.tolist()) & set(items[users == "u3"].tolist())
@@ -104,7 +115,7 @@ def test_from_pandas_with_pandas(tmp_path):
 
 
 def test_bad_input_gets_clear_errors(fitted, user_items):
-    model = gnaq.Recommender(**FAST)
+    model = make_recommender(**FAST)
     with pytest.raises(DataError, match="no interactions"):
         model.fit(scipy.sparse.csr_matrix((5, 4)))
     with pytest.raises(DataError, match="negative"):
@@ -132,18 +143,18 @@ def test_explicit_zeros_are_not_interactions(user_items):
 
 def test_fit_resumes_from_its_checkpoint_folder(user_items, tmp_path):
     schedule = {"warmup": 1}  # fixed, so the 2-epoch and 4-epoch runs follow one schedule
-    first = gnaq.Recommender(**{**FAST, "epochs": 2}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
+    first = make_recommender(**{**FAST, "epochs": 2}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
     assert first.result_["epochs_run"] == 2
-    again = gnaq.Recommender(**{**FAST, "epochs": 4}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
+    again = make_recommender(**{**FAST, "epochs": 4}, quant_options=schedule, checkpoint_dir=str(tmp_path)).fit(user_items)
     assert again.result_["epochs_run"] == 4
-    straight = gnaq.Recommender(**{**FAST, "epochs": 4}, quant_options=schedule).fit(user_items)
+    straight = make_recommender(**{**FAST, "epochs": 4}, quant_options=schedule).fit(user_items)
     np.testing.assert_allclose(again.user_factors, straight.user_factors, rtol=1e-5, atol=1e-6)
 
 
 def test_a_fit_stopped_during_its_refit_resumes_the_refit_where_it_stopped(user_items, tmp_path, monkeypatch):
     from gnaq.trainer import Trainer
     options = dict(**{**FAST, "epochs": 40}, patience=2, refit=True)
-    straight = gnaq.Recommender(**options).fit(user_items)
+    straight = make_recommender(**options).fit(user_items)
     train_epoch, refit_epochs = Trainer.train_epoch, []
 
     def stop_in_the_refit(self):
@@ -154,8 +165,8 @@ def test_a_fit_stopped_during_its_refit_resumes_the_refit_where_it_stopped(user_
         return train_epoch(self)
     monkeypatch.setattr(Trainer, "train_epoch", stop_in_the_refit)
     with pytest.raises(KeyboardInterrupt):
-        gnaq.Recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
-    resumed = gnaq.Recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
+        make_recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
+    resumed = make_recommender(**options, checkpoint_dir=str(tmp_path)).fit(user_items)
     assert refit_epochs[:5] == [0, 1, 2, 3, 3]  # the refit went on from its epoch 3, not from 0
     assert resumed.refit_result_["epochs_run"] == straight.refit_result_["epochs_run"]
     np.testing.assert_allclose(resumed.user_factors, straight.user_factors, rtol=1e-5, atol=1e-6)
@@ -173,8 +184,8 @@ def test_top_n_ties_go_to_the_smaller_index():
 
 
 def test_a_climbed_target_is_refit_from_scratch_on_every_interaction(user_items, tmp_path):
-    assert gnaq.Recommender().get_params()["target"] == "auto"
-    model = gnaq.Recommender(**{**FAST, "epochs": 40, "target": 1.5}, patience=2,  # unreachable: every rung
+    assert gnaq.recommender.OPTIONS["target"] == "off"  # the ladder runs only when asked
+    model = make_recommender(**{**FAST, "epochs": 40, "target": 1.5}, patience=2,  # unreachable: every rung
                              checkpoint_dir=str(tmp_path)).fit(user_items)
     assert [t["setting"] for t in model.result_["tried"]] == ["b2", "b2-mix25at4", "b3"]
     warm, chosen = model.result_["warmup_phase"], model.result_["phases"]["quantized"]
@@ -187,7 +198,7 @@ def test_a_climbed_target_is_refit_from_scratch_on_every_interaction(user_items,
 
 
 def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tmp_path):
-    model = gnaq.Recommender(**{**FAST, "epochs": 40}, patience=2, refit=True,
+    model = make_recommender(**{**FAST, "epochs": 40}, patience=2, refit=True,
                              checkpoint_dir=str(tmp_path)).fit(user_items)
     chosen, refit = model.result_["phases"], model.refit_result_["phases"]
     assert model.trainer_.data.train.nnz == user_items.nnz  # nothing held out from the returned model
@@ -196,7 +207,7 @@ def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tm
     quantized_epochs = model.result_["best_epoch"] - chosen["full_precision"]["last_epoch"]
     assert refit["quantized"]["last_epoch"] - refit["quantized"]["first_epoch"] + 1 == quantized_epochs
     assert refit["quantized"]["ended_by"] == "epoch budget"
-    held_out = gnaq.Recommender(**{**FAST, "epochs": 40}, patience=2, refit=False).fit(user_items)
+    held_out = make_recommender(**{**FAST, "epochs": 40}, patience=2, refit=False).fit(user_items)
     assert held_out.trainer_.data.train.nnz < user_items.nnz
     np.testing.assert_array_equal(model.result_["best_epoch"], held_out.result_["best_epoch"])  # same selection run
     assert not np.allclose(model.user_factors, held_out.user_factors)
@@ -205,15 +216,113 @@ def test_refit_replays_the_selected_schedule_on_every_interaction(user_items, tm
 def test_the_fast_sampled_mode_is_the_clis_from_the_library(user_items):
     """walks / reach / reach_split reach the TrainConfig fit runs (the CLI's --walks / --reach /
     --reach-split), and a fit in that mode trains: the deferred reach moved the rows (its config is the run's)."""
-    model = gnaq.Recommender(factors=8, layers=2, epochs=2, batch_size=256, bits=32, propagation="sampled", walks=0,
+    model = make_recommender(factors=8, layers=2, epochs=2, batch_size=256, bits=32, propagation="sampled", walks=0,
                              reach=2, reach_split="lightgcn", progress=False, target="off", refit=False)
     config = model.config()
     assert (config.propagation, config.walks, config.reach, config.reach_split) == ("sampled", 0, 2, "lightgcn")
-    defaults = gnaq.Recommender().get_params()
+    defaults = gnaq.recommender.OPTIONS
     assert (defaults["walks"], defaults["reach"], defaults["reach_split"]) == (
         TrainConfig().walks, TrainConfig().reach, TrainConfig().reach_split)  # the CLI's defaults
     model.fit(user_items)
     assert model.trainer_.reach is not None and model.trainer_.config.reach == 2
     assert model.trainer_.reach.second_moment.any()  # the split's M took the moves' share
     with pytest.raises(ValueError, match="--reach"):
-        gnaq.Recommender(propagation="sampled", walks=6, reach=2).config().validate()
+        make_recommender(propagation="sampled", walks=6, reach=2).config().validate()
+
+
+def test_fitted_models_expose_their_ids_and_fold_in_from_raw_item_ids(fitted, user_items, tmp_path):
+    assert fitted.item_ids.tolist() == list(range(user_items.shape[1]))
+    assert fitted.user_ids.tolist() == list(range(user_items.shape[0]))
+    liked = [fitted.item_ids[3], fitted.item_ids[40], fitted.item_ids[7]]
+    row = scipy.sparse.csr_matrix((np.ones(3, dtype=np.float32), [3, 7, 40], [0, 3]), shape=(1, user_items.shape[1]))
+    by_ids = fitted.recommend(None, liked, N=5, recalculate_user=True)
+    by_row = fitted.recommend(None, row, N=5, recalculate_user=True)
+    np.testing.assert_array_equal(by_ids[0], by_row[0])
+    np.testing.assert_allclose(by_ids[1], by_row[1])
+    assert not set(by_ids[0].tolist()) & {3, 7, 40}
+    fitted.save(tmp_path / "m.gnaq")
+    loaded = gnaq.Recommender.load(tmp_path / "m.gnaq")
+    np.testing.assert_array_equal(loaded.item_ids, fitted.item_ids)
+
+
+def test_recommend_from_candidates_returns_every_one_the_liked_last(fitted, user_items):
+    liked = user_items[0].indices.tolist()[:2]
+    candidates = liked + [i for i in range(user_items.shape[1]) if i not in user_items[0].indices][:3]
+    ids, scores = fitted.recommend(0, user_items[0], N=len(candidates), items=candidates)
+    assert sorted(ids.tolist()) == sorted(candidates)  # none dropped
+    assert set(ids[-2:].tolist()) == set(liked) and np.isneginf(scores[-2:]).all()
+    assert np.isfinite(scores[:-2]).all()
+
+
+def test_progress_false_prints_nothing(user_items, capfd, caplog):
+    make_recommender(**{**FAST, "epochs": 2, "refit": False}).fit(user_items[:40])  # (40 users: a noisy validation)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert not [r for r in caplog.records if r.levelno >= 30]  # no warning reaches Python's last-resort handler
+
+
+def test_time_budget_bounds_the_whole_fit_refit_included(user_items):
+    import time
+    started = time.perf_counter()
+    model = make_recommender(**{**FAST, "epochs": 1000, "patience": 1000, "time_budget": 3.0}).fit(user_items)
+    seconds = time.perf_counter() - started
+    selection = model.result_
+    assert selection["phases"][next(reversed(selection["phases"]))]["ended_by"] == "time budget"
+    assert "skipped" in model.refit_result_ or model.refit_result_["epochs_run"] >= 1
+    assert seconds < 3.0 + 3.0  # budgets bound training; data set-up and the export are outside them
+
+
+def test_fewer_items_than_k_trains_and_evaluates(caplog):
+    rng = np.random.default_rng(0)
+    matrix = scipy.sparse.random(30, 10, density=0.4, random_state=rng, format="csr")
+    matrix.data[:] = 1
+    model = make_recommender(**{**FAST, "progress": True, "refit": False}).fit(matrix)
+    assert 0 <= model.result_["test_recall@20"] <= 1 and 0 <= model.result_["test_ndcg@20"] <= 1
+    assert sum("only 10 items" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_missing_or_mixed_ids_in_a_frame_name_the_column_and_row():
+    with pytest.raises(DataError, match="column 'user' row 1: missing id"):
+        from_pandas({"user": ["a", None, "b"], "item": ["x", "y", "z"]})
+    with pytest.raises(DataError, match="column 'item' row 2: missing id"):
+        from_pandas({"user": ["a", "c", "b"], "item": ["x", "y", float("nan")]})
+    with pytest.raises(DataError, match="column 'user' row 1: id 3 is a int"):
+        from_pandas({"user": ["a", 3, "b"], "item": ["x", "y", "z"]})
+    assert from_pandas({"user": ["a", "c", "b"], "item": ["x", "y", "z"]}).shape == (3, 3)
+
+
+def test_string_ids_reach_the_device_cli_and_the_example(tmp_path, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gnaq.data import from_events
+    from gnaq.recommend import main as recommend_main
+    rng = np.random.default_rng(1)
+    users = [f"listener-{u}" for u in rng.integers(0, 40, 900)]
+    items = [f"song-{i}" for i in rng.integers(0, 30, 900)]
+    model = make_recommender(**{**FAST, "epochs": 2, "refit": False}).fit(from_events(users, items))
+    path = tmp_path / "strings.gnaq"
+    model.save(path)
+    assert recommend_main([str(path), "--user", "listener-3", "-k", "3"]) == 0
+    assert capsys.readouterr().out.count("song-") == 3
+    assert recommend_main([str(path), "--items", "song-1, song-2", "-k", "2"]) == 0
+    capsys.readouterr()
+    assert recommend_main([str(path), "--items", "", "-k", "3"]) == 2
+    assert "--items is empty" in capsys.readouterr().err
+    example = Path(__file__).resolve().parent.parent / "examples" / "edge_without_numpy.py"
+    out = subprocess.run([sys.executable, str(example), str(path), "listener-3"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("song-") == 10
+
+
+@pytest.mark.parametrize("option, message", [
+    ("delta=abc", "quantizer option delta='abc': expected a number"),
+    ("foo=1", "quantizer 'gnaq' has no option 'foo'"),
+])
+def test_a_bad_quant_option_is_named_and_exits_2(option, message, capsys):
+    from gnaq import train as train_cli
+    assert train_cli.main(["--dataset", "synthetic", "--bits", "2", "--quant-option", option, "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert train_cli.main(["--dataset", "synthetic", "--bits", "32", "--quant-option", "delta=0.5", "--quiet"]) == 2
+    assert "full precision takes no quantizer options" in capsys.readouterr().err

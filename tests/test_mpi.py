@@ -172,8 +172,9 @@ rng = np.random.default_rng(0)
 rows, cols = rng.integers(0, 60, 1500), rng.integers(0, 40, 1500)
 user_items = sp.csr_matrix((np.ones(1500, dtype=np.float32), (rows, cols)), shape=(60, 40))
 user_items.data[:] = 1.0
-model = gnaq.Recommender(bits=2, factors=8, layers=2, epochs=4, batch_size=256, progress=False, device="cpu",
-                         checkpoint_dir=sys.argv[1], quant_options={"warmup": 2}).fit(user_items)
+model = gnaq.Recommender(bits=2, factors=8, epochs=4, progress=False, device="cpu",
+                         options=dict(layers=2, batch_size=256, checkpoint_dir=sys.argv[1],
+                                      quant_options={"warmup": 2})).fit(user_items)
 ids, scores = model.recommend(np.arange(5), user_items[:5])
 if world().is_root:
     print(json.dumps({"ids": ids.tolist(), "scores": scores.tolist()}))

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse
 
 import gnaq
-from conftest import FAST  # noqa: F401  (the fitted-model fixtures are in conftest.py)
+from conftest import FAST, make_recommender  # noqa: F401  (the fitted-model fixtures are in conftest.py)
 from gnaq import edge
 
 
@@ -159,7 +159,7 @@ def test_save_entropy_codes_the_rows_and_answers_as_the_packed_file(fitted, save
 
 def test_fit_takes_show_progress_and_a_callback(user_items):
     seen = []
-    model = gnaq.Recommender(**FAST).fit(user_items, show_progress=False,
+    model = make_recommender(**FAST).fit(user_items, show_progress=False,
                                          callback=lambda epoch, seconds, record: seen.append((epoch, seconds, record)))
     assert [epoch for epoch, _, _ in seen] == [1, 2, 3, 4]
     assert all(s > 0 for _, s, _ in seen) and "ndcg@20" in seen[-1][2]

@@ -16,7 +16,7 @@ from gnaq.optim import Adam
 from gnaq.sampled import WALK_BLOCK, SampledPropagation, resolve_propagation, walk_operator
 from gnaq.spmm import HAVE_NUMBA, coalesce_rows, sum_row_parts
 
-FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "2", "--batch-size", "512", "--quiet", "--no-export",
+FAST = ["--bits", "32", "--dataset", "synthetic", "--dim", "8", "--layers", "2", "--batch-size", "512", "--quiet", "--no-export",
         "--propagation", "sampled"]
 
 

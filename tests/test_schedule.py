@@ -74,7 +74,7 @@ def test_select_makes_another_validation_metric_choose_the_epoch_and_end_the_run
         TrainConfig(**TINY, topk=(5, 20), select="ndcg@10").validate()
 
 
-FAST = ["--dataset", "synthetic", "--dim", "8", "--layers", "1", "--batch-size", "512", "--quiet", "--no-export"]
+FAST = ["--bits", "32", "--dataset", "synthetic", "--dim", "8", "--layers", "1", "--batch-size", "512", "--quiet", "--no-export"]
 
 
 @pytest.mark.parametrize("cut, extend", [(["--epochs", "2"], ["--epochs", "5"]),
@@ -148,30 +148,32 @@ def test_the_default_target_asks_98_percent_of_the_default_deployment_only():
         resolve_target(0, default)
 
 
-def test_the_main_command_climbs_by_default_and_target_off_keeps_its_bits(tmp_path, capsys):
+def test_the_main_command_keeps_its_bits_and_climbs_only_when_asked(tmp_path, capsys):
     argv = FAST + ["--bits", "2", "--patience", "2", "--epochs", "30"]
     exporting = [a for a in argv if a != "--no-export"]
-    assert train_cli.main(exporting + ["--out", str(tmp_path / "auto")]) == 0
+    assert train_cli.main(exporting + ["--out", str(tmp_path / "plain")]) == 0  # no --target: exactly 2 bits
     err = capsys.readouterr().err
-    assert f"exported {tmp_path / 'auto' / 'model.gnaq'}" in err  # the chosen model, in the folder asked for
-    assert not list((tmp_path / "auto").glob("target-*/model.gnaq"))
-    first = json.loads((tmp_path / "auto" / "result.json").read_text())
-    assert first["valid_kept"] < 0.98  # this tiny model loses more than 2%: the default climbs
-    assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
-    climbed = json.loads((tmp_path / "auto" / "target-b2-mix25at4" / "result.json").read_text())
-    assert climbed["full_precision_valid"] == pytest.approx(first["full_precision_valid"], rel=1e-6)
-    record = json.loads((tmp_path / "auto" / "target.json").read_text())
-    assert record["target"] == 0.98 and record["tried"][0] == {"setting": "b2", "valid_kept": first["valid_kept"]}
-    assert (tmp_path / "auto" / record["chosen"] / "result.json").exists()
-    assert record["warmup_phase"] == first["phases"]["full_precision"]
-    assert train_cli.main(["--resume", str(tmp_path / "auto")]) == 0  # resumed when done: the same choice, said so
+    assert "tried for" not in err and "2 bits a value" in err
+    assert not list((tmp_path / "plain").glob("target-*"))
+    plain = json.loads((tmp_path / "plain" / "result.json").read_text())
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["bits"] == 2
+    assert train_cli.main(exporting + ["--out", str(tmp_path / "climb"), "--target", "0.98"]) == 0
+    err = capsys.readouterr().err
+    assert "tried for --target 0.98" in err and "chose b" in err and "--target off keeps exactly --bits 2" in err
+    assert f"exported {tmp_path / 'climb' / 'model.gnaq'}" in err  # the chosen model, in the folder asked for
+    assert not list((tmp_path / "climb").glob("target-*/model.gnaq"))
+    record = json.loads((tmp_path / "climb" / "target.json").read_text())
+    assert record["target"] == 0.98 and record["tried"][0] == {"setting": "b2", "valid_kept": plain["valid_kept"]}
+    chosen = json.loads((tmp_path / "climb" / record["chosen"] / "result.json").read_text())
+    top = json.loads((tmp_path / "climb" / "result.json").read_text())  # the top level describes the exported model
+    assert top["test_recall@20"] == chosen["test_recall@20"] and top["chosen"] == record["chosen"]
+    assert top["bits"] == json.loads((tmp_path / "climb" / record["chosen"] / "config.json").read_text())["bits"]
+    assert chosen["full_precision_valid"] == pytest.approx(plain["full_precision_valid"], rel=1e-6)
+    assert record["warmup_phase"] == plain["phases"]["full_precision"]
+    assert train_cli.main(["--resume", str(tmp_path / "climb")]) == 0  # resumed when done: the same choice, said so
     err = capsys.readouterr().err
     assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
-    assert json.loads((tmp_path / "auto" / "target.json").read_text())["chosen"] == record["chosen"]
-    assert train_cli.main(argv + ["--out", str(tmp_path / "off"), "--target", "off"]) == 0
-    assert "tried for" not in capsys.readouterr().err
-    assert not list((tmp_path / "off").glob("target-*"))
-    assert json.loads((tmp_path / "off" / "result.json").read_text())["valid_kept"] == first["valid_kept"]
+    assert json.loads((tmp_path / "climb" / "target.json").read_text())["chosen"] == record["chosen"]
 
 
 def test_sampled_validation_is_a_fixed_seeded_sample_and_reports_its_standard_error(tmp_path):

@@ -10,7 +10,7 @@ from gnaq.models.checks import lightgcn_loss_error
 from gnaq.sampling import sample_bpr_epoch
 from gnaq.trainer import TrainConfig, Trainer
 
-FAST = ["--dataset", "synthetic", "--dim", "16", "--layers", "2", "--batch-size", "256",
+FAST = ["--bits", "32", "--dataset", "synthetic", "--dim", "16", "--layers", "2", "--batch-size", "256",
         "--lr", "0.01", "--quiet", "--no-export", "--target", "off"]
 
 

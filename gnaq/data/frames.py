@@ -30,21 +30,39 @@ class InteractionMatrix:
         return self.matrix.shape
 
 
-def from_events(users, items) -> InteractionMatrix:
-    """Raw (user, item) pairs (any hashable ids of one type per column; repeats merged)."""
+def from_events(users, items, names=("users", "items")) -> InteractionMatrix:
+    """Raw (user, item) pairs (any hashable ids of one type per column; repeats merged).
+    ``names``: how errors call the two columns (from_pandas passes its column names)."""
     users, items = np.asarray(users), np.asarray(items)
     if users.ndim != 1 or items.ndim != 1 or len(users) != len(items):
         raise DataError(f"users and items must be 1-D and of equal length, got shapes {users.shape} and {items.shape}")
     if len(users) == 0:
         raise DataError("no interactions: the input is empty")
-    for name, ids in (("user", users), ("item", items)):
-        if ids.dtype.kind == "f" and np.isnan(ids).any():
-            raise DataError(f"{name} ids contain NaN")
-        if ids.dtype.kind == "O" and any(v is None for v in ids):
-            raise DataError(f"{name} ids contain None")
-    user_ids, user_index = np.unique(users, return_inverse=True)
-    item_ids, item_index = np.unique(items, return_inverse=True)
+    indexes = []
+    for name, ids in zip(names, (users, items)):
+        _check_ids(name, ids)
+        try:
+            indexes.append(np.unique(ids, return_inverse=True))
+        except TypeError:  # ids of mixed kinds, e.g. strings and numbers, cannot be ordered
+            first = type(ids[0])
+            row = next(r for r, v in enumerate(ids) if type(v) is not first)
+            raise DataError(f"{name} row {row}: id {ids[row]!r} is a {type(ids[row]).__name__} where row 0 holds a "
+                            f"{first.__name__}; give every id of a column as one type") from None
+    (user_ids, user_index), (item_ids, item_index) = indexes
     return InteractionMatrix(binary_csr(user_index, item_index, len(user_ids), len(item_ids)), user_ids, item_ids)
+
+
+def _check_ids(name, ids) -> None:
+    """DataError naming the column and the first row whose id is missing (None or NaN)."""
+    if ids.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(ids))
+    elif ids.dtype.kind == "O":
+        missing = [r for r, v in enumerate(ids) if v is None or (isinstance(v, float) and v != v)]
+    else:
+        return
+    if len(missing):
+        raise DataError(f"{name} row {missing[0]}: missing id ({len(missing)} row(s) without one); "
+                        "drop or fill them before building the matrix")
 
 
 def from_pandas(df, user_col: str = "user", item_col: str = "item") -> InteractionMatrix:
@@ -54,7 +72,15 @@ def from_pandas(df, user_col: str = "user", item_col: str = "item") -> Interacti
             df[col]
         except (KeyError, IndexError):
             raise DataError(f"from_pandas: no column {col!r} (pass user_col=/item_col=)") from None
-    return from_events(np.asarray(df[user_col]), np.asarray(df[item_col]))
+    return from_events(_ids(df[user_col]), _ids(df[item_col]), names=(f"column {user_col!r}", f"column {item_col!r}"))
+
+
+def _ids(column) -> np.ndarray:
+    """A column's ids as an array; text as Python objects, so a missing value stays None or NaN
+    (pandas' string dtypes hold it as NaN; numpy's would turn it into the text 'nan')."""
+    ids = np.asarray(column)
+    text = ids.dtype.kind in "OUST" or str(getattr(column, "dtype", "")).startswith("str")
+    return np.asarray(column, dtype=object) if text else ids
 
 
 def from_scipy(matrix) -> InteractionMatrix:

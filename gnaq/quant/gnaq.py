@@ -54,7 +54,7 @@ layer-0 table, as in the released code (``quantize="layer0"``, rule 3). N nodes,
    "degree", the smallest training degree. Their bits pay more elsewhere: gowalla at 32x, item-only, post-training
    with fold-in: 86.4 / 87.6% of fp32's test Recall / NDCG@20 with none idle; 60% idle 91.6 / 92.8% by
    degree, 95.0 / 95.7% by recommendation; 70% (the ``--size 32x`` preset) 90.3 / 92.2% and 95.6 / 95.9%
-   (54% of gowalla's items are in no training user's top-20; bench/results/idle-items-gowalla-by.md). LSQ gradient scale
+   (54% of gowalla's items are in no training user's top-20; bench/results/idle-items-gowalla.md). LSQ gradient scale
    1/√(d'·2^(b−1)) with b the average width (per axis, 1/√(d'·2^(bₖ−1)), measured 0.0016 lower best
    valid NDCG@20 on MovieLens-1M). Rules 1-3 do not apply: the node's scale is its own, not κ·Σₗ αₗ s⁽ˡ⁾ — on
    MovieLens-1M at 2 bits that sum of per-layer spreads started and stayed ~0.002 below it in valid

@@ -124,7 +124,7 @@ def model_bytes(model) -> tuple:
 
 
 def run_one(name, args, data):
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     quantizer, bits, options = RUNS[name]
     fractions = {"third": 3, "half": 2}
     if args.init_from:  # fine-tuned from a converged model: no warm-up

@@ -36,7 +36,7 @@ from _common import data_dir, markdown_table, pyplot  # noqa: E402
 
 def trained_model(folder: Path, data):
     """The run's model at its best checkpoint (config.json and best.npz of the run folder)."""
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     saved = json.loads((folder / "config.json").read_text())
     saved.update(topk=tuple(saved["topk"]), progress=False, out=tempfile.mkdtemp(prefix="gnaq-frontier-"),
                  init_from=None, distill=0.0, device="cpu")

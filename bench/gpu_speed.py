@@ -25,7 +25,7 @@ def main():
     from gnaq.backend import synchronize
     from gnaq.data import load_dataset
     from gnaq.sampling import sample_bpr_epoch
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["ml-1m", "gowalla"])
     parser.add_argument("--batch-size", type=int, default=2048)

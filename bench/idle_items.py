@@ -33,7 +33,7 @@ def initial_codes_file(dataset: str, data, fp32: Path, size: float, share: float
     """The item-only file of the quantizer's codes as initialised from the fp32 run (the preset's structure):
     its path and export_model's sizes."""
     from gnaq.export import export_model
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     config = TrainConfig(dataset=dataset, size=size, export_users=False, export_gram=False, export_history=False,
                          init_from=str(fp32), quant_options={"idle_share": share, **({"idle_by": idle_by} if share else {})},
                          progress=False, out=str(folder / f"run-{idle_by}-{share}"))

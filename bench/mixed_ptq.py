@@ -66,7 +66,7 @@ def hadamard(n):
 def main():
     from gnaq.data import load_dataset
     from gnaq.metrics import evaluate
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True)
     parser.add_argument("--dataset", default="ml-1m")

@@ -51,7 +51,7 @@ def measure(graph: str, steps: int = 7) -> dict:
     import scale
     from gnaq.sampled import walk_operator
     from gnaq.sampling import sample_bpr_epoch
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = scale.load(graph)
     out = {"nnz": data.train.nnz}
     for mode in ("full", "sampled"):

@@ -31,7 +31,7 @@ def main():
     from _common import data_dir
     from gnaq.data import load_dataset
     from gnaq.sampling import sample_bpr_epoch
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = load_dataset("ml-1m", data_dir(), download_missing=False)
     trainer = Trainer(TrainConfig(dataset="ml-1m", bits=32, batch_size=args.batch_size, lr=1e-3, progress=False,
                                   out="/tmp/gnaq-op-profile"), data)

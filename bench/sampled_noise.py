@@ -30,7 +30,7 @@ from _common import data_dir, markdown_table  # noqa: E402
 
 from gnaq.sampled import SampledPropagation  # noqa: E402
 from gnaq.sampling import sample_bpr_epoch  # noqa: E402
-from gnaq.trainer import TrainConfig, Trainer  # noqa: E402
+from gnaq.training import TrainConfig, Trainer  # noqa: E402
 
 
 def gradient(model, batch, reg, sampled=None, rng=None) -> np.ndarray:

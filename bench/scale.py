@@ -99,7 +99,7 @@ def sampler_options(mode: str) -> dict:
 
 def measure_gnaq(spec: str, mode: str, steps: int, whole_epoch_up_to: float) -> dict:
     from gnaq.sampling import sample_bpr_epoch
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     t0 = time.perf_counter()
     data = load(spec)
     load_seconds = time.perf_counter() - t0

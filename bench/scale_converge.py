@@ -34,7 +34,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget (default: the CLI's)")
     parser.add_argument("--mode", default="auto", help="auto, full, or a bench/scale.py sampled mode (e.g. sampled-w6)")
     args = parser.parse_args()
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     out = Path(args.out or Path.home() / ".cache" / "gnaq-runs" / f"converge-{args.millions:g}M")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ def main():
     from gnaq.data import load_dataset
     from gnaq.sampling import sample_bpr_epoch
     from gnaq.spmm import spmm
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--batch-size", type=int, default=2048)
@@ -118,7 +118,7 @@ def interleaved(args, data):
     hits all of them; epoch estimate = fastest round's seconds/step × batches per epoch."""
     from gnaq.sampling import sample_bpr_epoch
     from gnaq.train import parse_quant_options
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     trainers = {}
     for spec in ["fp32"] + args.quantizers:
         name, _, options = spec.partition(":")

@@ -27,7 +27,7 @@ from _common import data_dir  # noqa: E402
 
 def main():
     from gnaq.export import export_model
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="converged fp32 run folder (its best.npz and result.json)")
     parser.add_argument("--dataset", default="ml-1m")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gnaq import edge
 from gnaq.export import export_model
-from gnaq.trainer import TrainConfig, Trainer
+from gnaq.training import TrainConfig, Trainer
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="gnaq-quickstart-"))
 config = TrainConfig(dataset="synthetic", bits=2, quantizer="gnaq", dim=32, layers=2, epochs=10,

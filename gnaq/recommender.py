@@ -26,7 +26,7 @@ import numpy as np
 from .backend import to_numpy
 from .checkpoint import atomic_write_bytes
 from .data import DataError, InteractionMatrix, Interactions, binary_csr, check_user_items, from_scipy, split_per_user
-from .trainer import TrainConfig, Trainer
+from .training import TrainConfig, Trainer
 
 _DEFAULTS = TrainConfig()
 

@@ -18,7 +18,7 @@ the chosen model, which the CLI exports to OUT.
 import os
 from dataclasses import replace
 
-from .trainer import Trainer
+from .training import Trainer
 
 DEFAULT_TARGET = 0.98  # validation share asked by "auto" (module docstring)
 

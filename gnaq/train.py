@@ -40,7 +40,7 @@ def build_parser():
     from .quant import QUANTIZERS, SUPPORTED_BITS
     from .reach import REACH_SPLITS
     from .sampled import WALK_ALLOCATIONS
-    from .trainer import TrainConfig
+    from .training import TrainConfig
     defaults = TrainConfig()  # one set of defaults for the CLI and the library
     p = _Parser(prog="python -m gnaq.train", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(DATASET_NAMES)}, or a folder of "
@@ -200,7 +200,7 @@ def parse_quant_options(items):
 
 
 def config_from_args(args):
-    from .trainer import TrainConfig
+    from .training import TrainConfig
     if args.resume:
         path = os.path.join(args.resume, "config.json")
         if not os.path.exists(path):
@@ -215,7 +215,7 @@ def config_from_args(args):
             saved["time_budget"] = args.time_budget
         if args.export is not None:
             saved["export"] = args.export
-        from .trainer import DEPLOYMENT_OPTIONS
+        from .training import DEPLOYMENT_OPTIONS
         if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
             saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
         return TrainConfig(**saved)
@@ -256,7 +256,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .data import DataError
     from .comm import MPIUnavailable
-    from .trainer import NonFiniteLoss, Trainer
+    from .training import NonFiniteLoss, Trainer
     try:
         if args.size and args.target not in (None, "auto", "off"):
             raise ValueError("--size fixes the file's size and --target its accuracy: give one of them")

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not backend.cuda_available(),
 
 def _trainer(device, bits, tmp_path, quantizer="gnaq"):
     from gnaq.data import make_synthetic
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = make_synthetic(seed=0)
     options = {"warmup": 0} if quantizer == "gnaq" and bits != 32 else {}  # quantized from the first step
     cfg = TrainConfig(bits=bits, quantizer=quantizer, quant_options=options, dim=16, layers=2, epochs=1, batch_size=256, lr=0.01,

@@ -9,7 +9,7 @@ from conftest import FAST, make_recommender  # (the fitted-model fixtures are in
 from gnaq.data import DataError, from_pandas
 from gnaq.query import top_n
 from gnaq.recommender import NotFittedError
-from gnaq.trainer import TrainConfig
+from gnaq.training import TrainConfig
 
 
 
@@ -152,7 +152,7 @@ def test_fit_resumes_from_its_checkpoint_folder(user_items, tmp_path):
 
 
 def test_a_fit_stopped_during_its_refit_resumes_the_refit_where_it_stopped(user_items, tmp_path, monkeypatch):
-    from gnaq.trainer import Trainer
+    from gnaq.training import Trainer
     options = dict(**{**FAST, "epochs": 40}, patience=2, refit=True)
     straight = make_recommender(**options).fit(user_items)
     train_epoch, refit_epochs = Trainer.train_epoch, []

@@ -10,7 +10,7 @@ from gnaq.quant import QUANTIZERS, make_quantizer
 from gnaq.quant.checks import quantizer_checks
 from gnaq.quant.n2uq import N2UQQuantizer
 from gnaq.quant.uniform import MAX_GAUSSIAN_STEP, codes_of, fake_quantize, levels, optimal_step
-from gnaq.trainer import TrainConfig, Trainer
+from gnaq.training import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("name, error", list(quantizer_checks()), ids=lambda c: c if isinstance(c, str) else "")

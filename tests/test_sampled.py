@@ -330,7 +330,7 @@ def test_sampled_baseline_rows_and_their_quantizer_gradients_equal_the_whole_tab
     """At a refresh z_T (or each layer's rows) is exact, so ẑ_T equals the whole table's rows and a
     batch's loss gives the quantizer's own parameters the same gradient (STE's scale: the history's RMS,
     BiGeaR's 1-bit half period: the history layers', LSQ's and N2UQ's gradient scale: the whole table's)."""
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
     trainer = Trainer(TrainConfig(dataset="synthetic", bits=bits, quantizer=name, quant_options=options, dim=8, layers=2,
                                   progress=False, propagation="sampled", out=str(tmp_path)), data=data)
@@ -441,7 +441,7 @@ def test_a_sampled_baseline_run_resumes_exactly_learns_and_exports(tmp_path, qua
 
 
 def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
     trainer = Trainer(TrainConfig(dataset="synthetic", bits=2, dim=8, layers=2, progress=False, propagation="sampled",
                                   out=str(tmp_path)), data=data)
@@ -458,7 +458,7 @@ def test_sampled_gnaq_rows_quantize_as_the_whole_table_does(tmp_path):
 def test_quantize_users_off_keeps_users_rows_float_and_codes_items_alone(tmp_path):
     """Rule 8 (item-only deployment): users' rows of ẑ are z R exactly, items' rows the codes they have
     with users quantized too; the sampled rows agree with the whole table; gradients reach both sides."""
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = make_synthetic(n_users=60, n_items=40, mean_degree=6, seed=0)
     reps = {}
     for quantize_users in (True, False):
@@ -494,7 +494,7 @@ def test_on_a_small_graph_sampled_training_ranks_as_well_as_the_full_graph(tmp_p
     sampled model within 3 standard errors of the test metric (its spread over users) of the
     full-graph one — on this graph they measure 0.457 (6 walks) and 0.450 (the default: no walks, the
     reach split as LightGCN's) vs 0.446 (± 0.012)."""
-    from gnaq.trainer import TrainConfig, Trainer
+    from gnaq.training import TrainConfig, Trainer
     data = make_synthetic(n_users=600, n_items=300, mean_degree=20, seed=0)
     results = {}
     for mode, walks in (("full", None), ("sampled", 6), ("sampled", None)):

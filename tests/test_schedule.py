@@ -8,7 +8,7 @@ import pytest
 
 from gnaq import train as train_cli
 from gnaq.data import make_synthetic
-from gnaq.trainer import TrainConfig, Trainer
+from gnaq.training import TrainConfig, Trainer
 
 TINY = dict(dim=8, layers=1, batch_size=512, lr=0.01, progress=False)
 

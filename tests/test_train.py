@@ -8,7 +8,7 @@ from gnaq.data import make_synthetic
 from gnaq.metrics import evaluate
 from gnaq.models.checks import lightgcn_loss_error
 from gnaq.sampling import sample_bpr_epoch
-from gnaq.trainer import TrainConfig, Trainer
+from gnaq.training import TrainConfig, Trainer
 
 FAST = ["--bits", "32", "--dataset", "synthetic", "--dim", "16", "--layers", "2", "--batch-size", "256",
         "--lr", "0.01", "--quiet", "--no-export", "--target", "off"]

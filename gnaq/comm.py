@@ -123,7 +123,7 @@ def column_slice(dim: int, comm) -> slice:
     """This rank's contiguous columns of a d-dimensional embedding; W must divide d."""
     if dim % comm.size:
         raise ValueError(f"--dim {dim} cannot be split over {comm.size} processes: use a process count that "
-                         f"divides it (e.g. {', '.join(str(w) for w in range(1, dim + 1) if dim % w == 0 and w <= 64)})")
+                         f"divides it (e.g. {', '.join(str(w) for w in range(1, min(dim, 64) + 1) if dim % w == 0)})")
     width = dim // comm.size
     return slice(comm.rank * width, (comm.rank + 1) * width)
 

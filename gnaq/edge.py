@@ -136,7 +136,8 @@ class EdgeModel:
             decode = _fast("numpy").varints if self.backend != "python" else _varints_python
             lengths = decode(bytes(sections[f"{name}_lengths"]), self.path, f"{name}_lengths")
             deltas = decode(bytes(sections[f"{name}_deltas"]), self.path, f"{name}_deltas")
-            if len(lengths) != self.n_users or int(sum(lengths) if self.backend == "python" else lengths.sum()) != len(deltas):
+            total = int(sum(lengths) if self.backend == "python" else lengths.sum())
+            if len(lengths) != self.n_users or total != len(deltas):
                 raise EdgeFormatError(f"{self.path}: section '{name}_lengths' does not describe {self.n_users} rows "
                                       f"of the {len(deltas)} entries in '{name}_deltas'")
             undelta = _fast("numpy").undelta if self.backend != "python" else _undelta
@@ -240,7 +241,8 @@ class EdgeModel:
             for r in range(n):
                 s, b = side_scales[r], node_widths[r]
                 offset = 0.5 - 2 ** (b - 1)
-                table[r * d:(r + 1) * d] = array.array("d", (s * (c + offset) for c in _unpack_at(codes, starts[r], d, b)))
+                row = _unpack_at(codes, starts[r], d, b)
+                table[r * d:(r + 1) * d] = array.array("d", (s * (c + offset) for c in row))
             tables.append(table)
         if self.backend == "python":
             return _propagate_python(tables, indptr, indices, d, h["layer_weights"])
@@ -250,7 +252,8 @@ class EdgeModel:
     # ---- backend selection -----------------------------------------------------------
     @staticmethod
     def _choose_backend(name):
-        """The first of numba, numpy (or just the one named) whose modules import; else python."""
+        """The first of numba, numpy (or just the one named) whose modules import — the library and
+        this reader's twin of it (edge_numba.py, edge_numpy.py); else python."""
         if name not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
         needs = {"numba": ("numpy", "numba"), "numpy": ("numpy",)}
@@ -258,6 +261,8 @@ class EdgeModel:
             try:
                 for module in needs[candidate]:
                     __import__(module)
+                for twin in needs[candidate]:  # edge_numpy.py / edge_numba.py: copied beside this file, or not
+                    _fast(twin)
                 return candidate
             except ImportError:
                 if name == candidate:

@@ -110,8 +110,9 @@ MAX_COLUMN_BITS, MAX_COLUMN_STEP = 8, 64  # inner sums |Σₖ m aᵤ · m aᵢ| 
 MAX_LAYERS = 64
 MAX_CODE_LENGTH = 24  # of a Huffman-coded file's codes (gnaq.entropy)
 HEADER_FIELDS = ("bits", "codebooks", "column_steps", "column_widths", "dim", "embedding_dim", "format", "groups",
-                 "huffman", "item_ids", "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items", "n_users",
-                 "quantizer", "scale_levels", "sections", "subspace_dims", "user_ids", "user_labels", "widths")
+                 "huffman", "item_ids", "item_labels", "kind", "layer_weights", "layers", "level_offset", "n_items",
+                 "n_users", "quantizer", "scale_levels", "sections", "subspace_dims", "user_ids", "user_labels",
+                 "widths")
 
 
 def _integer(value) -> bool:
@@ -160,8 +161,9 @@ def _validate_header(path, version, header, data_bytes):
     if name is not None and (not isinstance(name, str) or len(name) > 64):
         refuse(f"header field 'quantizer' is {name!r}; expected a name (a string of at most 64 characters)")
     offset, b = header.get("level_offset"), header.get("bits")
-    if offset is not None and (kind in ("float", "codebook") or not isinstance(offset, (int, float)) or isinstance(offset, bool)
-                               or not (_integer(b) and 1 <= b <= MAX_COLUMN_BITS) or offset != 0.5 - 2 ** (b - 1)
+    if offset is not None and (kind in ("float", "codebook") or not isinstance(offset, (int, float))
+                               or isinstance(offset, bool) or not (_integer(b) and 1 <= b <= MAX_COLUMN_BITS)
+                               or offset != 0.5 - 2 ** (b - 1)
                                or "widths" in header or "column_widths" in header):
         refuse(f"header field 'level_offset' is {offset!r}; a uniform quantized file gives 0.5 − 2^(bits−1)")
     for field in ("n_users", "n_items", "dim"):
@@ -181,7 +183,8 @@ def _validate_header(path, version, header, data_bytes):
         dims, C = header.get("subspace_dims"), header.get("codebooks")
         if (not isinstance(dims, list) or not 1 <= len(dims) <= dim or not all(_integer(p) and p >= 1 for p in dims)
                 or sum(dims) > dim):
-            refuse(f"header field 'subspace_dims' is {dims!r}; expected 1 to dim ({dim}) integers ≥ 1 summing to at most dim")
+            refuse(f"header field 'subspace_dims' is {dims!r}; expected 1 to dim ({dim}) integers ≥ 1 "
+                   "summing to at most dim")
         M = len(dims)
         if not _integer(C) or C not in (1, 2):
             refuse(f"header field 'codebooks' is {C!r}; expected 1 (shared) or 2 (users', items')")
@@ -313,7 +316,8 @@ def _validate_header(path, version, header, data_bytes):
         if name in variable and size % variable[name]:
             refuse(f"section {name!r} has {size} bytes, not a multiple of {variable[name]}")
         if name in bounded and not bounded[name][0] <= size <= bounded[name][1]:
-            refuse(f"section {name!r} has {size} bytes; its nodes' widths allow {bounded[name][0]} to {bounded[name][1]}")
+            low, high = bounded[name]
+            refuse(f"section {name!r} has {size} bytes; its nodes' widths allow {low} to {high}")
         spans[name] = (offset, size)
     return spans
 
@@ -337,7 +341,8 @@ def _read_scales(path, header, sections, side):
     _check_finite(path, "scale_table", table)
     index = bytes(sections[f"{side}_scale_index"])
     if index and max(index) >= len(table):
-        raise EdgeFormatError(f"{path}: section '{side}_scale_index' names a level beyond 'scale_levels' ({len(table)})")
+        raise EdgeFormatError(f"{path}: section '{side}_scale_index' names a level beyond 'scale_levels' "
+                              f"({len(table)})")
     return array.array("f", [table[i] for i in index])
 
 

@@ -78,7 +78,8 @@ class StreamedItems(edge.EdgeModel):
             self.n_users, self.n_items, self.kind, self.dim = h["n_users"], h["n_items"], h["kind"], h["dim"]
             self.bits, self.groups, self.backend = h.get("bits", 32), h.get("groups", 1), "python"
             self.column_widths, self.column_steps = h.get("column_widths"), h.get("column_steps")
-            self.row_keys = list(range(len(self.column_widths))) if self.column_widths else h.get("widths") or [self.bits]
+            self.row_keys = (list(range(len(self.column_widths))) if self.column_widths
+                             else h.get("widths") or [self.bits])
             self.row_bytes = self._layout(self.row_keys[0])[2]
             names = ("item_scales",) if "scale_levels" not in h else ("scale_table", "item_scale_index")
             self.item_scales = edge_format._read_scales(self.path, h, {name: section(name) for name in names}, "item")

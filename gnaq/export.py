@@ -102,7 +102,8 @@ def build_sections(model, data, history: bool = True, compact: bool = True, user
         if "scale_table" in exported:  # coded scales (format 6): a table of levels, one byte a node
             index = np.asarray(exported["scale_index"], dtype=np.uint8)
             header["scale_levels"] = len(exported["scale_table"])
-            sections["user_scale_index"], sections["item_scale_index"] = index[:n_users].tobytes(), index[n_users:].tobytes()
+            sections["user_scale_index"] = index[:n_users].tobytes()
+            sections["item_scale_index"] = index[n_users:].tobytes()
             sections["scale_table"] = np.asarray(exported["scale_table"]).astype("<f4").tobytes()
         else:
             sections["user_scales"], sections["item_scales"] = scales[:n_users].tobytes(), scales[n_users:].tobytes()
@@ -163,7 +164,8 @@ def csr_sections(name: str, matrix, compact: bool = True) -> dict:
     csr = matrix.tocsr()
     csr.sort_indices()
     if not compact:
-        return {f"{name}_indptr": csr.indptr.astype("<u8").tobytes(), f"{name}_indices": csr.indices.astype("<u4").tobytes()}
+        return {f"{name}_indptr": csr.indptr.astype("<u8").tobytes(),
+                f"{name}_indices": csr.indices.astype("<u4").tobytes()}
     indices = csr.indices.astype(np.int64)
     gaps = indices.copy()
     gaps[1:] -= indices[:-1]
@@ -200,11 +202,16 @@ def encode(header: dict, sections: dict) -> bytes:
     for name, blob in sections.items():
         layout[name] = [offset, len(blob)]
         offset += len(blob)
-    # format 7: a column group of 0 bits; format 6: kind "codebook"; format 5: the items' Gram matrix; format 4: column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
+    # format 7: a column group of 0 bits; format 6: kind "codebook"; format 5: the items' Gram matrix; format 4:
+    # column widths and steps; format 3: ids in the header (0..n-1 or labels), mixed widths, varint CSR sections
     needs_v3 = "range" in (header.get("user_ids"), header.get("item_ids")) or "user_labels" in header \
         or "item_labels" in header or "widths" in header or any(k.endswith("_lengths") for k in sections)
     idle_group = any(not sum(row) for row in header.get("column_widths", ()))  # format 7: a group coding nothing
-    version = (7 if idle_group else 6 if header.get("kind") == "codebook" or "scale_levels" in header or "huffman" in header else 5 if "item_gram" in sections else 4 if "column_widths" in header else 3 if needs_v3
+    version = (7 if idle_group
+               else 6 if header.get("kind") == "codebook" or "scale_levels" in header or "huffman" in header
+               else 5 if "item_gram" in sections
+               else 4 if "column_widths" in header
+               else 3 if needs_v3
                else 2 if header.get("kind") == "propagate" else 1)
     assert version <= FORMAT_VERSION
     header = dict(header, format=version, sections=layout)

@@ -80,7 +80,8 @@ def pack_columns(codes, widths):
     if codes.size and ((codes < 0).any() or (codes >= 2 ** widths).any()):
         raise ValueError("codes must lie in [0, 2^widths[k]) in every column k")
     stream = np.concatenate([np.zeros((len(codes), 0), dtype=np.uint8)] + [
-        (codes[:, k:k + 1].astype(np.uint8) >> np.arange(w, dtype=np.uint8)) & 1 for k, w in enumerate(widths.tolist())],
+        (codes[:, k:k + 1].astype(np.uint8) >> np.arange(w, dtype=np.uint8)) & 1
+        for k, w in enumerate(widths.tolist())],
         axis=1)
     return np.packbits(stream, axis=1, bitorder="little")
 

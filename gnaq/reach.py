@@ -18,7 +18,8 @@ estimator alone, 1 the linearised step; a row Adam never moved (v = 0) takes non
 
 - ``history``: a step gives the batch's rows their whole g, as the history estimator's forward
   has it (∂z_T/∂E⁽⁰⁾_T = I), and v is Adam's second moment of those steps alone.
-- ``lightgcn`` (the default, sampled_recipe): as LightGCN's one gradient P g — a step gives its rows α₀ g (P's own share), the move the rest,
+- ``lightgcn`` (the default, sampled_recipe): as LightGCN's one gradient P g — a step gives its rows α₀ g
+  (P's own share), the move the rest,
   and Adam normalises the two as one: at each move its second moment takes the interval's per-step share,
   n = (P − α₀ I) G / T over the interval's T steps, as T steps of Adam's EMA would,
 

@@ -100,7 +100,8 @@ class Recommender:
         return self
 
     def __repr__(self):
-        changed = {k: v for k, v in self.get_params().items() if v != inspect.signature(type(self).__init__).parameters[k].default}
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k].default}
         return f"Recommender({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # ---- training ------------------------------------------------------------------------
@@ -117,7 +118,8 @@ class Recommender:
         """The TrainConfig that ``fit`` runs (the CLI builds the same object from its arguments)."""
         o = self._options()
         return TrainConfig(
-            dataset="user_items", bits=self.bits, quantizer=self.quantizer, quant_options=dict(o["quant_options"] or {}),
+            dataset="user_items", bits=self.bits, quantizer=self.quantizer,
+            quant_options=dict(o["quant_options"] or {}),
             dim=self.factors, layers=o["layers"], epochs=self.epochs, batch_size=o["batch_size"],
             lr=self.learning_rate, reg=self.regularization, init_from=o["init_from"], patience=o["patience"],
             lr_drops=o["lr_drops"], sampler=o["sampler"], propagation=o["propagation"], walks=o["walks"],
@@ -354,7 +356,8 @@ def refit_config(config: TrainConfig, selected: dict) -> TrainConfig:
     if warm is None and selected.get("warmup_phase"):  # a --target rung, fine-tuned from the first run's fp32 model
         fp32_epochs = selected["warmup_phase"]["best_epoch"]
         options["warmup"] = fp32_epochs
-        quantized = max(selected["best_epoch"], 1)  # (its initial codes won, epoch 0: one epoch, the fewest a replay has)
+        # (its initial codes won, epoch 0: one epoch, the fewest a replay has)
+        quantized = max(selected["best_epoch"], 1)
         return replace(config, quant_options=options, init_from=None, epochs=fp32_epochs + quantized,
                        eval_every=0, time_budget=None, out=os.path.join(config.out, "refit"))
     if warm and options.get("warmup") == "auto":

@@ -8,7 +8,8 @@ For the target rows T of a batch (its users, positives and negatives, repeats ke
 
     z_T ≈ Z̄_T + W_T (E⁽⁰⁾ − H)
 
-H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ⌈steps/refreshes⌉ steps (the trainer's --refreshes) —
+H (N, d) is E⁽⁰⁾ at the last refresh — at every epoch start and every ⌈steps/refreshes⌉ steps
+(the trainer's --refreshes) —
 and Z̄ = P H (one full propagation: L sparse products). W_T (|T|, N) estimates P's rows T without
 bias from S uniform random walks of length L out of each target t, v_l^s the l-th node of walk s
 (stratified at the first step: walk s draws its first neighbour uniformly from the s-th of S equal

@@ -66,7 +66,8 @@ if HAVE_NUMBA:
                 c0, c1, c2, c3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
                 v0, v1, v2, v3 = values[p], values[p + 1], values[p + 2], values[p + 3]
                 for k in range(d):
-                    acc[k] = (((acc[k] + v0 * dense[c0, k]) + v1 * dense[c1, k]) + v2 * dense[c2, k]) + v3 * dense[c3, k]
+                    acc[k] = ((((acc[k] + v0 * dense[c0, k]) + v1 * dense[c1, k])
+                               + v2 * dense[c2, k]) + v3 * dense[c3, k])
                 p += 4
             while p < end:
                 col, v = indices[p], values[p]

@@ -2,7 +2,8 @@
 
 ``fit_to_target(config, data, target)`` runs the usual schedule (``Trainer.fit``); when the
 quantized model keeps less than ``target`` of the full-precision model it started from — on
-validation, the smaller of the Recall@20 and NDCG@20 shares (``result["valid_kept"]``) — it fine-tunes from that same full-precision model (its
+validation, the smaller of the Recall@20 and NDCG@20 shares (``result["valid_kept"]``) — it fine-tunes from that
+same full-precision model (its
 ``best_fp32.npz``, or ``--init-from``) with the next, larger setting of ``LADDER[bits]`` — each a
 graph-free file a little bigger than the last — and keeps the first that meets the target, or
 the last. Only the default deployment of gnaq climbs the ladder (an explicit deployment option is

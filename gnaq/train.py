@@ -11,6 +11,7 @@ run exactly. Bad arguments or missing data: one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -207,6 +208,15 @@ def config_from_args(args):
             raise ValueError(f"--resume {args.resume}: no config.json there")
         with open(path) as f:
             saved = json.load(f)
+        from .training import DEPLOYMENT_OPTIONS
+        if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(
+                saved.get("quant_options", {})):
+            raise ValueError(f"--resume {args.resume}: this run folder was written by an older gnaq (its config "
+                             "names no deployment); finish it with the version that wrote it, or start a new run")
+        unknown = set(saved) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise ValueError(f"--resume {args.resume}: config.json holds {', '.join(sorted(unknown))}, which this "
+                             "gnaq does not know; finish the run with the version that wrote it")
         saved["topk"] = tuple(saved["topk"])
         saved["progress"] = not args.quiet
         if args.epochs is not None:
@@ -215,9 +225,6 @@ def config_from_args(args):
             saved["time_budget"] = args.time_budget
         if args.export is not None:
             saved["export"] = args.export
-        from .training import DEPLOYMENT_OPTIONS
-        if saved.get("quantizer") == "gnaq" and saved.get("bits") != 32 and not DEPLOYMENT_OPTIONS & set(saved["quant_options"]):
-            saved["quant_options"]["quantize"] = "layer0"  # a run from before the graph-free default keeps its deployment
         return TrainConfig(**saved)
     if args.bits is None:  # --size picks the bits its ratio leaves (TrainConfig) from 32
         args.bits = 32 if args.size else 2
@@ -229,9 +236,12 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, merge_valid=args.merge_valid, bits=args.bits,
         quantizer=args.quantizer, quant_options=options, dim=args.dim,
         layers=args.layers, epochs=epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
-        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler, negatives=args.negatives,
-        propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks, walk_allocation=args.walk_allocation, reach=args.reach, reach_split=args.reach_split, refreshes=args.refreshes, average=args.average,
-        topk=tuple(args.topk), select=args.select, eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience, warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
+        quant_lr=args.quant_lr, init_from=args.init_from, distill=args.distill, reg=args.reg, sampler=args.sampler,
+        negatives=args.negatives, propagation=args.propagation, walks=args.walks, gradient_walks=args.gradient_walks,
+        walk_allocation=args.walk_allocation, reach=args.reach, reach_split=args.reach_split,
+        refreshes=args.refreshes, average=args.average, topk=tuple(args.topk), select=args.select,
+        eval_every=args.eval_every, valid_users=args.valid_users, patience=args.patience,
+        warmup_patience=args.warmup_patience, lr_drops=args.lr_drops, seed=args.seed,
         device=args.device, out=out, export=args.export, export_history=args.export_history == "yes",
         export_users=args.export_users == "yes", export_gram=args.export_gram == "yes",
         export_entropy=args.export_entropy == "yes", progress=not args.quiet, size=args.size)
@@ -333,8 +343,9 @@ def main(argv=None) -> int:
             say(f"gnaq.train: not exported: {exc}", file=sys.stderr)
             return 2
         ratio = info["float32_file_bytes"] / info["file_bytes"]
-        say(f"exported {path}: {config.bits} bits a value, {info['file_bytes']:,} bytes, {ratio:.1f}x smaller than the float32 file of the "
-              f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
+        say(f"exported {path}: {config.bits} bits a value, {info['file_bytes']:,} bytes, {ratio:.1f}x smaller "
+            "than the float32 file of the "
+            f"same data ({info['float32_file_bytes']:,} bytes; embeddings {info['embedding_bytes']:,}, "
               f"graph {info['graph_bytes']:,}, history "
               f"{sum(n for k, n in info['sections'].items() if k.startswith('history_')):,})",
               file=sys.stderr)

@@ -442,14 +442,18 @@ def test_default_deployment_is_graph_free_transform_coding_unless_one_is_chosen(
     assert "quantize_users" not in TrainConfig(bits=2, export_users=False, quant_options={"quantize": "z"}).quant_options
 
 
-def test_resuming_a_run_from_before_the_graph_free_default_keeps_its_deployment(tmp_path):
+def test_a_run_folder_from_an_older_gnaq_is_refused_in_one_line(tmp_path, capsys):
     assert train_cli.main(FAST + ["--bits", "2", "--quant-option", "quantize=layer0", "--epochs", "2",
                                   "--out", str(tmp_path / "old")]) == 0
     config = json.loads((tmp_path / "old" / "config.json").read_text())
-    del config["quant_options"]["quantize"]  # what a run written before the default changed holds
+    del config["quant_options"]["quantize"]  # what a run written before the graph-free default holds
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
-    assert train_cli.main(["--resume", str(tmp_path / "old"), "--epochs", "3", "--quiet", "--no-export"]) == 0
-    assert json.loads((tmp_path / "old" / "config.json").read_text())["quant_options"]["quantize"] == "layer0"
+    assert train_cli.main(["--resume", str(tmp_path / "old"), "--epochs", "3", "--quiet", "--no-export"]) == 2
+    assert "written by an older gnaq" in capsys.readouterr().err
+    config["quant_options"]["quantize"], config["colour"] = "layer0", "blue"  # a field this gnaq does not know
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert train_cli.main(["--resume", str(tmp_path / "old"), "--epochs", "3", "--quiet", "--no-export"]) == 2
+    assert "holds colour" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("ratio", [4, 6])

@@ -8,7 +8,8 @@ from .ops import (add, bpr_margin, clip, concat, custom_op, div, exp, gather, lo
 
 __all__ = [
     "Tensor", "RowSparse", "as_tensor", "get_default_dtype", "set_default_dtype", "no_grad", "is_grad_enabled",
-    "add", "bpr_margin", "sub", "mul", "div", "neg", "power", "matmul", "spmm", "propagate", "gather", "sampled_rows", "concat", "stack",
+    "add", "bpr_margin", "sub", "mul", "div", "neg", "power", "matmul", "spmm", "propagate", "gather",
+    "sampled_rows", "concat", "stack",
     "reshape", "sum", "mean", "exp", "log", "sigmoid", "tanh", "softplus", "log_sigmoid",
     "where", "clip", "custom_op", "unbroadcast",
 ]

@@ -77,7 +77,8 @@ def selfrec_to_lightgcn(source, target, name=None) -> None:
             if not fields:
                 continue
             if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
-                raise DataError(f"{name or source}, line {number}: expected `user item rating`: {line.rstrip()[:120]!r}")
+                raise DataError(f"{name or source}, line {number}: expected `user item rating`: "
+                                f"{line.rstrip()[:120]!r}")
             if fields[0] not in rows:
                 rows[fields[0]] = []
                 order.append(fields[0])
@@ -107,7 +108,8 @@ REGISTRY = {
         "test": "0f0a15e3de2f868554ee1e32190c51db3e0ad0c4138e1428c66ba6de86102755"}),
     "yelp2018": DatasetSpec("yelp2018", tuple(RemoteFile(_LIGHTGCN.format(name="yelp2018", split=s), f"{s}.txt")
                                               for s in ("train", "test")), "lightgcn", "LightGCN official split"),
-    "amazon-book": DatasetSpec("amazon-book", tuple(RemoteFile(_LIGHTGCN.format(name="amazon-book", split=s), f"{s}.txt")
+    "amazon-book": DatasetSpec("amazon-book", tuple(RemoteFile(_LIGHTGCN.format(name="amazon-book", split=s),
+                                                               f"{s}.txt")
                                                     for s in ("train", "test")), "lightgcn", "LightGCN official split"),
     "amazon-sports": _selfrec("amazon-sports", {
         "train": "fa14594d9108791e512c21904c0906f351d8b76507007283c7aef333f49d9ff0",

@@ -58,7 +58,7 @@ from .n2uq import N2UQQuantizer  # noqa: E402
 from .pq import PQQuantizer  # noqa: E402
 from .ste import STEQuantizer  # noqa: E402
 
-QUANTIZERS.update({"gnaq": GNAQQuantizer, "gnaq-official": OfficialGNAQQuantizer, "ste": STEQuantizer, "lsq": LSQQuantizer,
-                   "n2uq": N2UQQuantizer, "bigear": BiGeaRQuantizer, "pq": PQQuantizer})
+QUANTIZERS.update({"gnaq": GNAQQuantizer, "gnaq-official": OfficialGNAQQuantizer, "ste": STEQuantizer,
+                   "lsq": LSQQuantizer, "n2uq": N2UQQuantizer, "bigear": BiGeaRQuantizer, "pq": PQQuantizer})
 
 __all__ = ["FullPrecision", "Quantizer", "make_quantizer", "QUANTIZERS", "SUPPORTED_BITS"]

@@ -276,7 +276,8 @@ def quantizer_checks():
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0)", uniform_closed_form(2, 0.0, 5, mixed=True)
     yield "gnaq mixed widths 2/4 per node, estimator closed form (δ=0.5)", uniform_closed_form(2, 0.5, 6, mixed=True)
     yield "lsq mixed widths 2/4, one step per width, estimator closed form", lsq_mixed_closed_form(3)
-    yield "gnaq transform coding (principal axes, two node groups), estimator closed form", transform_coding_closed_form(0)
+    yield ("gnaq transform coding (principal axes, two node groups), estimator closed form",
+           transform_coding_closed_form(0))
     for bits in (1, 2, 3):
         closed, relaxed = n2uq_checks(bits, seed=bits)
         yield f"n2uq estimator closed form (b={bits})", closed

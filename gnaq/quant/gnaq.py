@@ -122,15 +122,16 @@ class GNAQQuantizer(Quantizer):
         if transform not in ("none", *ROTATIONS):
             raise ValueError(f"gnaq: transform must be 'none' or one of {ROTATIONS}, got {transform!r}")
         if transform != "none" and (quantize != "z" or mix_share or per_layer or messages or bits > MAX_AXIS_BITS):
-            raise ValueError(f"gnaq: transform={transform!r} codes the graph-free z at one average width ≤ {MAX_AXIS_BITS} "
+            raise ValueError(f"gnaq: transform={transform!r} codes the graph-free z at one average width "
+                             f"≤ {MAX_AXIS_BITS} "
                              "(quantize='z', no mix_share, per_layer or messages)")
         if busy_share and (transform == "none" or not 0 < busy_share < 1 or not bits < busy_bits <= MAX_AXIS_BITS
                            or busy_share * busy_bits >= bits):
             raise ValueError(f"gnaq: busy_share (in (0, 1), with a transform) and busy_bits (above bits, at most "
                              f"{MAX_AXIS_BITS}, busy_share·busy_bits < bits); got {busy_share}, {busy_bits}")
         self.busy_share, self.busy_bits = float(busy_share), int(busy_bits)
-        if idle_share and (transform == "none" or isinstance(idle_share, bool) or not isinstance(idle_share, (int, float))
-                           or not 0 < idle_share < 1 - busy_share):
+        if idle_share and (transform == "none" or isinstance(idle_share, bool)
+                           or not isinstance(idle_share, (int, float)) or not 0 < idle_share < 1 - busy_share):
             raise ValueError(f"gnaq: idle_share (in (0, 1 − busy_share), with a transform) got {idle_share!r} "
                              f"(busy_share {busy_share})")
         self.idle_share = float(idle_share)
@@ -138,7 +139,8 @@ class GNAQQuantizer(Quantizer):
             raise ValueError(f"gnaq: idle_by must be one of {IDLE_RULES}, got {idle_by!r}")
         self.idle_by = idle_by
         if scale_bits and (transform == "none" or not isinstance(scale_bits, int) or not 2 <= scale_bits <= 8):
-            raise ValueError(f"gnaq: scale_bits (coded node scales, with a transform) must be 0 or 2 to 8, got {scale_bits!r}")
+            raise ValueError("gnaq: scale_bits (coded node scales, with a transform) must be 0 or 2 to 8, "
+                             f"got {scale_bits!r}")
         average = bits if average_bits is None else average_bits
         if average_bits is not None and (transform == "none" or isinstance(average, bool)
                                          or not isinstance(average, (int, float)) or not 0 < average <= bits
@@ -153,14 +155,17 @@ class GNAQQuantizer(Quantizer):
         if file_rows not in ("all", "items") or not isinstance(file_gram, bool) \
                 or (self.file_ratio is None and (file_rows != "all" or not file_gram)):
             raise ValueError(f"gnaq: file_rows ('all' or 'items') and file_gram (True/False) size the file of a "
-                             f"file_ratio; got file_rows={file_rows!r}, file_gram={file_gram!r}, file_ratio={file_ratio!r}")
+                             f"file_ratio; got file_rows={file_rows!r}, file_gram={file_gram!r}, "
+                             f"file_ratio={file_ratio!r}")
         self.file_rows, self.file_gram = file_rows, file_gram
         if not isinstance(file_entropy, bool) or (file_entropy and self.file_ratio is None):
-            raise ValueError(f"gnaq: file_entropy (True: size Huffman-coded rows, --export-entropy) needs a file_ratio; "
+            raise ValueError("gnaq: file_entropy (True: size Huffman-coded rows, --export-entropy) needs a "
+                             "file_ratio; "
                              f"got {file_entropy!r} with file_ratio={file_ratio!r}")
         self.file_entropy = file_entropy
         if not isinstance(quantize_users, bool) or (not quantize_users and transform == "none"):
-            raise ValueError(f"gnaq: quantize_users (True/False; False needs a transform: rule 8) got {quantize_users!r}")
+            raise ValueError("gnaq: quantize_users (True/False; False needs a transform: rule 8) "
+                             f"got {quantize_users!r}")
         self.quantize_users = quantize_users
         if idle_share and quantize_users:
             raise ValueError("gnaq: idle_share codes items alone below the average: it needs the item-only deployment "
@@ -307,7 +312,8 @@ class GNAQQuantizer(Quantizer):
     @property
     def mean_bits(self) -> float:
         if self.axes is not None:
-            return float(self.axes.widths.sum(1)[self.node_group if len(self.axes.widths) > 1 else 0].mean()) / self.model.dim
+            rows = self.axes.widths.sum(1)[self.node_group if len(self.axes.widths) > 1 else 0]
+            return float(rows.mean()) / self.model.dim
         return mean_bits(self.width)
 
     def _quantize(self, x, s):

@@ -154,7 +154,8 @@ class OfficialGNAQQuantizer(Quantizer):
         self._last_z = self._ego = None
 
     def state_dict(self) -> dict:
-        return {"levels": self.levels.data, "codes": self.codes, **({"item_bias": self.bias.data} if self.use_bias else {})}
+        return {"levels": self.levels.data, "codes": self.codes,
+                **({"item_bias": self.bias.data} if self.use_bias else {})}
 
     def load_state_dict(self, state: dict) -> None:
         xp = self.model.xp

@@ -119,7 +119,8 @@ class N2UQQuantizer(Quantizer):
     def represent_rows(self, z_rows, rows):
         """ẑ_T, the thresholds' gradient scaled for the whole table's N·d values (as in ``combine``)."""
         model = self.model
-        return self.quantize(z_rows, self.thresholds(), self.log_s, size=(model.n_users + model.n_items) * z_rows.shape[1])
+        return self.quantize(z_rows, self.thresholds(), self.log_s,
+                             size=(model.n_users + model.n_items) * z_rows.shape[1])
 
     def export(self) -> dict:
         z = self.combination()

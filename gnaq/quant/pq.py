@@ -197,7 +197,8 @@ class PQQuantizer(Quantizer):
         xp, dtype = model.xp, model.embedding.data.dtype
         self.codebook = ag.Tensor(xp.zeros((self.C, M, self.K, self.P), dtype=dtype), requires_grad=True,
                                   name="codebook")
-        self._set_layout(xp.eye(d, dtype=dtype), [d // M] * M if d % M == 0 else subspace_dims(np.ones(d), M, self.code_bits))
+        dims = [d // M] * M if d % M == 0 else subspace_dims(np.ones(d), M, self.code_bits)
+        self._set_layout(xp.eye(d, dtype=dtype), dims)
         self.side = np.zeros(model.n_users + model.n_items, dtype=np.int64)
         if self.C == 2:
             self.side[model.n_users:] = 1
@@ -303,7 +304,8 @@ class PQQuantizer(Quantizer):
     def load_state_dict(self, state: dict) -> None:
         xp = self.model.xp
         self.codebook.data[...] = xp.asarray(state["codebook"])
-        self._set_layout(xp.asarray(state["pq_rotation"], dtype=self.codebook.data.dtype), to_numpy(state["pq_dims"]).tolist())
+        self._set_layout(xp.asarray(state["pq_rotation"], dtype=self.codebook.data.dtype),
+                         to_numpy(state["pq_dims"]).tolist())
         self.assignment = xp.asarray(state["pq_assignment"]).astype(np.int64)
 
     def export(self) -> dict:

@@ -42,7 +42,8 @@ class TrainConfig:
     refreshes: int = 2  # sampled: history refreshes an epoch (one full propagation each)
     average: float | None = None  # EMA decay β of the evaluated weights (None: SAMPLED_AVERAGE if sampled, else off)
     topk: tuple = (10, 20)
-    select: str | None = None  # early stopping's validation metric, "ndcg@K" with K in topk (None: ndcg@20, else the largest K)
+    # early stopping's validation metric, "ndcg@K" with K in topk (None: ndcg@20, else the largest K)
+    select: str | None = None
     valid_users: int = 0  # validate on a fixed seeded sample of this many users (0: every user with validation items)
     eval_every: int = 1  # 0: no validation at all (a refit: the budget ends the run, the last epoch is the model)
     patience: int = 5
@@ -101,7 +102,8 @@ class TrainConfig:
 
     @property
     def selection_metric(self) -> str:
-        """The validation metric that selects epochs and ends phases: --select, else NDCG@20 (the largest K without 20)."""
+        """The validation metric that selects epochs and ends phases: --select, else NDCG@20 (the largest K
+        without 20)."""
         return self.select or f"ndcg@{20 if 20 in self.topk else max(self.topk)}"
 
     def validate(self) -> None:
@@ -123,7 +125,8 @@ class TrainConfig:
             (self.eval_every >= 0, f"--eval-every must be ≥ 0, got {self.eval_every}"),
             (self.valid_users >= 0, f"--valid-users must be ≥ 0, got {self.valid_users}"),
             (self.patience > 0, f"--patience must be positive, got {self.patience}"),
-            (self.propagation in PROPAGATIONS, f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
+            (self.propagation in PROPAGATIONS,
+             f"--propagation {self.propagation!r} unknown; choose from {PROPAGATIONS}"),
             (self.size is None or (self.size > 1 and self.quantizer == "gnaq"),
              f"--size must be a ratio above 1 (e.g. 16x) of the gnaq quantizer, got {self.size} with {self.quantizer}"),
             (self.walks is None or self.walks >= 0, f"--walks must be ≥ 0, got {self.walks}"),
@@ -138,13 +141,16 @@ class TrainConfig:
             (self.reach_split is None or self.reach_split in REACH_SPLITS,
              f"--reach-split {self.reach_split!r} unknown; choose from {REACH_SPLITS}"),
             # "history" with the reach off is a valid explicit setting: the split then has nothing to split
-            (self.reach_split in (None, "history") or (self.reach != 0 and not self.walks and self.propagation != "full"),
+            (self.reach_split in (None, "history")
+             or (self.reach != 0 and not self.walks and self.propagation != "full"),
              f"--reach-split {self.reach_split} splits the deferred reach's gradient: it needs the reach on "
              f"(got --reach {self.reach}, --walks {self.walks}, --propagation {self.propagation})"),
-            (self.average is None or 0 <= self.average < 1, f"--average must be in [0, 1) (0: off), got {self.average}"),
+            (self.average is None or 0 <= self.average < 1,
+             f"--average must be in [0, 1) (0: off), got {self.average}"),
             (self.warmup_patience is None or self.warmup_patience > 0,
              f"--warmup-patience must be positive, got {self.warmup_patience}"),
-            (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
+            (self.time_budget is None or self.time_budget > 0,
+             f"--time-budget must be positive, got {self.time_budget}"),
             (len(self.topk) > 0 and min(self.topk) > 0, f"--topk values must be positive, got {self.topk}"),
             (self.select is None or self.select in {f"ndcg@{k}" for k in self.topk},
              f"--select {self.select!r} must be ndcg@K with K one of --topk {list(self.topk)}"),

@@ -34,7 +34,8 @@ def initial_embedding(path, trainer) -> np.ndarray:
     saved = meta.get("config", {})
     for key in ("dataset", "merge_valid", "layers"):
         if key in saved and saved[key] != getattr(cfg, key):
-            raise ValueError(f"--init-from {path}: trained with {key}={saved[key]!r}, this run has {getattr(cfg, key)!r}")
+            raise ValueError(f"--init-from {path}: trained with {key}={saved[key]!r}, "
+                             f"this run has {getattr(cfg, key)!r}")
     if "graph" in meta and meta["graph"] != trainer.fingerprint:
         raise ValueError(f"--init-from {path}: trained on another graph (fingerprint {meta['graph']}, "
                          f"this run's {trainer.fingerprint})")

@@ -40,7 +40,7 @@ def hop_moments(data, walks: int, batch_size: int, n_layers: int = 3, seed: int 
     W = walk_operator(indptr, A.indices, np.diff(indptr), targets, [weight] * (n_layers + 1), walks, rng)
     ratio = (W.data.reshape(len(targets), 1 + n_layers * walks)[:, 1:] * walks / weight) ** 2  # d_t / d_v a walk
     sides = {"users": slice(0, b), "positives": slice(b, 2 * b), "negatives": slice(2 * b, 3 * b), "all": slice(None)}
-    return {side: [float(ratio[rows, l * walks:(l + 1) * walks].mean()) for l in range(n_layers)]
+    return {side: [float(ratio[rows, hop * walks:(hop + 1) * walks].mean()) for hop in range(n_layers)]
             for side, rows in sides.items()}
 
 

@@ -76,15 +76,17 @@ except ImportError:  # pragma: no cover - the no-numba CI leg
 
 PROPAGATIONS = ("auto", "full", "sampled")
 WALK_ALLOCATIONS = ("target", "occurrence", "sqrt")  # walks a distinct target: S, S·count, S·⌈√count⌉
-SAMPLED_MIN_INTERACTIONS = 2_000_000  # "auto" samples from this many training interactions up
 
 
-def resolve_propagation(name: str, n_interactions: int) -> str:
-    """``auto``: the full graph below SAMPLED_MIN_INTERACTIONS, sampled walks from there."""
+def resolve_propagation(name: str, samples: bool) -> str:
+    """``auto``: sampled wherever the run samples by default (``samples``: full precision, or gnaq's or
+    pq's row-local deployment; the trainer decides), the full graph otherwise. Sampled trains models as accurate
+    as the full graph's, or more, at a fraction of the cost at every size measured, from lastfm's
+    64 k interactions up (bench/results/main_command.md, bench/results/scale.md)."""
     if name not in PROPAGATIONS:
         raise ValueError(f"--propagation {name!r} unknown; choose from {PROPAGATIONS}")
     if name == "auto":
-        return "sampled" if n_interactions >= SAMPLED_MIN_INTERACTIONS else "full"
+        return "sampled" if samples else "full"
     return name
 
 

@@ -113,8 +113,8 @@ def build_parser():
     g = p.add_argument_group("large graphs (sampled propagation, gnaq/sampled.py)")
     g.add_argument("--propagation", choices=("auto", "full", "sampled"), default=defaults.propagation,
                    help="full: the whole graph every step (an epoch ~ interactions²); sampled: only the batch's "
-                        "rows, over a history refreshed --refreshes times an epoch (linear); auto: sampled from "
-                        "2 M interactions")
+                        "rows, over a history refreshed --refreshes times an epoch (linear); auto: sampled for "
+                        "full precision and gnaq's graph-free deployment, full for the baselines")
     g.add_argument("--refreshes", type=int, default=defaults.refreshes,
                    help="sampled: full propagations of the history an epoch")
     g.add_argument("--walks", type=int, default=defaults.walks,

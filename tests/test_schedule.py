@@ -157,13 +157,14 @@ def test_the_main_command_keeps_its_bits_and_climbs_only_when_asked(tmp_path, ca
     assert not list((tmp_path / "plain").glob("target-*"))
     plain = json.loads((tmp_path / "plain" / "result.json").read_text())
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["bits"] == 2
-    assert train_cli.main(exporting + ["--out", str(tmp_path / "climb"), "--target", "0.98"]) == 0
+    # a target out of reach: every rung is tried, the last one chosen
+    assert train_cli.main(exporting + ["--out", str(tmp_path / "climb"), "--target", "1.2"]) == 0
     err = capsys.readouterr().err
-    assert "tried for --target 0.98" in err and "chose b" in err and "--target off keeps exactly --bits 2" in err
+    assert "tried for --target 1.2" in err and "chose b" in err and "--target off keeps exactly --bits 2" in err
     assert f"exported {tmp_path / 'climb' / 'model.gnaq'}" in err  # the chosen model, in the folder asked for
     assert not list((tmp_path / "climb").glob("target-*/model.gnaq"))
     record = json.loads((tmp_path / "climb" / "target.json").read_text())
-    assert record["target"] == 0.98 and record["tried"][0] == {"setting": "b2", "valid_kept": plain["valid_kept"]}
+    assert record["target"] == 1.2 and record["tried"][0] == {"setting": "b2", "valid_kept": plain["valid_kept"]}
     chosen = json.loads((tmp_path / "climb" / record["chosen"] / "result.json").read_text())
     top = json.loads((tmp_path / "climb" / "result.json").read_text())  # the top level describes the exported model
     assert top["test_recall@20"] == chosen["test_recall@20"] and top["chosen"] == record["chosen"]
@@ -172,7 +173,7 @@ def test_the_main_command_keeps_its_bits_and_climbs_only_when_asked(tmp_path, ca
     assert record["warmup_phase"] == plain["phases"]["full_precision"]
     assert train_cli.main(["--resume", str(tmp_path / "climb")]) == 0  # resumed when done: the same choice, said so
     err = capsys.readouterr().err
-    assert "tried for --target 0.98" in err and "--target off keeps exactly --bits 2" in err
+    assert "tried for --target 1.2" in err and "--target off keeps exactly --bits 2" in err
     assert json.loads((tmp_path / "climb" / "target.json").read_text())["chosen"] == record["chosen"]
 
 

@@ -381,7 +381,7 @@ def test_lr_drop_restores_the_best_epoch_at_a_tenth_of_the_rate(tmp_path, monkey
         metrics = original(self, split)
         return {**metrics, "ndcg@20": next(scripted)} if split == "valid" else metrics
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
-    cfg = TrainConfig(dim=16, layers=2, epochs=6, batch_size=256, lr=0.01, patience=1, lr_drops=1,
+    cfg = TrainConfig(dim=16, layers=2, epochs=6, batch_size=256, lr=0.01, patience=1, lr_drops=1, propagation="full",
                       progress=False, out=str(tmp_path / "run"))
     trainer = Trainer(cfg, make_synthetic(seed=0))
     seen = []

@@ -19,7 +19,7 @@ and last epoch and what ended it: "patience", "epoch budget" or "time budget".
 
 A step propagates the whole graph (``propagation="full"``: an epoch costs O(nnz²·d/B)) or only its
 batch's rows (``"sampled"``, gnaq/sampled.py: O(nnz·S·L·d) an epoch, row-sparse gradients, lazy
-Adam); ``"auto"`` samples from SAMPLED_MIN_INTERACTIONS training interactions up.
+Adam); ``"auto"`` samples wherever the quantizer allows it (sampled.resolve_propagation).
 
 ``average`` β (averaging.py): while the run trains in full precision, what it evaluates, keeps as
 best and exports is the moving average ā ← β ā + (1 − β) E⁽⁰⁾ over steps, not the last step's

@@ -73,7 +73,11 @@ class CheckpointMixin:
         self.reference_score, self.reference_recall = meta.get("reference_score"), meta.get("reference_recall")
         if hasattr(self.model.quantizer, "warmup") and meta.get("warmup_end") is not None:
             self.model.quantizer.warmup = meta["warmup_end"]  # where an "auto" warm-up ended
-        self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
+        warmup = getattr(self.model.quantizer, "warmup", None)
+        if not (self.average is not None and isinstance(warmup, int) and self.epoch == warmup):
+            self.model.quantizer.on_epoch_start(self.epoch)  # re-enter a schedule (warm-up) where it was
+        # (at a fixed warm-up's end with a weight average, fit's loop starts the quantizer from the average,
+        # as the uninterrupted run does: starting it here would initialise it from the raw weights)
 
     def resume_if_saved(self) -> bool:
         """Restore OUT/last.npz when this run's folder holds one (a run stopped part-way, or done);

@@ -72,7 +72,10 @@ class Trainer(ScheduleMixin, EvaluationMixin, CheckpointMixin):
         self.model = LightGCN(d.n_users, d.n_items, self.norm_adj, self.columns.stop - self.columns.start,
                               config.layers, quantizer, seed=config.seed, device=self.device,
                               init_embedding=sliced if sliced is not None else initial, comm=self.comm)
-        self.propagation = resolve_propagation(config.propagation, d.train.nnz)
+        # auto samples for full precision and gnaq's and pq's row-local deployments, whatever the process
+        # count (so W processes train the model of one); the baselines keep the full graph
+        samples = getattr(quantizer, "row_local", False) and (config.quantizer in ("gnaq", "pq") or config.bits == 32)
+        self.propagation = resolve_propagation(config.propagation, samples)
         self.sampled, self.recipe = None, {}
         if self.propagation == "sampled":
             if not getattr(quantizer, "row_local", False):

@@ -43,7 +43,7 @@ except ImportError:
                              index_bits)
 
 BACKENDS = ("auto", "numba", "numpy", "python")
-DEVICE_FILES = ("edge.py", "edge_format.py")  # what a device copies (edge_stream.py too, for files larger than RAM)
+DEVICE_FILES = ("edge.py", "edge_format.py", "edge_stream.py")  # what a device copies
 
 
 class UnknownUserError(KeyError):
@@ -70,12 +70,14 @@ class EdgeModel:
         self.bits, self.groups = h.get("bits", 32), h.get("groups", 1)
         self.backend = self._choose_backend(backend)
         # raw ids: the int64 sections, or the header's string labels where the ids were not integers
+        # (ids 0..n-1 stay a range: no per-node object, no dictionary)
         self.user_ids, self.item_ids = (
-            h.get(f"{side}_labels") or (list(range(n)) if h.get(f"{side}_ids") == "range" else
+            h.get(f"{side}_labels") or (range(n) if h.get(f"{side}_ids") == "range" else
                                         list(_typed(sections[f"{side}_ids"], "q")))
             for side, n in (("user", self.n_users), ("item", self.n_items)))
-        self._user_index = {raw: i for i, raw in enumerate(self.user_ids)}
-        self._item_index = {raw: i for i, raw in enumerate(self.item_ids)}
+        self._user_index, self._item_index = (
+            _RangeIndex(len(ids)) if isinstance(ids, range) else {raw: i for i, raw in enumerate(ids)}
+            for ids in (self.user_ids, self.item_ids))
         for side, index, n in (("user", self._user_index, self.n_users), ("item", self._item_index, self.n_items)):
             if len(index) != n:
                 raise EdgeFormatError(f"{self.path}: section '{side}_ids' repeats an id")
@@ -96,7 +98,7 @@ class EdgeModel:
                 self.user_codes = bytes(sections["user_codes"])
                 self.item_codes = bytes(sections["item_codes"])
             self._read_widths(sections)
-            self.user_scales, self.item_scales = list(scales["user"]), list(scales["item"])
+            self.user_scales, self.item_scales = scales["user"], scales["item"]  # float32 arrays
         elif self.kind == "propagate":
             self.user_float, self.item_float = self._propagate(sections, scales)
         elif self.kind == "codebook":
@@ -667,6 +669,29 @@ def _cholesky_solve(a, b):
     return x
 
 
+class _RangeIndex:
+    """The row of a raw id when the ids are 0..n−1: the id itself (a dictionary's ``in`` and ``[]``)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __contains__(self, raw):  # what a dictionary of ints finds: ints, and numbers equal to one
+        if isinstance(raw, (bool, str, bytes)):
+            return False
+        try:
+            return raw == int(raw) and 0 <= raw < self.n
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    def __getitem__(self, raw):
+        if raw in self:
+            return int(raw)
+        raise KeyError(raw)
+
+
 def _id_from_text(text, index):
     text = text.strip()
     if text in index:
@@ -854,6 +879,37 @@ def _propagate_python(tables, indptr, indices, d, weights):
     return z
 
 
-def load(path, backend: str = "auto") -> EdgeModel:
-    """Open a .gnaq file. backend: auto (numba, else numpy, else python) | numba | numpy | python."""
+LOAD_FACTOR = 16  # heap a whole load takes, in file bytes (the pure-Python path's lists and tables)
+
+
+def load(path, backend: str = "auto", stream=None):
+    """Open a .gnaq file. backend: auto (numba, else numpy, else python) | numba | numpy | python.
+
+    stream: True reads rows from the file as queries need them (edge_stream.open_model: graph-free
+    quantized files, in a microcontroller's heap); False loads the file whole; None (the default)
+    streams where LOAD_FACTOR times the file's bytes exceed the free heap (MicroPython's
+    ``gc.mem_free()``; CPython always loads whole), so the same two lines work on every board."""
+    asked = stream
+    if stream is None:
+        stream = _short_of_heap(path)
+    if stream:
+        try:
+            from . import edge_stream
+        except ImportError:  # on a device, edge_stream.py beside this file
+            import edge_stream
+        try:
+            return edge_stream.open_model(path)
+        except edge_stream.NotStreamable:  # a kind it cannot stream: loaded whole, unless streaming was asked for
+            if asked:
+                raise
     return EdgeModel(path, backend)
+
+
+def _short_of_heap(path) -> bool:
+    import gc
+    free = getattr(gc, "mem_free", None)
+    if free is None or not isinstance(path, str):
+        return False
+    import os
+    gc.collect()
+    return LOAD_FACTOR * os.stat(path)[6] > free()

@@ -343,7 +343,7 @@ def _read_scales(path, header, sections, side):
     if index and max(index) >= len(table):
         raise EdgeFormatError(f"{path}: section '{side}_scale_index' names a level beyond 'scale_levels' "
                               f"({len(table)})")
-    return array.array("f", [table[i] for i in index])
+    return array.array("f", (table[i] for i in index))
 
 
 def _check_finite(path, name, values):

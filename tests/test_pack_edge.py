@@ -475,19 +475,35 @@ def test_every_header_field_is_checked_even_where_the_kind_does_not_use_it(data,
                                               ({**Z, "transform": "klt", "busy_share": 0.25}, False),
                                               ({**Z, "transform": "klt", "busy_share": 0.25, "scale_bits": 8}, True)],
                          ids=["uniform", "mixed", "columns", "columns-no-gram-int64-ids", "coded-scales"])
-def test_streamed_items_answer_like_the_loaded_file(data, tmp_path, options, compact):
+def test_streamed_models_answer_like_the_loaded_file(data, tmp_path, options, compact):
+    """Every query of a file read from flash equals the loaded file's: integer sums bit for bit, float
+    sums (fold-in, cosines) to 1e-12, the same ids, whatever the chunk."""
     from dataclasses import replace
     from gnaq import edge_stream
-    source = data if compact else replace(data, item_ids=np.arange(data.n_items) * 3 + 1)
+    source = data if compact else replace(data, item_ids=np.arange(data.n_items) * 3 + 1,
+                                          user_ids=np.arange(data.n_users) * 2 + 5)
     path = tmp_path / "m.gnaq"
-    export_model(make_model(data, "gnaq", 2, **options), source, path, compact=compact, users=compact)
+    export_model(make_model(data, "gnaq", 2, **options), source, path, compact=compact, gram=compact)
     loaded = edge.load(path, "python")
     liked = [loaded.item_ids[i] for i in (2, 11, 40)]
-    expected = loaded.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]])
+
+    def close(a, b):
+        return [i for i, _ in a] == [i for i, _ in b] and all(
+            abs(x - y) <= 1e-12 * max(1.0, abs(y)) for (_, x), (_, y) in zip(a, b))
     for chunk in (1, 7, 256):
-        streamed = edge_stream.open_items(path, chunk_items=chunk)
-        assert streamed.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]]) == expected
-    assert [streamed.item_vector(i) for i in (0, 33, data.n_items - 1)] == [loaded.item_vector(i) for i in (0, 33, data.n_items - 1)]
+        with edge_stream.open_model(path, chunk_items=chunk) as streamed:
+            assert close(streamed.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]]),
+                         loaded.recommend_for_items(liked, k=12, exclude=[loaded.item_ids[5]]))
+            for user in (loaded.user_ids[0], loaded.user_ids[17], loaded.user_ids[-1]):
+                assert streamed.recommend(user, k=12) == loaded.recommend(user, k=12)  # integer sums
+                assert streamed.seen_items(user) == loaded.seen_items(user)
+            assert streamed.score(loaded.user_ids[3], liked) == loaded.score(loaded.user_ids[3], liked)
+            assert close(streamed.similar_items(liked[0], k=8), loaded.similar_items(liked[0], k=8))
+            rows = (0, 33, data.n_items - 1)
+            assert [streamed.item_vector(i) for i in rows] == [loaded.item_vector(i) for i in rows]
+            assert list(streamed.item_ids[:4]) == list(loaded.item_ids[:4]) and len(streamed.user_ids) == loaded.n_users
+    with pytest.raises(edge.UnknownUserError):
+        edge_stream.open_model(path).recommend(-7)
 
 
 def test_streaming_refuses_what_it_cannot_stream_and_every_lie(data, tmp_path):
@@ -507,6 +523,11 @@ def test_streaming_refuses_what_it_cannot_stream_and_every_lie(data, tmp_path):
         edge_stream.open_items(tmp_path / "short.gnaq")
     with pytest.raises(KeyError, match="item 100000"):
         edge_stream.open_items(path).recommend_for_items([100000])
+    from dataclasses import replace
+    shuffled = replace(data, item_ids=np.arange(data.n_items)[::-1].copy())  # ids a bisection cannot search
+    export_model(make_model(data, **Z), shuffled, tmp_path / "desc.gnaq", compact=False)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        edge_stream.open_model(tmp_path / "desc.gnaq")
 
 
 @pytest.mark.parametrize("options", [{**Z, "transform": "klt"}, {**Z, "transform": "klt", "busy_share": 0.25,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GNAQ = HERE.parents[1] / "gnaq"
-READER = ("edge.py", "edge_format.py")  # gnaq.edge.DEVICE_FILES (this script runs without gnaq installed)
+# gnaq.edge.DEVICE_FILES (this script runs without gnaq installed)
+READER = ("edge.py", "edge_format.py", "edge_stream.py")
 
 
 def prepare(folder, model, micropython_mjs) -> Path:

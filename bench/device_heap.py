@@ -5,9 +5,9 @@ the heap in use after the load, the allocation that failed just below, and a que
     python bench/device_heap.py NAME=FILE.gnaq [NAME=FILE.gnaq ...] [--queries whole fold stream]
                                 [--micropython PATH] [--out bench/results/device_heap]
 
-Queries: ``whole`` — ``edge.load`` then ``recommend`` (a trained user's top-10; item-only files
-fold in instead); ``fold`` — ``edge.load`` then ``recommend_for_items`` (5 items); ``stream`` —
-``edge_stream.open_items`` then ``recommend_for_items`` (5 items, 128-item chunks). The reader is
+Modes: ``load`` — the file in the heap (``edge.load``); ``stream`` — rows read from the file
+(``edge_stream.open_model``, 128-row chunks). Queries: ``user`` — a trained user's top-10 (whole
+files); ``fold`` — ``recommend_for_items`` from 5 items; ``similar`` — ``similar_items``. The reader is
 imported as bytecode compiled by mpy-cross, as a board ships it (python -m gnaq.device build).
 Latency: the median of 5 queries after the first, on this machine (a board runs the same bytecode
 roughly 50-100x slower).
@@ -34,21 +34,23 @@ BINARY = ROOT.parent / "shared" / "tools" / "micropython" / "micropython"
 
 SCRIPT = '''import gc, time
 import edge
-QUERY = {query!r}
+MODE, QUERY = {mode!r}, {query!r}
 gc.collect()
 t0 = time.ticks_us()
-if QUERY == "stream":
+if MODE == "stream":
     import edge_stream
-    model = edge_stream.open_items("model.gnaq", chunk_items=128)
+    model = edge_stream.open_model("model.gnaq", chunk_items=128)
 else:
     model = edge.load("model.gnaq", "python")
 load_ms = time.ticks_diff(time.ticks_us(), t0) / 1000
 gc.collect()
 resident = gc.mem_alloc()
-items = list(model.item_ids[:5]) if QUERY != "stream" else [model.item_ids[i] for i in range(5)]
+items = [model.item_ids[i] for i in range(5)]
 def ask():
-    if QUERY == "whole" and getattr(model, "n_users", 0):
+    if QUERY == "user":
         return model.recommend(model.user_ids[0], k=10)
+    if QUERY == "similar":
+        return model.similar_items(items[0], k=10)
     return model.recommend_for_items(items, k=10)
 ask()
 times = []
@@ -93,7 +95,8 @@ def smallest_heap(binary, folder, low=16, high=64 * 1024):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="NAME=FILE")
-    p.add_argument("--queries", nargs="+", default=["whole", "fold", "stream"], choices=("whole", "fold", "stream"))
+    p.add_argument("--modes", nargs="+", default=["load", "stream"], choices=("load", "stream"))
+    p.add_argument("--queries", nargs="+", default=["user", "fold", "similar"], choices=("user", "fold", "similar"))
     p.add_argument("--micropython", default=os.environ.get("GNAQ_MICROPYTHON_UNIX", str(BINARY)))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "device_heap"))
     args = p.parse_args()
@@ -101,23 +104,26 @@ def main():
     rows, records = [], []
     for spec in args.files:
         name, path = spec.split("=", 1)
-        for query in args.queries:
+        for mode, query in [(m, q) for m in args.modes for q in args.queries]:
             folder = Path(tempfile.mkdtemp(prefix="gnaq-heap-"))
             device.build(path, folder)
-            (folder / "run.py").write_text(SCRIPT.format(query=query))
+            if query == "user" and not device.edge.load(path, "python").n_users:
+                continue
+            (folder / "run.py").write_text(SCRIPT.format(mode=mode, query=query))
             heap, ok, below = smallest_heap(args.micropython, folder)
             shutil.rmtree(folder)
-            record = {"file": name, "bytes": os.path.getsize(path), "query": query, "heap_kib": heap, **ok,
-                      "fails_below": below}
+            record = {"file": name, "bytes": os.path.getsize(path), "mode": mode, "query": query, "heap_kib": heap,
+                      **ok, "fails_below": below}
             records.append(record)
-            rows.append([name, f"{record['bytes']:,}", query, f"{heap} KiB" if heap else "> 64 MiB",
+            rows.append([name, f"{record['bytes']:,}", mode, query, f"{heap} KiB" if heap else "> 64 MiB",
                          f"{ok.get('resident', 0) / 1024:.0f} KiB" if heap else "-",
                          f"{below['allocation']:,} B" if below and below.get("allocation") else "-",
                          f"{ok.get('load_ms', 0):.0f}" if heap else "-", f"{ok.get('query_ms', 0):.1f}" if heap else "-"])
             print(rows[-1], flush=True)
-    table = markdown_table(["file", "bytes", "query", "smallest heap", "resident after load",
+    table = markdown_table(["file", "bytes", "mode", "query", "smallest heap", "resident after load",
                             "allocation that failed below it", "load ms", "query ms"], rows)
-    header = (f"`python bench/device_heap.py {' '.join(args.files)} --queries {' '.join(args.queries)}` — "
+    header = (f"`python bench/device_heap.py {' '.join(args.files)} --modes {' '.join(args.modes)} "
+              f"--queries {' '.join(args.queries)}` — "
               f"MicroPython's unix port, 32-bit, fixed heap (`{Path(args.micropython).name} -X heapsize=...`), the reader "
               "as mpy-cross bytecode, on a 2-core x86-64 CPU; a board runs the same bytecode roughly 50-100x slower.")
     print(table)

@@ -83,7 +83,12 @@ def read(folder: Path) -> dict:
         log = Path(f"{folder}.log").read_text() if Path(f"{folder}.log").exists() else ""
         found = re.search(r"float32 file of the same data \(([\d,]+) bytes", log)
         if found:  # the CLI's export line: the float32 file of the same data
-            record["ratio"] = int(found.group(1).replace(",", "")) / record["file_bytes"]
+            float32 = int(found.group(1).replace(",", ""))
+            record["ratio"] = float32 / record["file_bytes"]
+            embeddings = re.search(r"embeddings ([\d,]+)", log)
+            if embeddings:  # the embedding sections alone (the file less ids and history) against float32's
+                emb = int(embeddings.group(1).replace(",", ""))
+                record["embedding_ratio"] = (float32 - record["file_bytes"] + emb) / emb
     return record
 
 
@@ -98,9 +103,11 @@ def table(records: dict) -> str:
             rows.append([dataset, name, r.get("propagation", "-"), r.get("wall_seconds", "-"), phases,
                          f"{r['best_epoch']} / {r['epochs']}", f"{r.get('file_bytes', 0):,}",
                          f"{r['ratio']:.1f}x" if "ratio" in r else "-",
+                         f"{r['embedding_ratio']:.1f}x" if "embedding_ratio" in r else "-",
                          f"{r['recall']:.4f} / {r['ndcg']:.4f} ± {r['ndcg_se'] or 0:.4f}", kept])
     return markdown_table(["dataset", "setting", "propagation", "wall s", "train + eval s by phase (fp32 + quantized)",
-                           "best / epochs", "file bytes", "vs float32", "test Recall@20 / NDCG@20 ± se",
+                           "best / epochs", "file bytes", "vs float32", "embeddings vs float32",
+                           "test Recall@20 / NDCG@20 ± se",
                            "of the best fp32"], rows)
 
 
@@ -127,6 +134,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="NUMBA_NUM_THREADS of each run")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "main_command"))
     p.add_argument("--no-run", action="store_true", help="only read finished run folders; skip the others")
+    p.add_argument("--note", default="", help="how the run folders were made, when they were not made here")
     args = p.parse_args()
     records = {}
     for dataset in args.datasets:
@@ -142,7 +150,8 @@ def main():
     text = table(records)
     header = (f"`python bench/main_command.py --datasets {' '.join(args.datasets)} --settings "
               f"{' '.join(args.settings)} --threads {args.threads}` — {os.cpu_count()}-core CPU, each run alone "
-              "unless said. Settings: " + "; ".join(f"{s}: `{' '.join(SETTINGS[s])} --target off`" for s in args.settings))
+              "unless said. Settings: " + "; ".join(f"{s}: `{' '.join(SETTINGS[s])} --target off`" for s in args.settings)
+              + (f". {args.note}" if args.note else ""))
     print(text)
     Path(args.out + ".md").write_text(f"# The main command\n\n{header}\n\n{text}\n")
     Path(args.out + ".json").write_text(json.dumps({d: {s: {k: v for k, v in r.items() if k != "curve"}

@@ -6,7 +6,7 @@ the heap in use after the load, the allocation that failed just below, and a que
                                 [--micropython PATH] [--out bench/results/device_heap]
 
 Modes: ``load`` — the file in the heap (``edge.load``); ``stream`` — rows read from the file
-(``edge_stream.open_model``, 128-row chunks). Queries: ``user`` — a trained user's top-10 (whole
+(``edge_stream.open_model``, its 64-row chunks). Queries: ``user`` — a trained user's top-10 (whole
 files); ``fold`` — ``recommend_for_items`` from 5 items; ``similar`` — ``similar_items``. The reader is
 imported as bytecode compiled by mpy-cross, as a board ships it (python -m gnaq.device build).
 Latency: the median of 5 queries after the first, on this machine (a board runs the same bytecode
@@ -39,7 +39,7 @@ gc.collect()
 t0 = time.ticks_us()
 if MODE == "stream":
     import edge_stream
-    model = edge_stream.open_model("model.gnaq", chunk_items=128)
+    model = edge_stream.open_model("model.gnaq")
 else:
     model = edge.load("model.gnaq", "python")
 load_ms = time.ticks_diff(time.ticks_us(), t0) / 1000

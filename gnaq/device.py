@@ -42,7 +42,7 @@ if model.n_users and not liked:
 else:
     top = model.recommend_for_items(liked, k=10)
 for rank, (item, score) in enumerate(top, 1):
-    print(rank, item, round(score, 4))
+    print(rank, item, "%.4f" % score)
 '''
 
 

@@ -103,7 +103,7 @@ class StreamedModel(edge.EdgeModel):
         f.seek(10)
         try:
             header = json.loads(f.read(header_len).decode("utf-8"))
-        except (UnicodeError, ValueError, RuntimeError, MemoryError) as exc:
+        except (UnicodeError, ValueError, RuntimeError) as exc:
             raise edge.EdgeFormatError(f"{path}: unreadable header ({exc})") from None
         base = 10 + header_len
         spans = edge_format._validate_header(path, version, header, size - 4 - base)
@@ -121,6 +121,7 @@ class StreamedModel(edge.EdgeModel):
                          else h.get("widths") or [self.bits])
         self._row_bytes = [self._layout(key)[2] for key in self.row_keys]
         self._codes_buf = self._scale_buf = None
+        self._buffers()  # first, while the heap is least fragmented
         self._index_bits = edge.index_bits(len(self.row_keys)) if len(self.row_keys) > 1 else 0
         self._scale_table = None
         if "scale_levels" in h:
@@ -146,7 +147,6 @@ class StreamedModel(edge.EdgeModel):
         self.has_history = "history_indptr" in spans or "history_lengths" in spans
         if self.has_history:
             self._check_history()
-        self._buffers()  # before any query fragments the heap
 
     def _section(self, name, start=0, nbytes=None):
         """Bytes [start, start + nbytes) of a section (to its end by default), read from the file."""

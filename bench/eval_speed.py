@@ -1,5 +1,5 @@
 """Full-ranking evaluation speed and peak memory: gnaq.metrics.evaluate (chunked users, the
-numba heap top-K; and its numpy argpartition twin, what ran before session 11) vs a naive one-shot dense score matrix with a full argsort, in the same run,
+numba heap top-K; and its numpy argpartition twin, what ran before) vs a naive one-shot dense score matrix with a full argsort, in the same run,
 on MovieLens-1M-sized and gowalla-sized random embeddings (d = 64) and the real train/test
 splits when ../shared/datasets is present. Both score the same users (gowalla: a random
 10,000 of its 29,858, since the naive dense argsort of all of them needs ~15 GB).

@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--bandwidth-gbps", type=float, default=100.0, help="network bandwidth, Gbit/s a link")
     parser.add_argument("--latency-us", type=float, default=5.0)
     parser.add_argument("--batch-size", type=int, default=8192)
-    parser.add_argument("--refreshes", type=int, default=2)  # the trainer's default (8 before session 16)
+    parser.add_argument("--refreshes", type=int, default=2)  # the trainer's default (8 earlier)
     parser.add_argument("--graph", default="synthetic:16",
                         help="where compute is measured (bench/scale.py's graphs; 16 M: out of cache, as at scale)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "mpi_model"))

@@ -7,22 +7,22 @@ sampled propagation side by side, with implicit's BPR epoch on the same matrix a
 Synthetic graphs: gnaq.data.synthetic.make_synthetic(n_users, 0.4·n_users, mean_degree=25, seed=0)
 with n_users chosen for the stated millions of training interactions (about 17.7 a user after the
 70/10/20 split). Every (graph, mode) runs in its own child process, so its peak RSS is its own.
-Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: since session 21 no walks and --reach 1 split as LightGCN's (gnaq/reach.py), before --walks (6 since session 15, 4 before) an occurrence in the
-batch and the weight average since session 11, 2 refreshes an epoch since session 16 (8 before); "sampled-before": 4
+Per mode, the CLI defaults (--bits 32, d 64, L 3, batch 8192; sampled: no walks and --reach 1 split as LightGCN's (gnaq/reach.py), before --walks (6, earlier 4) an occurrence in the
+batch and the weight average, 2 refreshes an epoch (earlier 8); "sampled-before": 4
 walks a distinct row, no average, 8 refreshes an epoch; "sampled-rN": the default sampler at N refreshes an epoch;
-"sampled-wN": at --walks N, "sampled-w0" the history estimator of session 17; "sampled-gK": 6 walks forward, the
-gradient through K of them, session 18; "sampled-reachS": the history estimator with --reach S, whose move at each refresh
-— one more propagation — counts with it, session 19; "sampled-reachS-lightgcn": the same with --reach-split lightgcn, session 20; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
-N steps an epoch — N propagations, linear in the interactions — session 20): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
+"sampled-wN": at --walks N, "sampled-w0" the history estimator alone; "sampled-gK": 6 walks forward, the
+gradient through K of them; "sampled-reachS": the history estimator with --reach S, whose move at each refresh
+— one more propagation — counts with it; "sampled-reachS-lightgcn": the same with --reach-split lightgcn; "full-stepsN": the full graph at a batch of ⌈interactions / N⌉,
+N steps an epoch — N propagations, linear in the interactions): step = median of --steps BPR steps (forward, backward, Adam) after two warm-up steps;
 epoch = a whole timed epoch where it is affordable (sampled up to --whole-epoch-up-to M), else
-sampling + steps × step (+ refreshes × refresh), said "est." — since session 22 sampling the faster of two
+sampling + steps × step (+ refreshes × refresh), said "est." — sampling the faster of two
 epochs' and refresh the median of REFRESH_REPEATS warm ones (the reach's move with it), where before one cold
 call each counted (allocation and page faults: 2-4x a warm refresh on this machine); validation = full ranking of a
 fixed sample of 10,000 users (the trainer's --valid-users). implicit: BayesianPersonalizedRanking
 (factors=63, iterations=1, num_threads = gnaq's NUMBA_NUM_THREADS) fit on the training matrix (a bench extra:
-pip install implicit); before session 14 implicit used every core whatever gnaq's thread count.
+pip install implicit); earlier, implicit used every core whatever gnaq's thread count.
 Memory: peak RSS against what the math needs — parameters, Adam's two moments, the graph(s), the
-sampled history (the drift D = E⁽⁰⁾ − H and Z̄), the weight average (ā and its per-row step, since session 14) and the interaction matrices.
+sampled history (the drift D = E⁽⁰⁾ − H and Z̄), the weight average (ā and its per-row step) and the interaction matrices.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ SAMPLER_MODES = {"r": "refreshes", "w": "walks", "g": "gradient_walks"}  # "samp
 
 
 def sampler_options(mode: str) -> dict:
-    """TrainConfig overrides of a mode: "sampled-before" session 7's sampler; "sampled-rN" N refreshes an
+    """TrainConfig overrides of a mode: "sampled-before" the earlier 4-walk sampler; "sampled-rN" N refreshes an
     epoch, "sampled-wN" N walks ("sampled-w0": the history estimator alone, --reach 0), "sampled-gK" the
     gradient through K of 6 walks (--gradient-walks), "sampled-reachS[-SPLIT]" no walks and --reach S (split
-    "history" unless named, as before session 21); anything else none (the CLI's default sampler: 6 walks in
-    sessions 15-20, 0 walks + the reach at 1, lightgcn split, since session 21)."""
+    "history" unless named, as earlier); anything else none (the CLI's default sampler: 0 walks + the reach
+    at 1, lightgcn split; earlier 6 walks)."""
     if mode == "sampled-before":
         return dict(walk_allocation="target", average=0.0, walks=4, refreshes=8)
     if mode.startswith("sampled-reach"):  # the history estimator with its deferred reach (gnaq/reach.py)
@@ -245,7 +245,7 @@ def plot(rows, path) -> None:
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (default)", "sampled-before": "gnaq sampled (session 7)",
+    labels = {"full": "gnaq full graph", "sampled": "gnaq sampled (default)", "sampled-before": "gnaq sampled, 4 walks",
               "sampled-w0": "gnaq sampled, no walks (history)", "implicit": "implicit BPR (floor)"}
     styles = {"full": "o-", "sampled-before": "d:", "sampled": "s-", "sampled-w0": "v-", "implicit": "^--"}
     for mode in dict.fromkeys(r["mode"] for r in rows):

@@ -9,8 +9,8 @@ line (wall seconds, validation NDCG@20 ± its standard error) prints as it comes
 run checkpoints DIR/last.npz every epoch, so ``--resume`` continues an interrupted run exactly. At the end: the
 minutes to the best validation epoch and to the end of the run, and test Recall@20 / NDCG@20 over every user
 (chunked within the evaluation's memory budget, with a progress bar). ``--mode``: auto (the CLI's defaults), full
-(the full graph every step) or one of bench/scale.py's sampled modes ("sampled-w6": 6 walks, the default of
-sessions 15-20).
+(the full graph every step) or one of bench/scale.py's sampled modes ("sampled-w6": 6 walks, an earlier
+default).
 """
 
 from __future__ import annotations

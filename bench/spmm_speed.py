@@ -6,7 +6,7 @@ a plain numpy streaming copy's (read + write) bandwidth measured in the same run
 The "ceiling" row is a numba kernel that reads exactly the bytes the SpMM reads (row pointers,
 column indices, values, the gathered rows of X) and writes Y, in the same order and threads,
 but only sums the rows (no multiply): how fast this machine can move the SpMM's data.
-The "before" row is the kernel gnaq shipped until session 10 (one nonzero a pass, adding into
+The "before" row is the kernel gnaq shipped earlier (one nonzero a pass, adding into
 Y directly), timed in the same process; the last column divides each time by torch CSR's.
 
     python bench/spmm_speed.py [--dim 64] [--repeat 10]
@@ -61,7 +61,7 @@ def ceiling_kernel():
 
 
 def one_at_a_time_kernel():
-    """gnaq's kernel before session 10: one nonzero a pass, adding straight into Y's row."""
+    """gnaq's earlier kernel: one nonzero a pass, adding straight into Y's row."""
     from numba import njit, prange
 
     @njit(parallel=True, cache=True, nogil=True)

@@ -34,7 +34,7 @@ Cost: G += g_T is one more row write per target a step; the move is one full pro
 refresh's cost, L products over Â) and O(N·d) — per epoch O(refreshes · L · nnz · d) more, still
 linear in the interactions (bench/results/scale.md). The trainer moves E⁽⁰⁾ before each
 refresh and at each epoch's end, so a checkpoint holds G = 0 (and the lightgcn split's M) and ``--resume``
-stays exact. Measured accuracy: bench/results/sampled_accuracy.md (sessions 19-20).
+stays exact. Measured accuracy: bench/results/sampled_accuracy.md.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def test_sampled_propagation_defaults_to_the_reach_split_as_lightgcn_and_records
     assert sampled_recipe(6, None, None, needs_layers=False)["reach"] == 0
     assert sampled_recipe(0, 0, None, needs_layers=False)["reach"] == 0  # the history estimator alone
     assert sampled_recipe(0, 2, "history", needs_layers=False) == {"walks": 0, "reach": 2, "reach_split": "history"}
-    from gnaq.training import TrainConfig  # a run saved before session 21 (its defaults explicit) still loads
+    from gnaq.training import TrainConfig  # a run saved by an earlier version (its defaults explicit) still loads
     assert TrainConfig(dataset="synthetic", walks=6, reach=0.0, reach_split="history").reach_split == "history"
     assert sampled_recipe(None, None, None, needs_layers=True) == {
         "walks": LAYER_QUANTIZER_WALKS, "reach": 0, "reach_split": None}

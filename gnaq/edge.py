@@ -545,20 +545,7 @@ class EdgeModel:
         mean_gram = self.gram()
         ridge = regularization * sum(mean_gram[a][a] for a in range(d))
         gram = [[negatives * mean_gram[a][b] for b in range(a + 1)] for a in range(d)]
-        rhs = [0.0] * d
-        for i in rows:
-            v = self.item_vector(i)
-            for a in range(d):
-                va = v[a]
-                if va == 0.0:
-                    continue
-                rhs[a] += va
-                row = gram[a]
-                for b in range(a + 1):
-                    row[b] += va * v[b]
-        for a in range(d):
-            gram[a][a] += ridge if ridge > 0 else 1e-12
-        return _cholesky_solve(gram, rhs)
+        return _solve_fold_in(gram, ridge, (self.item_vector(i) for i in rows))
 
     def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=()):
         """Top-k [(item_raw_id, score)] for a user known only by their items (``fold_in``), those
@@ -645,6 +632,25 @@ def _symmetric(lower, d):
             out[a][b] = out[b][a] = float(lower[p])
             p += 1
     return out
+
+
+def _solve_fold_in(gram, ridge, vectors):
+    """z of the fold-in: (gram + Σ v vᵀ + ridge·I) z = Σ v over the liked items' vectors, ``gram`` the
+    lower triangle w·Ḡ (rows of a + 1 values: lists or arrays, updated in place)."""
+    d = len(gram)
+    rhs = [0.0] * d
+    for v in vectors:
+        for a in range(d):
+            va = v[a]
+            if va == 0.0:
+                continue
+            rhs[a] += va
+            row = gram[a]
+            for b in range(a + 1):
+                row[b] += va * v[b]
+    for a in range(d):
+        gram[a][a] += ridge if ridge > 0 else 1e-12
+    return _cholesky_solve(gram, rhs)
 
 
 def _cholesky_solve(a, b):

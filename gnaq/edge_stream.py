@@ -539,20 +539,7 @@ class StreamedModel(edge.EdgeModel):
             target = gram[a]
             for b in range(a + 1):
                 target[b] = negatives * target[b]
-        rhs = [0.0] * d
-        for i in rows:
-            v = self.item_vector(i)
-            for a in range(d):
-                va = v[a]
-                if va == 0.0:
-                    continue
-                rhs[a] += va
-                target = gram[a]
-                for b in range(a + 1):
-                    target[b] += va * v[b]
-        for a in range(d):
-            gram[a][a] += ridge if ridge > 0 else 1e-12
-        return edge._cholesky_solve(gram, rhs)
+        return edge._solve_fold_in(gram, ridge, (self.item_vector(i) for i in rows))
 
     def recommend_for_items(self, item_raw_ids, k: int = 10, exclude=()):
         """Top-k [(item_raw_id, score)] for someone known by their items, those and ``exclude`` left out."""

@@ -407,10 +407,10 @@ class StreamedModel(edge.EdgeModel):
         return r
 
     def user_from_text(self, text):
-        return _id_from_text(text, lambda raw: self._row("user", raw) >= 0)
+        return edge._id_from_text(text, self.user_ids)
 
     def item_from_text(self, text):
-        return _id_from_text(text, lambda raw: self._row("item", raw) >= 0)
+        return edge._id_from_text(text, self.item_ids)
 
     def seen_items(self, user_raw_id):
         """Indices of the user's training items (empty without a history section)."""
@@ -600,16 +600,8 @@ class _Ids:
         for i in range(len(self)):
             yield self[i]
 
-
-def _id_from_text(text, known):
-    text = text.strip()
-    if known(text):
-        return text
-    try:
-        number = int(text)
-    except ValueError:
-        return text
-    return number if known(number) else text
+    def __contains__(self, raw):  # a raw id of the side: by the ids' index, not a scan of the file
+        return self.model._row(self.side, raw) >= 0
 
 
 def _check_k(k):
